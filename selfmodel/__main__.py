@@ -1,0 +1,3 @@
+from selfmodel.cli import main
+
+main()

@@ -1,0 +1,332 @@
+"""Ingest a source into the warehouse as one atomic batch where every record is accounted for.
+
+For each source: list its files, compare them with the file manifest (`ingest_files`) to decide what
+to read (new, appended, rewritten or unchanged), stream the adapter's record chunks through
+normalize_records.sql and classify_records.sql, and store events, quarantine rows, labels, the
+manifest and the batch's counts in one transaction. Killed at any point, the warehouse holds all of
+a batch or none of it; the manifest moves only with the rows, so a re-run resumes cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Callable
+
+import duckdb
+import pyarrow as pa
+
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.events import CANONICAL_FIELDS
+from selfmodel.settings import Settings, SourceSettings
+from selfmodel.sources import ADAPTERS
+from selfmodel.sources.base import Adapter, FileRead, Label, file_sha256
+from selfmodel.version import code_version
+from warehouse.db import connect, execute, load_sql, run
+
+log = logging.getLogger("selfmodel.ingest")
+
+# progress(source name, bytes done, bytes in total)
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class SourceUnavailable(RuntimeError):
+    """A source whose files cannot be found or listed: its batch cannot run at all."""
+
+
+@dataclass
+class BatchReport:
+    source: str
+    batch_id: str
+    rows_read: int = 0
+    loaded: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+    late_events: int = 0
+    labels_loaded: int = 0
+    status: str = "committed"
+    error: str | None = None
+    files: list[dict] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_read == self.loaded + self.duplicates + self.quarantined
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FieldPlan:
+    """How to find each canonical field in a source's records (bound as SQL parameters)."""
+
+    paths: list[str]
+    defaults: list[str | None]  # as JSON values
+    default_texts: list[str | None]  # the same, as plain text
+    strip_patch: str
+
+
+def json_path(column: str) -> str:
+    """A mapping value as a JSON path: '$.a.b' is used as written, anything else names one key."""
+    if column.startswith("$"):
+        return column
+    return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def field_plan(source: SourceSettings) -> FieldPlan:
+    paths, defaults, default_texts, strip = [], [], [], {}
+    for name in CANONICAL_FIELDS:
+        column = source.mapping.get(name, name)
+        paths.append(json_path(column))
+        default = source.defaults.get(name)
+        defaults.append(json.dumps(default) if default is not None else None)
+        default_texts.append(default)
+        if not column.startswith("$"):
+            strip[column] = None
+        else:
+            # '$.a.b' -> {"a": {"b": null}}: the mapped value leaves attributes, its siblings stay.
+            keys = column.lstrip("$").strip(".").split(".")
+            if all(keys):
+                node = strip
+                for key in keys[:-1]:
+                    node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else {}
+                node[keys[-1]] = None
+    return FieldPlan(paths, defaults, default_texts, json.dumps(strip))
+
+
+@dataclass
+class FileState:
+    size: int
+    mtime_ns: int
+    sha256: str
+    consumed_bytes: int
+    resume_offset: int
+    resume_line: int
+
+
+def file_label(path: Path, base_dir: Path) -> str:
+    """Paths are stored relative to the config folder when inside it, so a moved project still matches."""
+    resolved = path.resolve()
+    try:
+        return str(resolved.relative_to(base_dir.resolve()))
+    except ValueError:
+        return str(resolved)
+
+
+def plan_reads(adapter: Adapter, files: list[Path], manifest: dict[str, FileState], base_dir: Path,
+               ) -> tuple[list[FileRead], list[dict], list[FileRead]]:
+    """Decide per file whether to read it and from where.
+
+    Returns (reads, actions, touched): `touched` are files whose bytes did not change although
+    their mtime did; only their manifest entry is refreshed.
+    """
+    reads, actions, touched = [], [], []
+    for path in files:
+        label = file_label(path, base_dir)
+        stat = path.stat()
+        previous = manifest.get(label)
+        action, start_offset, start_line = "new", 0, 0
+        if previous is not None:
+            if previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
+                action = "unchanged"
+            elif (adapter.appendable and stat.st_size >= previous.consumed_bytes
+                  and file_sha256(path, previous.consumed_bytes) == previous.sha256):
+                if stat.st_size == previous.consumed_bytes:
+                    action = "unchanged"
+                else:
+                    # Grew at the end: read on from before the last unterminated line (if any).
+                    action, start_offset, start_line = "appended", previous.resume_offset, previous.resume_line
+            elif not adapter.appendable and stat.st_size == previous.size and file_sha256(path) == previous.sha256:
+                action = "unchanged"
+            else:
+                action = "rewritten"
+        read = FileRead(path=path, label=label, start_offset=start_offset, start_line=start_line)
+        actions.append({"path": label, "action": action})
+        if action == "unchanged":
+            if previous.mtime_ns != stat.st_mtime_ns:
+                read.consumed_bytes, read.resume_offset = previous.consumed_bytes, previous.resume_offset
+                read.resume_line, read.sha256 = previous.resume_line, previous.sha256
+                touched.append(read)
+        else:
+            reads.append(read)
+    if reads and getattr(adapter, "reads_as_group", False):
+        # Files that only make sense together (a Stack Exchange dump) are re-read together;
+        # events already stored come back as duplicates.
+        reads = [FileRead(path=path, label=file_label(path, base_dir)) for path in files]
+        for entry in actions:
+            if entry["action"] == "unchanged":
+                entry["action"] = "reread"
+        touched = []
+    return reads, actions, touched
+
+
+def _load_manifest(con: duckdb.DuckDBPyConnection, source: str) -> dict[str, FileState]:
+    rows = run(con, "file_manifest", {"source": source})
+    return {row[0]: FileState(*row[1:]) for row in rows}
+
+
+def _labels_table(labels: list[Label]) -> pa.Table:
+    return pa.table(
+        {
+            "user_id": pa.array([label.user_id for label in labels], pa.string()),
+            "label": pa.array([label.label for label in labels], pa.string()),
+            "value": pa.array([label.value for label in labels], pa.string()),
+            "observed_at": pa.array([label.observed_at for label in labels], pa.timestamp("us", tz="UTC")),
+            "context": pa.array([label.context for label in labels], pa.string()),
+        }
+    )
+
+
+class SourceIngestor:
+    """Runs one batch for one source on an open read-write connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, settings: Settings, source: SourceSettings,
+                 clock: Clock, progress: ProgressCallback | None = None) -> None:
+        self.con = con
+        self.settings = settings
+        self.source = source
+        self.clock = clock
+        self.progress = progress
+        self.plan = field_plan(source)
+
+    def _adapter(self) -> Adapter:
+        adapter_class = ADAPTERS[self.source.format]
+        return adapter_class(
+            self.settings.resolve(self.source.path),
+            self.source,
+            chunk_records=self.settings.ingest.chunk_records,
+            max_record_bytes=self.settings.ingest.max_record_bytes,
+        )
+
+    def _normalize_params(self, now: datetime) -> dict:
+        hints = self.source.timestamps
+        return {
+            "paths": self.plan.paths,
+            "defaults": self.plan.defaults,
+            "default_texts": self.plan.default_texts,
+            "strip": self.plan.strip_patch,
+            "kinds": list(self.settings.ingest.kinds),
+            "timezone": hints.timezone,
+            "epoch_unit": hints.epoch_unit,
+            "timestamp_format": hints.format,
+            "min_occurred_at": self.settings.ingest.min_occurred_at,
+            "max_occurred_at": now + timedelta(seconds=self.settings.ingest.max_clock_skew_seconds),
+        }
+
+    def _store_chunk(self, chunk: pa.Table, report: BatchReport, watermark: datetime | None,
+                     normalize_params: dict, now: datetime) -> None:
+        con = self.con
+        con.register("chunk", chunk)
+        execute(con, "create or replace temp table normalized as " + load_sql("normalize_records"),
+                normalize_params)
+        con.unregister("chunk")
+        execute(con, "create or replace temp table classified as " + load_sql("classify_records"),
+                {"source": self.source.name, "watermark": watermark})
+        run(con, "insert_events", {"source": self.source.name, "batch_id": report.batch_id, "ingested_at": now})
+        run(con, "insert_quarantine",
+            {"source": self.source.name, "batch_id": report.batch_id, "quarantined_at": now})
+        [(rows_read, loaded, duplicates, quarantined, late)] = run(con, "count_outcomes")
+        report.rows_read += rows_read
+        report.loaded += loaded
+        report.duplicates += duplicates
+        report.quarantined += quarantined
+        report.late_events += late
+
+    def run(self) -> BatchReport:
+        started = self.clock.now()
+        batch_id = f"{started:%Y%m%dT%H%M%S}-{self.source.name}-{uuid.uuid4().hex[:8]}"
+        report = BatchReport(source=self.source.name, batch_id=batch_id)
+        con = self.con
+        [(watermark,)] = run(con, "source_watermark", {"source": self.source.name})
+        execute(con, "begin transaction")
+        try:
+            self._run_in_transaction(report, watermark, started)
+            execute(con, "commit")
+        except Exception as exc:
+            execute(con, "rollback")
+            # The reason goes into ingest_batches and the report; the traceback only to debug logs.
+            log.warning("batch %s of source %s failed: %s", batch_id, self.source.name, exc)
+            log.debug("batch %s failed", batch_id, exc_info=True)
+            failed = BatchReport(source=self.source.name, batch_id=batch_id, status="failed",
+                                 error=f"{type(exc).__name__}: {exc}", files=report.files)
+            self._record_batch(failed, started, self.clock.now(), watermark)
+            return failed
+        return report
+
+    def _run_in_transaction(self, report: BatchReport, watermark: datetime | None, started: datetime) -> None:
+        adapter = self._adapter()
+        try:
+            files = adapter.discover()
+        except OSError as exc:
+            raise SourceUnavailable(str(exc)) from exc
+        if not files:
+            raise SourceUnavailable(f"no files found at {self.settings.resolve(self.source.path)}")
+        base_dir = self.settings.base_dir
+        manifest = _load_manifest(self.con, self.source.name)
+        reads, actions, touched = plan_reads(adapter, files, manifest, base_dir)
+        report.files = actions
+        total_bytes = sum(read.path.stat().st_size - read.start_offset for read in reads)
+        normalize_params = self._normalize_params(started)
+        labels: list[Label] = []
+        done_bytes = 0
+        for chunk in adapter.read(reads, labels) if reads else ():
+            self._store_chunk(chunk, report, watermark, normalize_params, started)
+            if self.progress and chunk.num_rows:
+                offsets = chunk.column("byte_offset")
+                last = offsets[-1].as_py()
+                done_bytes = max(done_bytes, last or done_bytes)
+                self.progress(self.source.name, min(done_bytes, total_bytes), total_bytes)
+        if labels:
+            self.con.register("new_labels", _labels_table(labels))
+            [(report.labels_loaded,)] = run(
+                self.con, "insert_labels", {"source": self.source.name, "batch_id": report.batch_id})
+            self.con.unregister("new_labels")
+        for read in [*reads, *touched]:
+            stat = read.path.stat()
+            run(self.con, "upsert_file_manifest", {
+                "source": self.source.name, "path": read.label,
+                # The size and mtime recorded are those of the bytes read, so a file that grew while
+                # being read is seen as grown next time.
+                "size": read.consumed_bytes if adapter.appendable else stat.st_size,
+                "mtime_ns": stat.st_mtime_ns if read.consumed_bytes == stat.st_size else 0,
+                "sha256": read.sha256, "consumed_bytes": read.consumed_bytes,
+                "resume_offset": read.resume_offset, "resume_line": read.resume_line,
+                "batch_id": report.batch_id, "updated_at": started,
+            })
+        if self.progress:
+            self.progress(self.source.name, total_bytes, total_bytes)
+        if not report.balanced:  # a bug, never bad input: refuse to commit numbers that do not add up
+            raise AssertionError(f"batch {report.batch_id} does not balance: {report}")
+        self._record_batch(report, started, self.clock.now(), watermark)
+
+    def _record_batch(self, report: BatchReport, started: datetime, ended: datetime,
+                      watermark: datetime | None) -> None:
+        run(self.con, "insert_batch", {
+            "batch_id": report.batch_id, "source": report.source, "format": self.source.format,
+            "status": report.status, "started_at": started, "ended_at": ended,
+            "rows_read": report.rows_read, "loaded": report.loaded, "duplicates": report.duplicates,
+            "quarantined": report.quarantined, "late_events": report.late_events,
+            "labels_loaded": report.labels_loaded, "files": json.dumps(report.files),
+            "watermark_before": watermark, "error": report.error, "code_version": code_version(),
+        })
+
+
+def ingest_source(con: duckdb.DuckDBPyConnection, settings: Settings, source: SourceSettings,
+                  clock: Clock | None = None, progress: ProgressCallback | None = None) -> BatchReport:
+    """Ingest one source as one batch on an open connection."""
+    return SourceIngestor(con, settings, source, clock or SystemClock(), progress).run()
+
+
+def ingest(settings: Settings, source_name: str | None = None, clock: Clock | None = None,
+           progress: ProgressCallback | None = None) -> list[BatchReport]:
+    """Ingest every configured source (or one), each as its own batch; opens the warehouse once."""
+    sources = [settings.source(source_name)] if source_name else list(settings.sources)
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        return [ingest_source(con, settings, source, clock, progress) for source in sources]
+    finally:
+        con.close()

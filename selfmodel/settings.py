@@ -1,0 +1,207 @@
+"""One typed settings object, read from one YAML file plus environment overrides.
+
+Resolution order for the file: an explicit path (``--config``), then ``SELFMODEL_CONFIG``, then
+``selfmodel.yaml`` in the current directory. Relative paths inside the file are relative to the file,
+so a config works from any working directory. Environment variables ``SELFMODEL__SECTION__KEY``
+override single values (for example ``SELFMODEL__WAREHOUSE__PATH=/data/wh.duckdb``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS
+
+DEFAULT_CONFIG_NAME = "selfmodel.yaml"
+CONFIG_ENV_VAR = "SELFMODEL_CONFIG"
+OVERRIDE_ENV_PREFIX = "SELFMODEL__"
+
+SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2"]
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message names the field and the problem."""
+
+
+class StrictModel(BaseModel):
+    # A typo in a config key must fail loudly rather than be ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WarehouseSettings(StrictModel):
+    path: Path = Path(".selfmodel/warehouse.duckdb")
+    # Memory DuckDB may use before spilling to disk; None leaves DuckDB's default (80 % of RAM).
+    memory_limit: str | None = None
+
+
+class TimestampHints(StrictModel):
+    """How to read a source's timestamps when they are not self-describing."""
+
+    # Zone of timestamps written without one (Stack Exchange and ConvAI2 dumps are UTC).
+    timezone: str = "UTC"
+    # Numbers are epoch seconds or milliseconds; "auto" decides per value by magnitude.
+    epoch_unit: Literal["auto", "s", "ms"] = "auto"
+    # An strptime format (DuckDB dialect) tried when ISO-8601 parsing fails, e.g. "%d/%m/%Y %H:%M".
+    format: str | None = None
+
+
+class SourceSettings(StrictModel):
+    name: str
+    format: SourceFormat
+    path: str
+    # canonical field -> source column. "$.a.b" is a JSON path into nested records.
+    mapping: dict[str, str] = Field(default_factory=dict)
+    # canonical field -> constant used when the record has no value, e.g. {kind: message}.
+    defaults: dict[str, str] = Field(default_factory=dict)
+    timestamps: TimestampHints = TimestampHints()
+    # Stack Exchange: accounts whose posts are written by software, not people (-1 is Community).
+    bot_user_ids: list[str] = Field(default_factory=lambda: ["-1"])
+    # CSV only.
+    csv_delimiter: str = ","
+    csv_encoding: Literal["utf-8", "utf-8-sig"] = "utf-8"
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ValueError("must use only letters, digits, '_', '-' and '.'")
+        return value
+
+    @field_validator("mapping", "defaults")
+    @classmethod
+    def _keys_are_canonical(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(CANONICAL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"unknown canonical field(s) {unknown}; expected some of {list(CANONICAL_FIELDS)}"
+            )
+        return value
+
+    @field_validator("csv_delimiter")
+    @classmethod
+    def _single_character(cls, value: str) -> str:
+        if len(value) != 1:
+            raise ValueError("must be exactly one character")
+        return value
+
+
+class IngestSettings(StrictModel):
+    # Events before this instant are implausible for an interaction log and are quarantined.
+    min_occurred_at: datetime = datetime(1990, 1, 1, tzinfo=timezone.utc)
+    # Events later than now + this tolerance are quarantined as from the future (clock skew).
+    max_clock_skew_seconds: float = Field(default=300.0, ge=0)
+    # A record (one line) larger than this is quarantined rather than parsed.
+    max_record_bytes: int = Field(default=1_000_000, gt=0)
+    # Records handed to DuckDB at a time; bounds memory while streaming.
+    chunk_records: int = Field(default=100_000, gt=0)
+    kinds: list[str] = Field(default_factory=lambda: list(DEFAULT_KINDS))
+
+    @field_validator("min_occurred_at")
+    @classmethod
+    def _aware(cls, value: datetime) -> datetime:
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+class Settings(StrictModel):
+    warehouse: WarehouseSettings = WarehouseSettings()
+    sources: list[SourceSettings] = Field(default_factory=list)
+    ingest: IngestSettings = IngestSettings()
+    # Folder of the config file; relative paths resolve against it. Set by load_settings.
+    base_dir: Path = Path(".")
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> "Settings":
+        names = [source.name for source in self.sources]
+        duplicated = sorted({name for name in names if names.count(name) > 1})
+        if duplicated:
+            raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        return self
+
+    def resolve(self, path: str | Path) -> Path:
+        candidate = Path(path).expanduser()
+        return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.resolve(self.warehouse.path)
+
+    def source(self, name: str) -> SourceSettings:
+        for source in self.sources:
+            if source.name == name:
+                return source
+        known = ", ".join(s.name for s in self.sources) or "none"
+        raise ConfigError(f"no source named {name!r} in the config (known: {known})")
+
+
+def find_config_path(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get(CONFIG_ENV_VAR)
+    if from_env:
+        return Path(from_env)
+    return Path(DEFAULT_CONFIG_NAME)
+
+
+def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """SELFMODEL__WAREHOUSE__PATH=x sets raw['warehouse']['path'] = x (values parsed as YAML scalars)."""
+    for name, value in environ.items():
+        if not name.startswith(OVERRIDE_ENV_PREFIX):
+            continue
+        keys = [part.lower() for part in name[len(OVERRIDE_ENV_PREFIX) :].split("__") if part]
+        if not keys:
+            continue
+        node = raw
+        for key in keys[:-1]:
+            child = node.get(key)
+            if not isinstance(child, dict):
+                child = {}
+                node[key] = child
+            node = child
+        node[keys[-1]] = yaml.safe_load(value) if value else value
+    return raw
+
+
+def _describe(error: ValidationError, origin: str) -> str:
+    lines = [f"invalid config {origin}:"]
+    for problem in error.errors():
+        location = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown setting (check the spelling)"
+        given = problem.get("input")
+        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
+        lines.append(f"  {location}: {message}{shown}")
+    return "\n".join(lines)
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read, override and validate the config; every failure is a ConfigError with a readable message."""
+    environ = dict(os.environ) if environ is None else environ
+    config_path = find_config_path(path)
+    if not config_path.exists():
+        raise ConfigError(
+            f"config file {config_path} not found (pass --config PATH or set {CONFIG_ENV_VAR})"
+        )
+    try:
+        raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {config_path} is not UTF-8 text") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {config_path} must hold a mapping at the top level")
+    if "base_dir" in raw:
+        raise ConfigError(f"invalid config {config_path}:\n  base_dir: is set from the file's location, not in the file")
+    raw = _apply_env_overrides(raw, environ)
+    raw["base_dir"] = config_path.resolve().parent
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, str(config_path))) from None

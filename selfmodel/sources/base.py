@@ -1,0 +1,164 @@
+"""What every source adapter produces: chunks of raw records in one Arrow layout, plus labels.
+
+An adapter does no validation of canonical fields: it turns its format into records (the raw text of
+what it read, and a JSON document of canonical-named fields when the format needs translating) and
+marks only what it alone can see (bad bytes, XML it cannot parse). Validation and normalisation of
+every format then happen once, in warehouse/queries/normalize_records.sql.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+
+RECORD_SCHEMA = pa.schema(
+    [
+        ("file", pa.string()),
+        ("line_no", pa.int64()),
+        ("byte_offset", pa.int64()),
+        ("raw_text", pa.string()),
+        ("raw_bytes", pa.binary()),
+        # JSON object with the record's fields; NULL means "parse raw_text as the JSON object".
+        ("doc", pa.string()),
+        ("is_unterminated", pa.bool_()),
+        ("pre_reason", pa.string()),
+        ("pre_detail", pa.string()),
+    ]
+)
+
+
+@dataclass(frozen=True)
+class Label:
+    """A profile or ground-truth fact about a user; evaluation may read it, beliefs never."""
+
+    user_id: str
+    label: str
+    value: str
+    observed_at: datetime | None = None
+    context: str | None = None
+
+
+@dataclass
+class FileRead:
+    """Where one file's reading started and ended, for the manifest."""
+
+    path: Path
+    label: str = ""  # how the file is named in the warehouse (relative to the config folder)
+    start_offset: int = 0
+    start_line: int = 0
+    consumed_bytes: int = 0
+    resume_offset: int = 0
+    resume_line: int = 0
+    sha256: str = ""
+    records: int = 0
+
+    def __post_init__(self) -> None:
+        self.label = self.label or str(self.path)
+
+
+class RecordBatchBuilder:
+    """Collects records column by column and hands them out as Arrow tables of bounded size."""
+
+    def __init__(self, chunk_records: int) -> None:
+        self.chunk_records = chunk_records
+        self._reset()
+
+    def _reset(self) -> None:
+        self._columns: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names}
+
+    def __len__(self) -> int:
+        return len(self._columns["file"])
+
+    def add(
+        self,
+        *,
+        file: str,
+        line_no: int | None,
+        byte_offset: int | None,
+        raw_text: str,
+        doc: str | None = None,
+        raw_bytes: bytes | None = None,
+        is_unterminated: bool = False,
+        pre_reason: str | None = None,
+        pre_detail: str | None = None,
+    ) -> None:
+        columns = self._columns
+        columns["file"].append(file)
+        columns["line_no"].append(line_no)
+        columns["byte_offset"].append(byte_offset)
+        columns["raw_text"].append(raw_text)
+        columns["raw_bytes"].append(raw_bytes)
+        columns["doc"].append(doc)
+        columns["is_unterminated"].append(is_unterminated)
+        columns["pre_reason"].append(pre_reason)
+        columns["pre_detail"].append(pre_detail)
+
+    @property
+    def full(self) -> bool:
+        return len(self) >= self.chunk_records
+
+    def take(self) -> pa.Table:
+        table = pa.Table.from_pydict(self._columns, schema=RECORD_SCHEMA)
+        self._reset()
+        return table
+
+
+def file_sha256(path: Path, limit: int | None = None) -> str:
+    """sha256 of the file, or of its first `limit` bytes."""
+    digest = hashlib.sha256()
+    remaining = limit
+    with open(path, "rb") as handle:
+        while remaining is None or remaining > 0:
+            size = 1 << 20 if remaining is None else min(1 << 20, remaining)
+            block = handle.read(size)
+            if not block:
+                break
+            digest.update(block)
+            if remaining is not None:
+                remaining -= len(block)
+    return digest.hexdigest()
+
+
+def escape_raw(data: bytes) -> str:
+    """Readable text for bytes that are not clean UTF-8: bad bytes and NUL shown as \\xNN."""
+    return data.decode("utf-8", errors="backslashreplace").replace("\x00", "\\x00")
+
+
+class Adapter:
+    """A source format. Subclasses set `appendable` and implement `discover` and `read`."""
+
+    # True when files only ever grow at the end (JSONL, CSV): a grown file is read from where the
+    # last read stopped. Other formats are re-read whole and duplicates are recognised by event_id.
+    appendable = False
+    # True when files only make sense together (a Stack Exchange dump): any change re-reads all.
+    reads_as_group = False
+
+    def __init__(self, path: Path, options, *, chunk_records: int, max_record_bytes: int) -> None:
+        self.path = path
+        self.options = options
+        self.chunk_records = chunk_records
+        self.max_record_bytes = max_record_bytes
+
+    def discover(self) -> list[Path]:
+        """The files this source consists of now, in reading order."""
+        raise NotImplementedError
+
+    def read(self, reads: list[FileRead], labels: list[Label]) -> Iterator[pa.Table]:
+        """Yield record chunks for `reads` (filling in where each ended) and append labels."""
+        raise NotImplementedError
+
+
+def expand_path(path: Path, patterns: tuple[str, ...]) -> list[Path]:
+    """A file, every matching file in a folder, or the files a glob names; sorted."""
+    text = str(path)
+    if any(char in text for char in "*?["):
+        return sorted(Path(match) for match in glob.glob(text, recursive=True) if Path(match).is_file())
+    if path.is_dir():
+        return sorted(p for pattern in patterns for p in path.glob(pattern) if p.is_file())
+    return [path]

@@ -1,0 +1,1 @@
+"""The DuckDB warehouse: connections, migrations and the SQL files the code runs by name."""

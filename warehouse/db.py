@@ -1,0 +1,133 @@
+"""Connections to the DuckDB warehouse, recorded migrations, and SQL loaded by name.
+
+DuckDB lets one process hold a read-write connection and locks every other process out, readers
+included. `connect` turns that lock error into `WarehouseBusyError`, whose message says who holds it,
+so a second writer fails fast and clearly instead of with a driver traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+
+MIGRATIONS_PACKAGE = "warehouse.migrations"
+QUERIES_PACKAGE = "warehouse.queries"
+
+
+class WarehouseBusyError(RuntimeError):
+    """Another process holds the warehouse file."""
+
+
+class WarehouseError(RuntimeError):
+    """The warehouse file cannot be opened or migrated."""
+
+
+def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating its folder), in UTC, migrated to the latest schema when writable."""
+    path = Path(path)
+    if read_only and not path.exists():
+        raise WarehouseError(f"warehouse {path} does not exist yet: run `selfmodel ingest` first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        con = duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        message = str(exc)
+        if "lock" in message.lower():
+            holder = re.search(r"PID (\d+)", message)
+            who = f"process {holder.group(1)}" if holder else "another process"
+            raise WarehouseBusyError(
+                f"warehouse {path} is in use by {who}; only one writer may run at a time. "
+                "Wait for it to finish (or stop it) and run again."
+            ) from None
+        raise WarehouseError(f"cannot open warehouse {path}: {message}") from None
+    except duckdb.Error as exc:
+        raise WarehouseError(f"cannot open warehouse {path}: {exc}") from None
+    execute(con, "set TimeZone = 'UTC'")
+    if memory_limit:
+        execute(con, f"set memory_limit = '{_validated_size(memory_limit)}'")
+    if not read_only:
+        migrate(con)
+    return con
+
+
+def _validated_size(size: str) -> str:
+    # SET does not take bound parameters; accept only a plain size so nothing else can be injected.
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", size, flags=re.IGNORECASE):
+        raise WarehouseError(f"warehouse.memory_limit {size!r} is not a size like '4GB'")
+    return size.strip()
+
+
+@cache
+def load_sql(name: str) -> str:
+    """The text of warehouse/queries/<name>.sql."""
+    return resources.files(QUERIES_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+
+
+def _migration_files() -> list[tuple[str, str]]:
+    folder = resources.files(MIGRATIONS_PACKAGE)
+    names = sorted(entry.name for entry in folder.iterdir() if entry.name.endswith(".sql"))
+    return [(name, folder.joinpath(name).read_text(encoding="utf-8")) for name in names]
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """Apply pending migrations in order, each in its own transaction; return the names applied.
+
+    A migration already recorded is skipped; one whose file changed after it was applied is an error,
+    because the schema it describes is no longer the schema in the warehouse.
+    """
+    execute(
+        con,
+        """
+        create table if not exists schema_migrations (
+            version    varchar primary key,
+            checksum   varchar not null,
+            applied_at timestamptz not null default now()
+        )
+        """
+    )
+    applied = dict(con.execute("select version, checksum from schema_migrations").fetchall())
+    newly_applied = []
+    for name, sql in _migration_files():
+        checksum = hashlib.sha256(sql.encode()).hexdigest()
+        if name in applied:
+            if applied[name] != checksum:
+                raise WarehouseError(
+                    f"migration {name} changed after it was applied; add a new migration instead"
+                )
+            continue
+        execute(con, "begin transaction")
+        try:
+            execute(con, sql)
+            execute(con, "insert into schema_migrations (version, checksum) values (?, ?)", [name, checksum])
+            execute(con, "commit")
+        except Exception:
+            execute(con, "rollback")
+            raise
+        newly_applied.append(name)
+    return newly_applied
+
+
+def run(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> list[tuple]:
+    """Run warehouse/queries/<name>.sql with bound parameters and fetch every row.
+
+    DuckDB 2 refuses further work on a connection while a result is unfetched, so every statement,
+    inserts included, is fetched to the end here.
+    """
+    return con.execute(load_sql(name), params or {}).fetchall()
+
+
+def execute(con: duckdb.DuckDBPyConnection, sql: str, params: dict | list | None = None) -> list[tuple]:
+    """Run an ad-hoc statement (DDL, transaction control) and fetch its result to the end."""
+    return con.execute(sql, params or []).fetchall() if params else con.execute(sql).fetchall()
+
+
+def run_dicts(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> list[dict]:
+    """Like `run`, with each row as a dict keyed by column name."""
+    cursor = con.execute(load_sql(name), params or {})
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]

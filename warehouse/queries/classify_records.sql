@@ -1,0 +1,78 @@
+-- classify_records: decide for each normalized record (temp table `normalized`) whether it is loaded,
+-- counted as a duplicate, or quarantined. Event ids are unique per source:
+--   same event_id + same content as an event already stored (or earlier in this chunk) -> duplicate
+--   same event_id + different content -> quarantined as conflicting_duplicate; the first version stays
+-- A bad record already quarantined from the same place with the same text is a duplicate too, so a
+-- re-read file does not fill quarantine with copies.
+-- Parameters: $source, $watermark (newest occurred_at of the source before this batch, or NULL)
+
+with
+
+normalized_records as (
+    select * from normalized
+),
+
+stored_events as (
+    select event_id, content_hash from events where source = $source
+),
+
+stored_quarantine as (
+    select distinct file, line_no, reason, raw_hash from quarantine where source = $source
+),
+
+valid_records as (
+    select
+        n.*,
+        row_number() over same_id as occurrence,
+        first_value(n.content_hash) over same_id as first_hash
+    from normalized_records as n
+    where n.reason is null
+    window same_id as (partition by n.event_id order by n.file, n.line_no)
+),
+
+valid_decided as (
+    select
+        v.* exclude (occurrence, first_hash),
+        case
+            when s.content_hash = v.content_hash then 'duplicate'
+            when s.content_hash is not null then 'quarantine'
+            when v.occurrence = 1 then 'load'
+            when v.content_hash = v.first_hash then 'duplicate'
+            else 'quarantine'
+        end as outcome,
+        coalesce(s.content_hash, v.first_hash) as earlier_hash
+    from valid_records as v
+    left join stored_events as s using (event_id)
+),
+
+conflicts_named as (
+    select
+        * exclude (reason, detail, earlier_hash),
+        case when outcome = 'quarantine' then 'conflicting_duplicate' end as reason,
+        case when outcome = 'quarantine'
+             then 'event_id ' || event_id || ' already holds different content (' || earlier_hash || ')' end as detail
+    from valid_decided
+),
+
+invalid_decided as (
+    select
+        n.*,
+        case when q.raw_hash is not null then 'duplicate' else 'quarantine' end as outcome
+    from normalized_records as n
+    left join stored_quarantine as q
+        on q.file is not distinct from n.file
+        and q.line_no is not distinct from n.line_no
+        and q.reason = n.reason
+        and q.raw_hash = n.raw_hash
+    where n.reason is not null
+),
+
+final as (
+    select * exclude (reason, detail), reason, detail,
+           outcome = 'load' and $watermark is not null and occurred_at < $watermark as is_late
+    from conflicts_named
+    union all by name
+    select *, false as is_late from invalid_decided
+)
+
+select * from final

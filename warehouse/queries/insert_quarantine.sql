@@ -1,0 +1,9 @@
+-- insert_quarantine: keep every record that is not a valid new event, with why, where and what it was.
+-- Parameters: $source, $batch_id, $quarantined_at
+insert into quarantine
+select
+    $batch_id as batch_id, $source as source, file, line_no, byte_offset, reason, detail,
+    case when reason = 'conflicting_duplicate' then event_id end as event_id,
+    raw_text, raw_bytes, raw_hash, $quarantined_at as quarantined_at
+from classified
+where outcome = 'quarantine'

@@ -1,0 +1,221 @@
+-- normalize_records: turn one chunk of raw records (Arrow table `chunk`, selfmodel.sources.base.RECORD_SCHEMA)
+-- into candidate events, each with a quarantine `reason` (NULL when the record is a valid event).
+-- Every format goes through this one statement, so every source obeys the same rules.
+-- Parameters:
+--   $paths     JSON path of each canonical field, in selfmodel.events.CANONICAL_FIELDS order
+--   $defaults  JSON value used when a field is absent (NULL for none), same order
+--   $default_texts  the same defaults as plain text
+--   $strip     JSON merge patch deleting the mapped fields, so `attributes` keeps only the rest
+--   $kinds, $timezone, $epoch_unit ('auto' | 's' | 'ms'), $timestamp_format (strptime or NULL),
+--   $min_occurred_at, $max_occurred_at
+
+with
+
+chunk_records as (
+    select *, coalesce(doc, raw_text) as document
+    from chunk
+),
+
+parsed as (
+    select
+        *,
+        pre_reason is null and json_valid(document) as is_json
+    from chunk_records
+),
+
+objects as (
+    select
+        *,
+        case when is_json then json_type(document) = 'OBJECT' else false end as is_object
+    from parsed
+),
+
+extracted as (
+    select
+        *,
+        case when is_object then json_extract(document, $paths) end as found,
+        case when is_object then json_extract_string(document, $paths) end as found_text
+    from objects
+),
+
+field_values as (
+    -- 'null' in the record counts as absent, so a default applies
+    select
+        *,
+        coalesce(nullif(found[1], 'null'), ($defaults::json[])[1]) as v_event_id,
+        case when coalesce(found[1], 'null') = 'null' then ($default_texts::varchar[])[1] else found_text[1] end as s_event_id,
+        coalesce(nullif(found[2], 'null'), ($defaults::json[])[2]) as v_user_id,
+        case when coalesce(found[2], 'null') = 'null' then ($default_texts::varchar[])[2] else found_text[2] end as s_user_id,
+        coalesce(nullif(found[3], 'null'), ($defaults::json[])[3]) as v_occurred_at,
+        case when coalesce(found[3], 'null') = 'null' then ($default_texts::varchar[])[3] else found_text[3] end as s_occurred_at,
+        coalesce(nullif(found[4], 'null'), ($defaults::json[])[4]) as v_kind,
+        case when coalesce(found[4], 'null') = 'null' then ($default_texts::varchar[])[4] else found_text[4] end as s_kind,
+        coalesce(nullif(found[5], 'null'), ($defaults::json[])[5]) as v_text,
+        case when coalesce(found[5], 'null') = 'null' then ($default_texts::varchar[])[5] else found_text[5] end as s_text,
+        coalesce(nullif(found[6], 'null'), ($defaults::json[])[6]) as v_session_id,
+        case when coalesce(found[6], 'null') = 'null' then ($default_texts::varchar[])[6] else found_text[6] end as s_session_id,
+        coalesce(nullif(found[7], 'null'), ($defaults::json[])[7]) as v_reply_to,
+        case when coalesce(found[7], 'null') = 'null' then ($default_texts::varchar[])[7] else found_text[7] end as s_reply_to,
+        coalesce(nullif(found[8], 'null'), ($defaults::json[])[8]) as v_rating,
+        case when coalesce(found[8], 'null') = 'null' then ($default_texts::varchar[])[8] else found_text[8] end as s_rating,
+        coalesce(nullif(found[9], 'null'), ($defaults::json[])[9]) as v_tags,
+        case when coalesce(found[9], 'null') = 'null' then ($default_texts::varchar[])[9] else found_text[9] end as s_tags,
+        coalesce(nullif(found[10], 'null'), ($defaults::json[])[10]) as v_attributes,
+        case when coalesce(found[10], 'null') = 'null' then ($default_texts::varchar[])[10] else found_text[10] end as s_attributes
+    from extracted
+),
+
+field_types as (
+    select
+        *,
+        json_type(v_event_id) as t_event_id,
+        json_type(v_user_id) as t_user_id,
+        json_type(v_occurred_at) as t_occurred_at,
+        json_type(v_kind) as t_kind,
+        json_type(v_text) as t_text,
+        json_type(v_session_id) as t_session_id,
+        json_type(v_reply_to) as t_reply_to,
+        json_type(v_rating) as t_rating,
+        json_type(v_tags) as t_tags,
+        json_type(v_attributes) as t_attributes
+    from field_values
+),
+
+typed as (
+    select
+        *,
+        case when t_event_id = 'VARCHAR' then s_event_id
+             when t_event_id in ('BIGINT', 'UBIGINT') then s_event_id end as source_event_id,
+        case when t_user_id = 'VARCHAR' then trim(s_user_id)
+             when t_user_id in ('BIGINT', 'UBIGINT') then s_user_id end as user_id,
+        case when t_occurred_at = 'VARCHAR' then trim(s_occurred_at) end as occurred_text,
+        case when t_occurred_at in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_occurred_at as double)
+             when t_occurred_at = 'VARCHAR'
+                  and regexp_full_match(trim(s_occurred_at), '-?[0-9]+(\.[0-9]+)?')
+             then try_cast(trim(s_occurred_at) as double) end as occurred_number,
+        case when t_kind = 'VARCHAR' then lower(trim(s_kind)) end as kind,
+        case when t_text = 'VARCHAR' then s_text end as text,
+        case when t_session_id = 'VARCHAR' then s_session_id
+             when t_session_id in ('BIGINT', 'UBIGINT') then s_session_id end as session_id,
+        case when t_reply_to = 'VARCHAR' then s_reply_to
+             when t_reply_to in ('BIGINT', 'UBIGINT') then s_reply_to end as reply_to,
+        case when t_rating in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_rating as double)
+             when t_rating = 'VARCHAR' then try_cast(trim(s_rating) as double) end as rating,
+        case when t_tags = 'ARRAY' then json_extract_string(v_tags, '$[*]')
+             when t_tags = 'VARCHAR' and json_valid(s_tags)
+                  and json_type(s_tags) = 'ARRAY' then json_extract_string(s_tags, '$[*]')
+             when t_tags = 'VARCHAR' then list_filter(
+                  list_transform(regexp_split_to_array(s_tags, '[,;|]'), lambda tag: trim(tag)),
+                  lambda tag: tag <> '') end as tags_found
+    from field_types
+),
+
+timed as (
+    select
+        *,
+        case
+            when occurred_number is not null then (
+                -- auto: values this large are milliseconds (1e11 seconds is the year 5138)
+                case when abs(occurred_number) / (case $epoch_unit when 's' then 1 when 'ms' then 1000
+                          else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end) < 1e11
+                     then to_timestamp(occurred_number / (case $epoch_unit when 's' then 1 when 'ms' then 1000
+                          else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end)) end)
+            when occurred_text is not null then coalesce(
+                case when regexp_matches(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$')
+                     then try_cast(occurred_text as timestamptz)
+                     else timezone($timezone, try_cast(occurred_text as timestamp)) end,
+                timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
+        end as occurred_at
+    from typed
+),
+
+checked as (
+    select
+        *,
+        case
+            when pre_reason is not null then {'reason': pre_reason, 'detail': pre_detail}
+            when trim(document) = '' then {'reason': 'blank_line', 'detail': 'an empty line is not a record'}
+            when not is_json and is_unterminated then
+                {'reason': 'truncated_last_line', 'detail': 'the last line has no newline and is not complete JSON'}
+            when not is_json then {'reason': 'malformed_json', 'detail': 'not valid JSON'}
+            when not is_object then {'reason': 'not_an_object', 'detail': 'a record must be a JSON object, got ' || json_type(document)}
+            when v_event_id is not null and source_event_id is null then
+                {'reason': 'wrong_type', 'detail': 'event_id: expected a string or integer, got ' || t_event_id}
+            when source_event_id is not null and trim(source_event_id) = '' then
+                {'reason': 'empty_event_id', 'detail': 'event_id is an empty string'}
+            when v_user_id is null then {'reason': 'missing_user_id', 'detail': 'no user_id'}
+            when user_id is null then
+                {'reason': 'wrong_type', 'detail': 'user_id: expected a string or integer, got ' || t_user_id}
+            when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty'}
+            when v_occurred_at is null then {'reason': 'missing_occurred_at', 'detail': 'no occurred_at'}
+            when occurred_text is null and occurred_number is null then
+                {'reason': 'wrong_type', 'detail': 'occurred_at: expected a string or number, got ' || t_occurred_at}
+            when occurred_at is null then
+                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at), 80)}
+            when occurred_at < $min_occurred_at then
+                {'reason': 'timestamp_too_old', 'detail': 'occurred_at ' || occurred_at || ' is before ingest.min_occurred_at'}
+            when occurred_at > $max_occurred_at then
+                {'reason': 'timestamp_in_future', 'detail': 'occurred_at ' || occurred_at || ' is later than now plus ingest.max_clock_skew_seconds'}
+            when v_kind is null then {'reason': 'missing_kind', 'detail': 'no kind (set defaults: {kind: message} for a source of messages)'}
+            when kind is null then {'reason': 'wrong_type', 'detail': 'kind: expected a string, got ' || t_kind}
+            when not list_contains($kinds, kind) then {'reason': 'unknown_kind', 'detail': 'kind ' || left(kind, 80) || ' is not one of ingest.kinds'}
+            when v_text is not null and text is null then
+                {'reason': 'wrong_type', 'detail': 'text: expected a string, got ' || t_text}
+            when v_session_id is not null and session_id is null then
+                {'reason': 'wrong_type', 'detail': 'session_id: expected a string or integer, got ' || t_session_id}
+            when v_reply_to is not null and reply_to is null then
+                {'reason': 'wrong_type', 'detail': 'reply_to: expected a string or integer, got ' || t_reply_to}
+            when v_rating is not null and (rating is null or not isfinite(rating)) then
+                {'reason': 'wrong_type', 'detail': 'rating: expected a finite number, got ' || left(v_rating, 80)}
+            when v_tags is not null and tags_found is null then
+                {'reason': 'wrong_type', 'detail': 'tags: expected a list of strings, got ' || t_tags}
+            when v_attributes is not null and t_attributes <> 'OBJECT' then
+                {'reason': 'wrong_type', 'detail': 'attributes: expected an object, got ' || t_attributes}
+            when kind in ('message', 'response') and (text is null or trim(text) = '') then
+                {'reason': 'empty_text', 'detail': 'a ' || kind || ' needs text'}
+        end as problem
+    from timed
+),
+
+shaped as (
+    select
+        *,
+        coalesce(tags_found, []::varchar[]) as tags,
+        case when problem is null then json_merge_patch(json_merge_patch(document, $strip),
+                                                        coalesce(v_attributes, '{}')) end as attributes
+    from checked
+),
+
+hashed as (
+    select
+        *,
+        md5(to_json(struct_pack(user_id, occurred_at := epoch_us(occurred_at), kind, text, session_id,
+                                reply_to, rating, tags, attributes))) as content_hash
+    from shaped
+),
+
+final as (
+    select
+        file,
+        line_no,
+        byte_offset,
+        raw_text,
+        raw_bytes,
+        md5(raw_text) as raw_hash,
+        problem.reason as reason,
+        problem.detail as detail,
+        coalesce(source_event_id, 'h:' || content_hash) as event_id,
+        user_id,
+        occurred_at,
+        kind,
+        text,
+        session_id,
+        reply_to,
+        rating,
+        tags,
+        coalesce(attributes, '{}')::json as attributes,
+        content_hash
+    from hashed
+)
+
+select * from final
