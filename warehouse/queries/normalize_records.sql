@@ -151,7 +151,7 @@ checked as (
             when occurred_text is null and occurred_number is null then
                 {'reason': 'wrong_type', 'detail': 'occurred_at: expected a string or number, got ' || t_occurred_at}
             when occurred_at is null then
-                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at), 80)}
+                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at::varchar), 80)}
             when occurred_at < $min_occurred_at then
                 {'reason': 'timestamp_too_old', 'detail': 'occurred_at ' || occurred_at || ' is before ingest.min_occurred_at'}
             when occurred_at > $max_occurred_at then
