@@ -57,8 +57,10 @@ def main(ctx: click.Context, config_path: str | None) -> None:
 @main.command()
 @click.option("--source", "source_name", default=None, help="Ingest only this source (by name).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--prefect", "via_prefect", is_flag=True,
+              help="Run as a Prefect flow run (starts a temporary server unless PREFECT_API_URL is set).")
 @click.pass_context
-def ingest(ctx: click.Context, source_name: str | None, as_json: bool) -> None:
+def ingest(ctx: click.Context, source_name: str | None, as_json: bool, via_prefect: bool) -> None:
     """Load new interaction records into the warehouse; bad ones are quarantined with a reason.
 
     Exits 0 even when records were quarantined; 1 when a batch could not run at all, 2 on a bad
@@ -72,14 +74,28 @@ def ingest(ctx: click.Context, source_name: str | None, as_json: bool) -> None:
             settings.source(source_name)  # unknown name: a clear error before anything opens
         if not settings.sources:
             raise ConfigError("the config declares no sources")
-        with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-            reports = run_ingest(settings, source_name, progress=progress)
+        if via_prefect:
+            reports = _ingest_via_prefect(ctx, source_name)
+        else:
+            with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+                reports = run_ingest(settings, source_name, progress=progress)
     if as_json:
         click.echo(json.dumps({"batches": [report.to_json() for report in reports]}, default=str))
     else:
         _print_batches(reports, settings)
     if any(report.status != "committed" for report in reports):
         sys.exit(EXIT_BATCH_FAILED)
+
+
+def _ingest_via_prefect(ctx: click.Context, source_name: str | None) -> list:
+    from flows.ingest import ingest as ingest_flow
+    from selfmodel.ingest import BatchReport
+
+    config_path = ctx.parent.params.get("config_path") if ctx.parent else None
+    state = ingest_flow(config_path=config_path, source=source_name, return_state=True)
+    if not state.is_completed():
+        raise WarehouseError(f"the ingest flow run ended {state.name}: {state.message}")
+    return [BatchReport(**report) for report in state.result()]
 
 
 @contextmanager

@@ -50,6 +50,8 @@ class BatchReport:
     labels_loaded: int = 0
     status: str = "committed"
     error: str | None = None
+    # A failure worth retrying (an I/O error, not a missing source or bad data); used by flow retries.
+    retryable: bool = False
     files: list[dict] = field(default_factory=list)
 
     @property
@@ -252,7 +254,8 @@ class SourceIngestor:
             log.warning("batch %s of source %s failed: %s", batch_id, self.source.name, exc)
             log.debug("batch %s failed", batch_id, exc_info=True)
             failed = BatchReport(source=self.source.name, batch_id=batch_id, status="failed",
-                                 error=f"{type(exc).__name__}: {exc}", files=report.files)
+                                 error=f"{type(exc).__name__}: {exc}", files=report.files,
+                                 retryable=isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError))
             self._record_batch(failed, started, self.clock.now(), watermark)
             return failed
         return report

@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -50,6 +51,15 @@ class TimestampHints(StrictModel):
     epoch_unit: Literal["auto", "s", "ms"] = "auto"
     # An strptime format (DuckDB dialect) tried when ISO-8601 parsing fails, e.g. "%d/%m/%Y %H:%M".
     format: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+        return value
 
 
 class SourceSettings(StrictModel):

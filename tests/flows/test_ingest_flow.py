@@ -1,0 +1,55 @@
+"""The ingest flow on the bundled real sample, and every prefect.yaml entrypoint resolving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+from prefect.flows import load_flow_from_entrypoint
+
+from tests.conftest import REPO_ROOT
+
+
+def test_every_deployment_entrypoint_resolves_to_a_documented_flow() -> None:
+    config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
+    entrypoints = [deployment["entrypoint"] for deployment in config["deployments"]]
+    assert "flows/ingest.py:ingest" in entrypoints
+    for entrypoint in entrypoints:
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / entrypoint), use_placeholder_flow=False)
+        assert flow.description, f"{entrypoint} needs a docstring (the Prefect UI shows it)"
+
+
+@pytest.mark.slow
+def test_ingest_flow_loads_the_bundled_sample_and_publishes_counts(prefect_server, tmp_path: Path,
+                                                                    qc_sample: Path) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.ingest import ingest
+
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text(f"warehouse: {{path: wh.duckdb}}\nsources:\n  - {{name: qc, format: stackexchange, path: {qc_sample}}}\n")
+    [report] = ingest(config_path=str(config))
+    assert report["rows_read"] == report["loaded"] + report["duplicates"] + report["quarantined"]
+    assert report["loaded"] > 15_000
+
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:
+        assert con.execute("select count(*) from events where source = 'qc'").fetchone()[0] == report["loaded"]
+        assert con.execute("select status from ingest_batches").fetchall() == [("committed",)]
+    finally:
+        con.close()
+
+    import asyncio
+
+    async def latest_counts_artifact():
+        async with get_client() as client:
+            return await client.read_latest_artifacts()
+
+    artifacts = {artifact.key: artifact for artifact in asyncio.run(latest_counts_artifact())}
+    assert "ingest-counts" in artifacts
+    assert str(report["loaded"]) in str(artifacts["ingest-counts"].data)
+
+    [again] = ingest(config_path=str(config))
+    assert again["loaded"] == 0 and again["rows_read"] == 0

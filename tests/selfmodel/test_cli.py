@@ -1,0 +1,106 @@
+"""The command line: help everywhere, the --json contracts, exit codes, and no tracebacks."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from selfmodel.cli import main
+
+JSONL_LINES = [
+    {"event_id": "e1", "user_id": "u1", "occurred_at": "2024-05-01T10:00:00Z", "kind": "message", "text": "hello"},
+    {"event_id": "e2", "user_id": "u1", "occurred_at": 1714557600, "kind": "message", "text": "again"},
+    {"event_id": "e3", "occurred_at": "2024-05-01T10:00:00Z", "kind": "message", "text": "who am i"},
+]
+
+
+def every_command(group: click.Group) -> list[list[str]]:
+    paths = []
+    for name, command in group.commands.items():
+        paths.append([name])
+        if isinstance(command, click.Group):
+            paths.extend([name, *sub] for sub in every_command(command))
+    return paths
+
+
+@pytest.mark.parametrize("path", every_command(main), ids=" ".join)
+def test_every_command_has_help(path: list[str]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0
+    assert "Usage:" in result.output
+    assert len(result.output.splitlines()) > 3
+
+
+@pytest.fixture
+def jsonl_config(tmp_path: Path) -> Path:
+    (tmp_path / "logs.jsonl").write_text("\n".join(json.dumps(line) for line in JSONL_LINES) + "\n")
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text(
+        "warehouse: {path: wh.duckdb}\nsources:\n  - {name: app, format: jsonl, path: logs.jsonl}\n"
+    )
+    return config
+
+
+def test_ingest_json_prints_exactly_one_object_with_the_contract_keys(jsonl_config: Path) -> None:
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--json"])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)  # fails if anything else shares stdout
+    [batch] = payload["batches"]
+    assert {key: batch[key] for key in ("source", "rows_read", "loaded", "duplicates", "quarantined")} == {
+        "source": "app", "rows_read": 3, "loaded": 2, "duplicates": 0, "quarantined": 1,
+    }
+    assert re.fullmatch(r"\d{8}T\d{6}-app-[0-9a-f]{8}", batch["batch_id"])
+
+    again = json.loads(CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--json"]).stdout)
+    assert again["batches"][0]["rows_read"] == 0
+
+
+def test_quarantine_json_lists_the_reason_and_the_raw_record(jsonl_config: Path) -> None:
+    CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest"])
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "quarantine", "--json", "--reason",
+                                       "missing_user_id"])
+    assert result.exit_code == 0
+    payload = json.loads(result.stdout)
+    assert payload["counts"] == [{"source": "app", "reason": "missing_user_id", "records": 1}]
+    [record] = payload["records"]
+    assert record["line_no"] == 3 and "who am i" in record["raw_preview"]
+
+
+def test_bad_config_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> None:
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("sources:\n  - {name: app, format: xml, path: logs}\n")
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(config), "ingest"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "sources.0.format" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_unknown_source_exits_2(jsonl_config: Path) -> None:
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--source", "nope"])
+    assert result.exit_code == 2
+    assert "no source named 'nope'" in result.stderr
+
+
+def test_a_source_that_cannot_run_exits_1_but_quarantine_alone_does_not(tmp_path: Path) -> None:
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: gone, format: jsonl, path: missing/*.jsonl}\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "ingest", "--json"])
+    assert result.exit_code == 1
+    [batch] = json.loads(result.stdout)["batches"]
+    assert batch["status"] == "failed" and "no files found" in batch["error"]
+
+
+def test_quarantine_before_any_ingest_says_so(tmp_path: Path) -> None:
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh.duckdb}\nsources: []\n")
+    result = CliRunner().invoke(main, ["--config", str(config), "quarantine"])
+    assert result.exit_code == 1
+    assert "run `selfmodel ingest` first" in result.stderr
