@@ -99,6 +99,8 @@ class CsvAdapter(Adapter):
                     if builder.full:
                         yield builder.take()
             if pending:
+                # The row may still be being written: when the file grows, read it again from its start.
+                read.resume_offset, read.resume_line = pending[0][1], pending[0][0] - 1
                 add_row(None, ("csv_malformed", "the file ends inside a quoted cell"))
         if len(builder):
             yield builder.take()
