@@ -75,3 +75,11 @@ def test_unknown_source_name_lists_the_known_ones(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, MINIMAL), environ={})
     with pytest.raises(ConfigError, match="known: qc"):
         settings.source("nope")
+
+
+def test_the_committed_configs_load() -> None:
+    from tests.conftest import REPO_ROOT
+
+    for name in ("selfmodel.yaml", "selfmodel.example.yaml"):
+        settings = load_settings(REPO_ROOT / name, environ={})
+        assert settings.sources[0].name == "qc"
