@@ -61,7 +61,6 @@ def html_to_text(html: str | None) -> str:
     parser.feed(html)
     parser.close()
     text = "".join(parser.parts).replace("\r\n", "\n")
-    text = re.sub(r"\n```\n\n*```", "\n```", text)  # no empty fences between adjacent blocks
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n+```\n", "\n```\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text)
