@@ -6,7 +6,7 @@ time of their own, only the dialog's start and end: each turn's time is interpol
 
 - human turns -> `message` events of the human's user_id;
 - bot turns -> `response` events, also under the human's user_id (they are what the product said to
-  that user); attributes.responder names the bot;
+  that user); attributes.responder names the bot; reply_to is the human turn answered (if any);
 - a turn's evaluation_score -> `feedback` rating that turn (reply_to = the turn's event_id);
 - the dialog's eval_score -> `feedback` on the whole dialog (attributes.scope = "dialog");
 - user_profile / bot_profile persona lines -> labels (ground truth for evals), never events.
@@ -75,6 +75,7 @@ def dialog_records(dialog: dict[str, Any]) -> Iterator[tuple[str, dict | None, s
     human = ids.get(human_slot)
     turns = dialog["dialog"]
     times = turn_times(dialog.get("start_time"), dialog.get("end_time"), len(turns))
+    last_human_turn = None  # what the next bot turn answers
     for position, turn in enumerate(turns):
         raw = json.dumps(turn, ensure_ascii=False)
         if not isinstance(turn, dict):
@@ -89,12 +90,15 @@ def dialog_records(dialog: dict[str, Any]) -> Iterator[tuple[str, dict | None, s
             "kind": "response" if is_bot else "message",
             "text": turn.get("text"),
             "session_id": session,
+            "reply_to": last_human_turn if is_bot else None,
             "attributes": {
                 "responder": ids.get(turn.get("sender")) if is_bot else None,
                 "turn": turn.get("id", position),
                 "occurred_at_estimated": True,
             },
         }, None, None
+        if not is_bot:
+            last_human_turn = turn_id
         if turn.get("evaluation_score") is not None:
             yield json.dumps({"turn": turn.get("id"), "evaluation_score": turn["evaluation_score"]}), {
                 "event_id": f"{turn_id}:score",
