@@ -101,9 +101,14 @@ typed as (
              when t_reply_to in ('BIGINT', 'UBIGINT') then s_reply_to end as reply_to,
         case when t_rating in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_rating as double)
              when t_rating = 'VARCHAR' then try_cast(trim(s_rating) as double) end as rating,
-        case when t_tags = 'ARRAY' then json_extract_string(v_tags, '$[*]')
-             when t_tags = 'VARCHAR' and json_valid(s_tags)
-                  and json_type(s_tags) = 'ARRAY' then json_extract_string(s_tags, '$[*]')
+        -- a list holding null, an object, a list or a boolean is not a list of tags
+        case when t_tags = 'ARRAY' and len(list_filter(json_extract(v_tags, '$[*]'),
+                  lambda tag: json_type(tag) not in ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE'))) = 0
+             then json_extract_string(v_tags, '$[*]')
+             when t_tags = 'VARCHAR' and json_valid(s_tags) and json_type(s_tags) = 'ARRAY'
+             then case when len(list_filter(json_extract(s_tags, '$[*]'),
+                  lambda tag: json_type(tag) not in ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE'))) = 0
+                  then json_extract_string(s_tags, '$[*]') end
              when t_tags = 'VARCHAR' then list_filter(
                   list_transform(regexp_split_to_array(s_tags, '[,;|]'), lambda tag: trim(tag)),
                   lambda tag: tag <> '') end as tags_found
@@ -134,7 +139,8 @@ checked as (
         *,
         case
             when pre_reason is not null then {'reason': pre_reason, 'detail': pre_detail}
-            when trim(document) = '' then {'reason': 'blank_line', 'detail': 'an empty line is not a record'}
+            -- whitespace only (a CRLF file's blank line is '\r')
+            when regexp_full_match(document, '\s*') then {'reason': 'blank_line', 'detail': 'an empty line is not a record'}
             when not is_json and is_unterminated then
                 {'reason': 'truncated_last_line', 'detail': 'the last line has no newline and is not complete JSON'}
             when not is_json then {'reason': 'malformed_json', 'detail': 'not valid JSON'}
