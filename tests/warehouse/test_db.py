@@ -1,0 +1,158 @@
+"""warehouse.db: recorded, idempotent migrations; one writer at a time with a clear error."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from warehouse import db
+from warehouse.db import WarehouseBusyError, WarehouseError, connect, migrate, run
+
+MIGRATIONS = Path(db.__file__).parent / "migrations"
+REPO_ROOT = Path(db.__file__).resolve().parents[1]
+
+
+def migration_files() -> dict[str, str]:
+    return {path.name: hashlib.sha256(path.read_text(encoding="utf-8").encode()).hexdigest()
+            for path in sorted(MIGRATIONS.glob("*.sql"))}
+
+
+def tables(con: duckdb.DuckDBPyConnection) -> set[str]:
+    return {name for (name,) in con.execute("select table_name from information_schema.tables").fetchall()}
+
+
+def test_connect_applies_and_records_every_migration_in_order(tmp_path: Path) -> None:
+    con = connect(tmp_path / "wh" / "warehouse.duckdb")  # the folder is created
+    try:
+        recorded = con.execute("select version, checksum from schema_migrations order by version").fetchall()
+        assert dict(recorded) == migration_files()
+        assert [version for version, _ in recorded] == sorted(migration_files())
+        assert {"events", "quarantine", "ingest_batches", "ingest_files", "labels"} <= tables(con)
+        assert con.execute("select current_setting('TimeZone')").fetchone()[0] == "UTC"
+    finally:
+        con.close()
+
+
+def test_migrations_are_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    con = connect(path)
+    con.execute("insert into labels values ('s', 'u', 'persona', 'likes tea', null, null, 'b1')")
+    con.close()
+
+    con = connect(path)
+    try:
+        assert migrate(con) == []
+        assert con.execute("select count(*) from schema_migrations").fetchone()[0] == len(migration_files())
+        assert con.execute("select value from labels").fetchall() == [("likes tea",)]  # nothing was re-created
+    finally:
+        con.close()
+
+
+def test_migrate_reports_what_it_applied(tmp_path: Path) -> None:
+    con = duckdb.connect(str(tmp_path / "plain.duckdb"))
+    try:
+        assert migrate(con) == sorted(migration_files())
+        assert migrate(con) == []
+    finally:
+        con.close()
+
+
+def test_a_migration_changed_after_it_was_applied_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    connect(path).close()
+    first = sorted(migration_files())[0]
+    con = duckdb.connect(str(path))
+    # As if the file had been edited since: the recorded checksum no longer matches it.
+    con.execute("update schema_migrations set checksum = 'stale' where version = ?", [first])
+    con.close()
+
+    with pytest.raises(WarehouseError, match=f"migration {first} changed after it was applied"):
+        connect(path)
+
+
+def test_a_read_only_connection_needs_an_existing_warehouse(tmp_path: Path) -> None:
+    with pytest.raises(WarehouseError, match="does not exist yet"):
+        connect(tmp_path / "missing.duckdb", read_only=True)
+    assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_memory_limit_must_be_a_plain_size(tmp_path: Path) -> None:
+    con = connect(tmp_path / "a.duckdb", memory_limit="512MB")
+    try:
+        assert con.execute("select current_setting('memory_limit')").fetchone()[0] in ("488.2 MiB", "512.0 MB")
+    finally:
+        con.close()
+    with pytest.raises(WarehouseError, match="is not a size"):
+        connect(tmp_path / "b.duckdb", memory_limit="1GB'; drop table events; --")
+
+
+def test_run_loads_sql_by_name_and_binds_parameters(tmp_path: Path) -> None:
+    con = connect(tmp_path / "warehouse.duckdb")
+    try:
+        assert run(con, "source_watermark", {"source": "nothing"}) == [(None,)]
+    finally:
+        con.close()
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from warehouse.db import connect
+    con = connect(sys.argv[1])
+    print("holding", flush=True)
+    time.sleep(60)
+""")
+
+
+@pytest.fixture
+def held_warehouse(tmp_path: Path):
+    """A warehouse held open for writing by another process; yields (path, that process's pid)."""
+    path = tmp_path / "warehouse.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    try:
+        line = holder.stdout.readline()
+        assert line.strip() == "holding", holder.stderr.read()
+        yield path, holder.pid
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+
+
+def test_a_second_writer_fails_fast_with_a_clear_message(held_warehouse) -> None:
+    path, holder_pid = held_warehouse
+
+    with pytest.raises(WarehouseBusyError) as error:
+        connect(path)
+
+    message = str(error.value)
+    assert f"warehouse {path} is in use by process {holder_pid}" in message
+    assert "only one writer may run at a time" in message
+
+
+def test_readers_are_locked_out_too_and_told_so(held_warehouse) -> None:
+    path, holder_pid = held_warehouse
+
+    with pytest.raises(WarehouseBusyError, match=f"process {holder_pid}"):
+        connect(path, read_only=True)
+
+
+def test_after_a_writer_exits_the_next_one_gets_in(tmp_path: Path) -> None:
+    path = tmp_path / "warehouse.duckdb"
+    done = subprocess.run([sys.executable, "-c", HOLDER.replace("time.sleep(60)", "con.close()"), str(path)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert done.returncode == 0, done.stderr
+
+    con = connect(path)
+    try:
+        assert migrate(con) == []
+    finally:
+        con.close()
