@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -185,6 +186,128 @@ def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, 
         console.print(f"[bold]{record['reason']}[/bold] {where}  {record['detail'] or ''}", markup=True,
                       highlight=False)
         console.print("    " + (record["raw_preview"] or "<empty>"), markup=False, highlight=False)
+
+
+class Timestamp(click.ParamType):
+    """ISO-8601 time; without a zone it is UTC."""
+
+    name = "timestamp"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 time such as 2018-09-01 or 2018-09-01T12:00:00Z", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+@main.command()
+@click.option("--as-of", "as_of", type=Timestamp(), default=None,
+              help="Believe as of this time (default: beliefs.as_of in the config, the newest event).")
+@click.option("--full", is_flag=True, help="Re-extract every event and recompute every belief from scratch.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: bool) -> None:
+    """Extract observations from new events and fold them into beliefs (incremental unless --full)."""
+    from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
+    from warehouse.db import connect
+
+    with _clean_errors():
+        settings = _settings(ctx)
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        try:
+            report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+        except RefreshError as exc:
+            raise ConfigError(str(exc)) from None
+        finally:
+            con.close()
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    console = _console()
+    if report.as_of is None:
+        console.print("no events yet: run `selfmodel ingest` first")
+        return
+    console.print(f"refresh {report.refresh_id} ({report.mode}) as of {report.as_of.isoformat()}")
+    console.print(f"  events extracted      {report.events_extracted:>10,}")
+    console.print(f"  observations new      {report.observations_extracted:>10,}")
+    console.print(f"  observations folded   {report.observations_folded:>10,}  into {report.groups_touched:,} (user, key) groups")
+    console.print(f"  beliefs in total      {report.beliefs_total:>10,}")
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--as-of", "as_of", type=Timestamp(), default=None,
+              help="What the evidence said at this time (recomputed from observations up to then).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.option("--explain", is_flag=True, help="Show the evidence events behind each belief.")
+@click.option("--all", "show_all", is_flag=True, help="List every belief, not only the 30 most confident.")
+@click.pass_context
+def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: bool, explain: bool,
+            show_all: bool) -> None:
+    """Show what we believe about USER_ID, with confidence and evidence."""
+    from selfmodel.beliefs.read import user_beliefs
+    from warehouse.db import connect
+
+    with _clean_errors():
+        settings = _settings(ctx)
+        con = connect(settings.warehouse_path, read_only=True)
+        try:
+            model = user_beliefs(con, settings, user_id, as_of=as_of, explain=explain)
+        finally:
+            con.close()
+    if as_json:
+        click.echo(json.dumps(model, default=_json_default))
+        return
+    console = _console()
+    threshold = settings.beliefs.serving_threshold
+    if model["as_of"] is None:
+        console.print("no beliefs yet: run `selfmodel refresh` first")
+        return
+    console.print(f"user {user_id} as of {model['as_of'].isoformat()} (serving threshold {threshold})")
+    if not model["beliefs"]:
+        console.print("  no evidence about this user")
+    shown = model["beliefs"] if show_all else model["beliefs"][:30]
+    for belief in shown:
+        mark = "*" if belief["confidence"] >= threshold else " "
+        console.print(f" {mark} {belief['key']:<28} {belief['value'][:40]:<40} {belief['confidence']:.3f}  "
+                      f"({belief['evidence_count']} observations, last {belief['last_evidence_at']:%Y-%m-%d})",
+                      markup=False, highlight=False)
+        for evidence in belief.get("evidence", [])[:5]:
+            console.print(f"       {evidence['observed_at']:%Y-%m-%d} {evidence['event_id']:<24} w={evidence['weight']:.2f} "
+                          f"{(evidence['event_text'] or '')[:70]}", markup=False, highlight=False)
+    if len(shown) < len(model["beliefs"]):
+        console.print(f"  ... {len(model['beliefs']) - len(shown)} less confident beliefs (--all lists them)")
+    console.print("  * = enrichable (confidence >= serving threshold)")
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
+    """Delete USER_ID's events, observations, beliefs and history; record that a deletion happened."""
+    from selfmodel.beliefs.read import forget_user
+    from warehouse.db import connect
+
+    if not yes and not click.confirm(f"Delete everything held about {user_id}?", default=False):
+        sys.exit(EXIT_BATCH_FAILED)
+    with _clean_errors():
+        settings = _settings(ctx)
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        try:
+            counts = forget_user(con, user_id)
+        finally:
+            con.close()
+    click.echo(json.dumps({"user_id": user_id, "deleted": counts}))
+
+
+def _json_default(value):
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
 
 
 if __name__ == "__main__":

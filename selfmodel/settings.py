@@ -119,10 +119,70 @@ class IngestSettings(StrictModel):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
+class KeySettings(StrictModel):
+    """How evidence for one key family becomes confidence (see README "Belief model")."""
+
+    # "one": a user has one value (role, language); "many": several can hold (topics, facts).
+    cardinality: Literal["one", "many"]
+    half_life_days: float = Field(gt=0)
+    # alpha for one-valued keys, beta for many-valued keys: evidence needed to reach 50 %.
+    prior: float = Field(gt=0)
+
+
+class ExtractorSettings(StrictModel):
+    enabled: bool = True
+    # Multiplies the weight of every observation the extractor makes.
+    weight: float = Field(default=1.0, gt=0)
+
+
+DEFAULT_KEYS = {
+    "topic": KeySettings(cardinality="many", half_life_days=90, prior=2.0),
+    "expertise": KeySettings(cardinality="one", half_life_days=180, prior=2.0),
+    "role": KeySettings(cardinality="one", half_life_days=365, prior=2.0),
+    "style.verbosity": KeySettings(cardinality="one", half_life_days=60, prior=2.0),
+    "style.format": KeySettings(cardinality="many", half_life_days=90, prior=2.0),
+    "language": KeySettings(cardinality="one", half_life_days=180, prior=2.0),
+    "fact": KeySettings(cardinality="many", half_life_days=365, prior=2.0),
+}
+
+
+class BeliefSettings(StrictModel):
+    # Default as-of of a refresh: the newest event in the warehouse ("latest_event", right for
+    # replayed or historical logs) or the wall clock ("now", right for a live nightly run).
+    as_of: Literal["latest_event", "now"] = "latest_event"
+    # Only beliefs at or above this confidence are enrichable. With the default priors a user needs
+    # three consistent, fresh observations to get there, so one message never is enough.
+    serving_threshold: float = Field(default=0.6, gt=0, lt=1)
+    taxonomy_path: str | None = None  # topic keywords; default: the packaged topics.yaml
+    roles_path: str | None = None  # role lexicon; default: the packaged roles.yaml
+    # Key families (expertise@<topic> uses "expertise"). Entries here replace the defaults one by one.
+    keys: dict[str, KeySettings] = Field(default_factory=lambda: dict(DEFAULT_KEYS))
+    extractors: dict[str, ExtractorSettings] = Field(default_factory=dict)
+
+    @field_validator("keys")
+    @classmethod
+    def _merge_with_default_keys(cls, value: dict[str, KeySettings]) -> dict[str, KeySettings]:
+        return {**DEFAULT_KEYS, **value}
+
+    @field_validator("extractors")
+    @classmethod
+    def _known_extractors(cls, value: dict[str, ExtractorSettings]) -> dict[str, ExtractorSettings]:
+        from selfmodel.beliefs.extractors import EXTRACTOR_NAMES
+
+        unknown = sorted(set(value) - set(EXTRACTOR_NAMES))
+        if unknown:
+            raise ValueError(f"unknown extractor(s) {unknown}; known: {list(EXTRACTOR_NAMES)}")
+        return value
+
+    def extractor(self, name: str) -> ExtractorSettings:
+        return self.extractors.get(name, ExtractorSettings())
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     ingest: IngestSettings = IngestSettings()
+    beliefs: BeliefSettings = BeliefSettings()
     # Folder of the config file; relative paths resolve against it. Set by load_settings.
     base_dir: Path = Path(".")
 
@@ -137,6 +197,14 @@ class Settings(StrictModel):
     def resolve(self, path: str | Path) -> Path:
         candidate = Path(path).expanduser()
         return candidate if candidate.is_absolute() else (self.base_dir / candidate)
+
+    def config_hash(self) -> str:
+        """sha256 of the settings that shape results (not where files live), for run records."""
+        import hashlib
+        import json
+
+        shaping = self.model_dump(mode="json", include={"sources", "ingest", "beliefs"})
+        return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
     @property
     def warehouse_path(self) -> Path:

@@ -131,3 +131,18 @@ def run_dicts(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = N
     cursor = con.execute(load_sql(name), params or {})
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = None) -> None:
+    """Run a file of several statements, each with the parameters it names.
+
+    DuckDB binds parameters only in a single statement, so the file is split at the semicolons that
+    end a line (our SQL files never put one elsewhere).
+    """
+    statements = [s.strip() for s in re.split(r";\s*\n", load_sql(name) + "\n") if s.strip()]
+    for statement in statements:
+        code = "\n".join(line for line in statement.splitlines() if not line.strip().startswith("--"))
+        if not code.strip():
+            continue
+        wanted = {key: value for key, value in (params or {}).items() if f"${key}" in code}
+        con.execute(code, wanted).fetchall()

@@ -1,0 +1,47 @@
+"""style.verbosity (concise / detailed) and style.format (code, math, lists).
+
+From the user's own messages (how they write) and, more strongly, from their feedback on responses
+(what they want back): a thumbs-down on a long response is evidence for "concise".
+"""
+
+from __future__ import annotations
+
+from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
+from selfmodel.beliefs.extractors.text import clean
+
+NAME, VERSION = "style", "1"
+
+SHORT_MESSAGE_WORDS = 12
+LONG_MESSAGE_WORDS = 150
+LONG_RESPONSE_WORDS = 40
+SHORT_RESPONSE_WORDS = 8
+
+
+class StyleExtractor:
+    name, version = NAME, VERSION
+
+    def __call__(self, event: EventView) -> list[Finding]:
+        if is_authored_message(event):
+            text = clean(event.text)
+            if text.is_command:
+                return []
+            findings = []
+            if 0 < text.words <= SHORT_MESSAGE_WORDS:
+                findings.append(Finding("style.verbosity", "concise", 0.2))
+            elif text.words >= LONG_MESSAGE_WORDS:
+                findings.append(Finding("style.verbosity", "detailed", 0.2))
+            for present, value in ((text.has_code, "code"), (text.has_math, "math"), (text.has_list, "lists")):
+                if present:
+                    findings.append(Finding("style.format", value, 0.5))
+            return findings
+        if event.kind == "feedback" and event.rating is not None and event.target is not None \
+                and event.target.kind == "response":
+            words = clean(event.target.text).words
+            liked = event.rating > 0
+            if not liked and words >= LONG_RESPONSE_WORDS:
+                return [Finding("style.verbosity", "concise", 1.0)]
+            if not liked and 0 < words <= SHORT_RESPONSE_WORDS:
+                return [Finding("style.verbosity", "detailed", 0.5)]
+            if liked and words >= LONG_RESPONSE_WORDS:
+                return [Finding("style.verbosity", "detailed", 0.5)]
+        return []

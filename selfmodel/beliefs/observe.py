@@ -1,0 +1,145 @@
+"""Run the extractors over events not yet seen and store what they find as observations.
+
+Incremental by ingest batch: a batch is extracted once (table `extracted_batches`), so a refresh
+reads only new events. Each run gets a number (`extract_run`) that the belief fold uses to tell
+observations it has already counted from new ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors
+from selfmodel.beliefs.extractors.base import EventView, TargetView
+from selfmodel.settings import Settings
+from warehouse.db import execute, load_sql, run
+
+log = logging.getLogger("selfmodel.beliefs")
+
+FETCH_ROWS = 20_000
+INSERT_ROWS = 200_000
+OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
+                       "extractor_version", "batch_id")
+
+
+@dataclass
+class ExtractionReport:
+    extract_run: int
+    batches: int
+    events: int
+    observations: int
+
+
+def enabled_extractors(settings: Settings) -> list:
+    names = [name for name in EXTRACTOR_NAMES if settings.beliefs.extractor(name).enabled]
+    beliefs = settings.beliefs
+    return build_extractors(
+        names,
+        taxonomy_path=settings.resolve(beliefs.taxonomy_path) if beliefs.taxonomy_path else None,
+        roles_path=settings.resolve(beliefs.roles_path) if beliefs.roles_path else None,
+    )
+
+
+def extractor_set_id(settings: Settings, extractors: list) -> str:
+    """Names, versions and weights of the extractors in use: observations made with another set differ."""
+    described = [(x.name, x.version, settings.beliefs.extractor(x.name).weight) for x in extractors]
+    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+
+
+def event_view(row: dict) -> EventView:
+    target = None
+    if row["target_user_id"] is not None:
+        target = TargetView(
+            user_id=row["target_user_id"], kind=row["target_kind"], text=row["target_text"],
+            tags=tuple(row["target_tags"] or ()),
+            attributes={"post_type": row["target_post_type"]} if row["target_post_type"] else {},
+        )
+    attributes = {key: row[key] for key in ("post_type", "vote_type") if row[key] is not None}
+    return EventView(event_id=row["event_id"], user_id=row["user_id"], kind=row["kind"], text=row["text"],
+                     tags=tuple(row["tags"] or ()), rating=row["rating"], attributes=attributes, target=target)
+
+
+class ObservationWriter:
+    """Buffers observations column-wise and bulk-inserts them through Arrow."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, extract_run: int) -> None:
+        self.con = con
+        self.extract_run = extract_run
+        self.columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
+        self.written = 0
+
+    def add(self, **values) -> None:
+        for name in OBSERVATION_COLUMNS:
+            self.columns[name].append(values[name])
+        if len(self.columns["user_id"]) >= INSERT_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        count = len(self.columns["user_id"])
+        if not count:
+            return
+        table = pa.table({
+            **{name: pa.array(self.columns[name], pa.string()) for name in OBSERVATION_COLUMNS
+               if name not in ("weight", "observed_at")},
+            "weight": pa.array(self.columns["weight"], pa.float64()),
+            "observed_at": pa.array(self.columns["observed_at"], pa.timestamp("us", tz="UTC")),
+        })
+        self.con.register("new_observations", table)
+        run(self.con, "insert_observations", {"extract_run": self.extract_run})
+        self.con.unregister("new_observations")
+        self.written += count
+        self.columns = {name: [] for name in OBSERVATION_COLUMNS}
+
+
+def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> ExtractionReport:
+    """Extract observations from every batch not yet extracted. Runs inside the caller's transaction."""
+    extractors = enabled_extractors(settings)
+    extractor_set = extractor_set_id(settings, extractors)
+    weights = {x.name: settings.beliefs.extractor(x.name).weight for x in extractors}
+    [(extract_run,)] = run(con, "next_extract_run")
+    batches = [batch_id for (batch_id,) in run(con, "pending_batches")]
+    report = ExtractionReport(extract_run=extract_run, batches=len(batches), events=0, observations=0)
+    if not batches:
+        return report
+    writer = ObservationWriter(con, extract_run)
+    per_batch: Counter[str] = Counter()
+    # The pending events are queued in a temp table and read page by page: DuckDB allows no writes on a
+    # connection while a result streams, and a second cursor would not see this transaction's state.
+    execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
+            + load_sql("events_to_extract") + ")")
+    [(queued,)] = execute(con, "select count(*) from extract_queue")
+    cursor_names: list[str] | None = None
+    for first in range(1, queued + 1, FETCH_ROWS):
+        cursor = con.execute(load_sql("extract_queue_page"), {"first": first, "last": first + FETCH_ROWS - 1})
+        cursor_names = cursor_names or [column[0] for column in cursor.description]
+        rows = cursor.fetchall()
+        for values in rows:
+            row = dict(zip(cursor_names, values))
+            event = event_view(row)
+            report.events += 1
+            for extractor in extractors:
+                findings = extractor(event)
+                per_batch[row["batch_id"]] += len(findings)
+                for finding in findings:
+                    writer.add(user_id=finding.user_id or event.user_id, key=finding.key, value=finding.value,
+                               weight=finding.weight * weights[extractor.name], observed_at=row["occurred_at"],
+                               event_id=event.event_id, source=row["source"], extractor=extractor.name,
+                               extractor_version=extractor.version, batch_id=row["batch_id"])
+    execute(con, "drop table extract_queue")
+    writer.flush()
+    report.observations = writer.written
+    for batch_id in batches:
+        run(con, "insert_extracted_batch", {"batch_id": batch_id, "extract_run": extract_run,
+                                            "extractor_set": extractor_set, "observations": per_batch[batch_id],
+                                            "extracted_at": now})
+    log.info("extraction run %d: %d batches, %d events -> %d observations",
+             extract_run, report.batches, report.events, report.observations)
+    return report

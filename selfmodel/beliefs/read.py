@@ -1,0 +1,64 @@
+"""Reading beliefs back: one user's self-model now or at any past time, its evidence, and forgetting a user."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+import duckdb
+
+from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.settings import Settings
+from warehouse.db import execute, run, run_dicts, run_script
+
+BELIEF_FIELDS = ("key", "value", "confidence", "evidence_count", "last_evidence_at")
+
+
+def last_refresh_as_of(con: duckdb.DuckDBPyConnection) -> datetime | None:
+    rows = run(con, "last_refresh")
+    return rows[0][0] if rows else None
+
+
+def user_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, user_id: str,
+                 as_of: datetime | None = None, explain: bool = False) -> dict:
+    """{"user_id", "as_of", "beliefs": [{key, value, confidence, evidence_count, last_evidence_at}]}.
+
+    Without as_of: the stored beliefs at the last refresh's as-of. With as_of: recomputed from the
+    observations made up to then, which is exactly what a refresh at that time would have produced.
+    """
+    current = last_refresh_as_of(con)
+    at = as_of or current
+    if at is None:
+        return {"user_id": user_id, "as_of": None, "beliefs": []}
+    query = "user_beliefs_as_of" if as_of is not None else "user_beliefs_current"
+    con.register("key_policies", key_policies_table(settings))
+    try:
+        rows = run_dicts(con, query, {"user_id": user_id, "at": at})
+    finally:
+        con.unregister("key_policies")
+    beliefs = [{field: row[field] for field in BELIEF_FIELDS} for row in rows]
+    if explain:
+        evidence = run_dicts(con, "belief_evidence", {"user_id": user_id, "at": at})
+        for belief in beliefs:
+            belief["evidence"] = [
+                {k: e[k] for k in ("observed_at", "weight", "extractor", "event_id", "event_kind", "event_text")}
+                for e in evidence if e["key"] == belief["key"] and e["value"] == belief["value"]
+            ]
+    return {"user_id": user_id, "as_of": at, "beliefs": beliefs}
+
+
+def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | None = None) -> dict:
+    """Delete the user's events, observations, beliefs, history and labels; record only that it happened."""
+    clock = clock or SystemClock()
+    execute(con, "begin transaction")
+    try:
+        [counts] = run_dicts(con, "forget_counts", {"user_id": user_id})
+        run_script(con, "forget_user", {"user_id": user_id})
+        run(con, "insert_deletion", {"deleted_at": clock.now(),
+                                     "user_hash": hashlib.sha256(user_id.encode()).hexdigest(), **counts})
+        execute(con, "commit")
+    except Exception:
+        execute(con, "rollback")
+        raise
+    return counts

@@ -1,0 +1,125 @@
+"""Refresh beliefs: extract observations from new events, then fold them into the belief state.
+
+Incremental by default: only (user, key) groups with new observations are touched, their stored
+evidence moved to the new as-of by the decay factor (exact, see selfmodel.beliefs.model). `full`
+re-extracts every event and recomputes every belief from scratch; both give the same numbers.
+Everything happens in one transaction: a refresh lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+
+from selfmodel.beliefs.observe import extract_pending
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.settings import Settings
+from selfmodel.version import code_version
+from warehouse.db import execute, load_sql, run, run_script
+
+log = logging.getLogger("selfmodel.beliefs")
+
+
+class RefreshError(ValueError):
+    """A refresh that cannot be done as asked (the message says what to do instead)."""
+
+
+@dataclass
+class RefreshReport:
+    refresh_id: str
+    as_of: datetime | None
+    mode: str
+    events_extracted: int = 0
+    observations_extracted: int = 0
+    observations_folded: int = 0
+    groups_touched: int = 0
+    beliefs_total: int = 0
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "as_of": self.as_of.isoformat() if self.as_of else None}
+
+
+def key_policies_table(settings: Settings) -> pa.Table:
+    keys = settings.beliefs.keys
+    return pa.table({
+        "family": pa.array(list(keys), pa.string()),
+        "cardinality": pa.array([k.cardinality for k in keys.values()], pa.string()),
+        "half_life_days": pa.array([k.half_life_days for k in keys.values()], pa.float64()),
+        "prior": pa.array([k.prior for k in keys.values()], pa.float64()),
+    })
+
+
+def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None,
+                  clock: Clock) -> datetime | None:
+    if as_of is not None:
+        return as_of
+    if settings.beliefs.as_of == "now":
+        return clock.now()
+    [(latest,)] = run(con, "latest_event_time")
+    return latest
+
+
+def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
+                    full: bool = False, clock: Clock | None = None) -> RefreshReport:
+    """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of)."""
+    clock = clock or SystemClock()
+    started = clock.now()
+    refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    execute(con, "begin transaction")
+    try:
+        report = _refresh(con, settings, as_of, full, clock, started, refresh_id)
+        execute(con, "commit")
+    except Exception:
+        execute(con, "rollback")
+        raise
+    log.info("refresh %s (%s) as of %s: %d observations folded into %d groups; %d beliefs",
+             refresh_id, report.mode, report.as_of, report.observations_folded, report.groups_touched,
+             report.beliefs_total)
+    return report
+
+
+def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock: Clock, started: datetime,
+             refresh_id: str) -> RefreshReport:
+    mode = "full" if full else "incremental"
+    previous = run(con, "last_refresh")
+    prev_as_of, prev_watermark = previous[0] if previous and not full else (None, None)
+    as_of = resolve_as_of(con, settings, as_of, clock)
+    if as_of is None:
+        return RefreshReport(refresh_id, None, mode)  # an empty warehouse: nothing to believe yet
+    if prev_as_of is not None and as_of < prev_as_of:
+        raise RefreshError(
+            f"beliefs are already as of {prev_as_of.isoformat()}; an incremental refresh cannot go back to "
+            f"{as_of.isoformat()}. Use --full to rebuild at that time, or `selfmodel beliefs USER --as-of` to look back."
+        )
+    report = RefreshReport(refresh_id, as_of, mode)
+    if full:
+        # From scratch: evidence is drawn again from every event; what we believed stays in history.
+        run_script(con, "reset_observations")
+        run(con, "reset_beliefs")
+        run(con, "close_all_history", {"as_of": as_of})
+    extraction = extract_pending(con, settings, started)
+    report.events_extracted, report.observations_extracted = extraction.events, extraction.observations
+    [(watermark,)] = run(con, "max_extract_run")
+    con.register("key_policies", key_policies_table(settings))
+    execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
+            {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
+    con.unregister("key_policies")
+    [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
+    run(con, "close_history", {"as_of": as_of})
+    run(con, "replace_touched_beliefs")
+    run(con, "insert_folded_beliefs")
+    run(con, "open_history", {"as_of": as_of})
+    [(report.beliefs_total,)] = run(con, "count_beliefs")
+    run(con, "insert_refresh_run", {
+        "refresh_id": refresh_id, "as_of": as_of, "mode": mode, "extract_run_watermark": watermark,
+        "started_at": started, "ended_at": clock.now(), "observations_folded": report.observations_folded,
+        "groups_touched": report.groups_touched, "beliefs_total": report.beliefs_total,
+        "config_hash": settings.config_hash(), "code_version": code_version(),
+    })
+    execute(con, "drop table folded")
+    return report

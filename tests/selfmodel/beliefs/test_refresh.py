@@ -1,0 +1,236 @@
+"""Belief refresh in the warehouse: the SQL fold matches the model, incremental equals full, as-of,
+history, cold start and forgetting."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from selfmodel.beliefs.model import KeyPolicy, Observation, confidences, decayed_evidence
+from selfmodel.beliefs.read import forget_user, user_beliefs
+from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
+from selfmodel.clock import FixedClock
+from selfmodel.ingest import ingest
+from warehouse.db import connect
+
+T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+KEYS = ["role", "topic", "expertise@qubit"]  # one-valued, many-valued, a per-topic family
+
+
+def seed_observations(con, rows: list[tuple], extract_run: int) -> None:
+    """Observations as if extraction run `extract_run` had made them: (user, key, value, weight, observed_at)."""
+    for user, key, value, weight, at in rows:
+        con.execute(
+            "insert into observations values (?, ?, ?, ?, ?, ?, 'test', 'test', '1', ?, ?)",
+            [user, key, value, weight, at, f"e-{user}-{key}-{at.isoformat()}", f"b{extract_run}", extract_run],
+        ).fetchall()
+    con.execute("insert into extracted_batches values (?, ?, 'test', ?, ?)",
+                [f"b{extract_run}", extract_run, len(rows), T0]).fetchall()
+
+
+def random_observations(rng: random.Random, count: int) -> list[tuple]:
+    values = {"role": ["nurse", "teacher"], "topic": ["music", "pets", "food"], "expertise@qubit": ["novice", "expert"]}
+    rows = []
+    for _ in range(count):
+        key = rng.choice(KEYS)
+        rows.append((f"u{rng.randrange(5)}", key, rng.choice(values[key]), rng.uniform(0.1, 2.0),
+                     T0 + timedelta(seconds=rng.randrange(200 * 86400))))
+    return rows
+
+
+def beliefs_at(con, settings, at: datetime) -> dict[tuple, tuple[float, float, int]]:
+    """Every stored belief moved to `at`: (user, key, value) -> (decayed evidence, confidence, count)."""
+    rows = con.execute("select user_id, key, value, decayed_evidence, evidence_count, as_of from beliefs").fetchall()
+    groups: dict[tuple, dict] = {}
+    for user, key, value, evidence, count, as_of in rows:
+        policy = settings.beliefs.keys[key.split("@")[0]]
+        moved = evidence * 2 ** (-((at - as_of).total_seconds() / 86400) / policy.half_life_days)
+        groups.setdefault((user, key), {})[value] = (moved, count)
+    result = {}
+    for (user, key), values in groups.items():
+        policy = settings.beliefs.keys[key.split("@")[0]]
+        model_policy = KeyPolicy(policy.cardinality, policy.half_life_days, policy.prior)
+        confidence = confidences({v: s for v, (s, _) in values.items()}, model_policy)
+        for value, (s, count) in values.items():
+            result[(user, key, value)] = (s, confidence[value], count)
+    return result
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def chat_event(n: int, user: str, text: str, day: int) -> dict:
+    return {"event_id": f"m{n}", "user_id": user, "kind": "message", "text": text,
+            "occurred_at": (T0 + timedelta(days=day)).isoformat()}
+
+
+@pytest.fixture
+def warehouse(make_settings):
+    settings = make_settings(sources=[])
+    con = connect(settings.warehouse_path)
+    yield settings, con
+    con.close()
+
+
+def test_the_sql_fold_computes_the_model(warehouse) -> None:
+    settings, con = warehouse
+    rows = random_observations(random.Random(7), 300)
+    seed_observations(con, rows, 1)
+    as_of = T0 + timedelta(days=210)
+    refresh_beliefs(con, settings, as_of=as_of)
+    stored = beliefs_at(con, settings, as_of)
+    expected_count = 0
+    for user in {r[0] for r in rows}:
+        for key in KEYS:
+            obs = [Observation(v, w, t) for u, k, v, w, t in rows if u == user and k == key]
+            if not obs:
+                continue
+            policy = settings.beliefs.keys[key.split("@")[0]]
+            evidence = decayed_evidence(obs, as_of, policy.half_life_days)
+            expected = confidences(evidence, KeyPolicy(policy.cardinality, policy.half_life_days, policy.prior))
+            for value, s in evidence.items():
+                expected_count += 1
+                got_s, got_confidence, _ = stored[(user, key, value)]
+                assert got_s == pytest.approx(s, rel=1e-9)
+                assert got_confidence == pytest.approx(expected[value], rel=1e-9)
+    assert len(stored) == expected_count
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_incremental_refreshes_equal_one_full_recompute(make_settings, tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    rows = random_observations(rng, 400)
+    rng.shuffle(rows)  # arrival order is not time order: later runs bring late observations
+    runs = [rows[i::4] for i in range(4)]
+    as_ofs = sorted(T0 + timedelta(days=rng.randrange(20, 190)) for _ in range(3)) + [T0 + timedelta(days=200)]
+
+    settings = make_settings(sources=[])
+    incremental = connect(settings.warehouse_path)
+    for number, (arriving, as_of) in enumerate(zip(runs, as_ofs), start=1):
+        seed_observations(incremental, arriving, number)
+        refresh_beliefs(incremental, settings, as_of=as_of)
+    final = as_ofs[-1]
+    incremental_state = beliefs_at(incremental, settings, final)
+
+    refresh_beliefs(incremental, settings, as_of=final, full=False)  # nothing new: nothing changes
+    assert beliefs_at(incremental, settings, final) == incremental_state
+    incremental.close()
+
+    other = tmp_path / "full"
+    other.mkdir()
+    (other / "selfmodel.yaml").write_text("warehouse: {path: wh.duckdb}\nsources: []\n")
+    from selfmodel.settings import load_settings
+
+    full_settings = load_settings(other / "selfmodel.yaml", environ={})
+    full = connect(full_settings.warehouse_path)
+    for number, arriving in enumerate(runs, start=1):
+        seed_observations(full, arriving, number)
+    con_report = refresh_beliefs(full, full_settings, as_of=final)
+    full_state = beliefs_at(full, full_settings, final)
+    full.close()
+
+    assert con_report.observations_folded == len(rows)
+    assert set(incremental_state) == set(full_state)
+    for belief, (s, confidence, count) in full_state.items():
+        got_s, got_confidence, got_count = incremental_state[belief]
+        assert got_count == count
+        assert got_s == pytest.approx(s, rel=1e-9)
+        assert got_confidence == pytest.approx(confidence, rel=1e-9)
+
+
+def test_as_of_equals_a_recompute_from_observations_up_to_then(warehouse) -> None:
+    settings, con = warehouse
+    rows = random_observations(random.Random(11), 200)
+    seed_observations(con, rows, 1)
+    refresh_beliefs(con, settings, as_of=T0 + timedelta(days=200))
+    at = T0 + timedelta(days=90)
+    model = user_beliefs(con, settings, "u1", as_of=at)
+    assert model["as_of"] == at
+    got = {(b["key"], b["value"]): b["confidence"] for b in model["beliefs"]}
+    expected = {}
+    for key in KEYS:
+        policy = settings.beliefs.keys[key.split("@")[0]]
+        obs = [Observation(v, w, t) for u, k, v, w, t in rows if u == "u1" and k == key and t <= at]
+        evidence = decayed_evidence(obs, at, policy.half_life_days)
+        for value, c in confidences(evidence, KeyPolicy(policy.cardinality, policy.half_life_days, policy.prior)).items():
+            expected[(key, value)] = c
+    assert got.keys() == expected.keys()
+    for belief, confidence in expected.items():
+        assert got[belief] == pytest.approx(confidence, rel=1e-9)
+
+
+def test_history_answers_what_we_believed_at_any_moment(warehouse) -> None:
+    settings, con = warehouse
+    seed_observations(con, [("u", "role", "teacher", 1.0, T0 + timedelta(days=d)) for d in range(4)], 1)
+    refresh_beliefs(con, settings, as_of=T0 + timedelta(days=5))
+    seed_observations(con, [("u", "role", "nurse", 3.0, T0 + timedelta(days=8 + d)) for d in range(3)], 2)
+    refresh_beliefs(con, settings, as_of=T0 + timedelta(days=12))
+
+    def believed(moment):
+        return dict(con.execute(
+            "select value, confidence from belief_history where user_id = 'u' and key = 'role' "
+            "and valid_from <= ? and (valid_to is null or valid_to > ?)", [moment, moment]).fetchall())
+
+    early, late = believed(T0 + timedelta(days=6)), believed(T0 + timedelta(days=20))
+    assert set(early) == {"teacher"}
+    assert set(late) == {"teacher", "nurse"}  # contradicted, not overwritten
+    assert late["teacher"] < early["teacher"]
+    assert late["nurse"] > late["teacher"]
+
+
+def test_an_incremental_refresh_cannot_go_back_in_time_but_a_full_one_can(make_settings, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, "u", "I love jazz music so much, really.", i) for i in range(8)])
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
+    ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
+    con = connect(settings.warehouse_path)
+    refresh_beliefs(con, settings, as_of=T0 + timedelta(days=10))
+    with pytest.raises(RefreshError, match="--full"):
+        refresh_beliefs(con, settings, as_of=T0 + timedelta(days=5))
+    report = refresh_beliefs(con, settings, as_of=T0 + timedelta(days=5), full=True)
+    assert report.events_extracted == 8  # a full refresh re-extracts every event
+    assert {row[0] for row in con.execute("select as_of from beliefs").fetchall()} == {T0 + timedelta(days=5)}
+    music = con.execute("select evidence_count from beliefs where key = 'topic' and value = 'music'").fetchone()
+    assert music == (6,)  # observations from days 0..5 only
+    con.close()
+
+
+def test_cold_start_users_get_nothing_enrichable_while_active_users_do(make_settings, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "chat.jsonl", [
+        chat_event(0, "newcomer", "Hi! I'm a nurse and I have two dogs, I love jazz music.", 9),
+        *[chat_event(i, "regular", f"I'm a nurse, and today at the hospital shift {i} was long. I love jazz music.", i)
+          for i in range(1, 7)],
+    ])
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
+    ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
+    con = connect(settings.warehouse_path)
+    refresh_beliefs(con, settings)
+    threshold = settings.beliefs.serving_threshold
+    newcomer = user_beliefs(con, settings, "newcomer")["beliefs"]
+    regular = {(b["key"], b["value"]): b["confidence"] for b in user_beliefs(con, settings, "regular")["beliefs"]}
+    con.close()
+    assert newcomer, "the newcomer's message is evidence"
+    assert all(b["confidence"] < threshold for b in newcomer)
+    assert regular[("role", "nurse")] >= threshold
+    assert regular[("language", "en")] >= threshold
+
+
+def test_forget_removes_the_user_and_records_only_that_it_happened(make_settings, tmp_path: Path) -> None:
+    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, "alice" if i % 2 else "bob",
+                                                     "I'm a teacher and I love cooking pasta.", i) for i in range(6)])
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
+    ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
+    con = connect(settings.warehouse_path)
+    refresh_beliefs(con, settings)
+    counts = forget_user(con, "alice")
+    assert counts["events"] == 3 and counts["beliefs"] > 0
+    for table in ("events", "observations", "beliefs", "belief_history"):
+        assert con.execute(f"select count(*) from {table} where user_id = 'alice'").fetchone()[0] == 0
+        assert con.execute(f"select count(*) from {table} where user_id = 'bob'").fetchone()[0] > 0
+    [(user_hash, events)] = con.execute("select user_hash, events from deletions").fetchall()
+    assert "alice" not in user_hash and events == 3
+    con.close()

@@ -1,0 +1,2 @@
+-- count_beliefs: rows in the beliefs table.
+select count(*) from beliefs

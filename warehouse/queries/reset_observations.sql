@@ -1,0 +1,3 @@
+-- reset_observations: a full refresh re-runs the extractors over every event.
+delete from observations;
+delete from extracted_batches;
