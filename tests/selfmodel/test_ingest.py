@@ -698,3 +698,44 @@ def test_a_complete_last_line_without_newline_loads_once(tmp_path: Path, make_se
     assert counts(second) == (2, 1, 1, 0)  # n2 is read again, now terminated, and recognised
     assert query(settings, "select event_id from events order by 1") == [("n1",), ("n2",), ("n3",)]
     assert_every_batch_balances(settings)
+
+
+def test_an_unreadable_parquet_file_is_quarantined_and_its_neighbours_load(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"event_id": ["p1"], "user_id": ["u"], "occurred_at": ["2024-01-01T00:00:00Z"],
+                             "kind": ["message"], "text": ["fine"]}), tmp_path / "in" / "a.parquet")
+    (tmp_path / "in" / "b.parquet").write_bytes(b"PAR1 truncated by a crashed writer")
+    settings = make_settings([{"name": "pq", "format": "parquet", "path": "in"}])
+
+    [report] = ingest(settings, clock=CLOCK)
+    [again] = ingest(settings, clock=CLOCK)
+
+    assert (report.status, counts(report)) == ("committed", (2, 1, 0, 1))
+    assert query(settings, "select file, reason from quarantine") == [("in/b.parquet", "unreadable_file")]
+    assert counts(again) == (0, 0, 0, 0)  # an unchanged broken file is not quarantined again and again
+    assert_every_batch_balances(settings)
+
+
+def test_a_rewritten_json_file_is_read_whole_and_known_records_are_duplicates(tmp_path: Path,
+                                                                              make_settings) -> None:
+    def dialog(start: str) -> dict:
+        return {"dialog": [{"id": 0, "sender": "participant1", "text": "hi", "sender_class": "Human"},
+                           {"id": 1, "sender": "participant2", "text": "hello", "sender_class": "Bot",
+                            "evaluation_score": 5}],
+                "start_time": start, "end_time": start, "eval_score": None, "profile_match": "",
+                "user_profile": ["i like tea."], "bot_profile": [],
+                "participant1_id": {"class": "User", "user_id": "User 1"},
+                "participant2_id": {"class": "Bot", "user_id": "Bot 1"}}
+    path = tmp_path / "dialogs.json"
+    path.write_text(json.dumps([dialog("2018-11-01 10:00:00")]))
+    settings = make_settings([{"name": "convai2", "format": "convai2", "path": "dialogs.json"}])
+    [first] = ingest(settings, clock=CLOCK)
+    path.write_text(json.dumps([dialog("2018-11-01 10:00:00"), dialog("2018-11-02 10:00:00")]))
+
+    [second] = ingest(settings, clock=CLOCK)
+
+    assert counts(first) == (3, 3, 0, 0) and first.labels_loaded == 1
+    assert second.files == [{"path": "dialogs.json", "action": "rewritten"}]
+    assert counts(second) == (6, 3, 3, 0) and second.labels_loaded == 1
+    assert query(settings, "select count(*), count(distinct event_id) from events") == [(6, 6)]
+    assert_every_batch_balances(settings)
