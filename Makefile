@@ -19,10 +19,17 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
+# The main job on the bundled real sample. Users: 26 answers a lot; 1044 asked one question (cold start).
 demo: install
 	$(BIN)/selfmodel ingest
 	@echo
 	$(BIN)/selfmodel quarantine --limit 3
+	@echo
+	$(BIN)/selfmodel refresh
+	@echo
+	$(BIN)/selfmodel beliefs 26
+	@echo
+	$(BIN)/selfmodel beliefs 1044
 
 test: install
 	$(BIN)/python -m pytest -q

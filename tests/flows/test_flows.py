@@ -15,7 +15,7 @@ from tests.conftest import REPO_ROOT
 def test_every_deployment_entrypoint_resolves_to_a_documented_flow() -> None:
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     entrypoints = [deployment["entrypoint"] for deployment in config["deployments"]]
-    assert "flows/ingest.py:ingest" in entrypoints
+    assert {"flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs"} <= set(entrypoints)
     for entrypoint in entrypoints:
         flow = load_flow_from_entrypoint(str(REPO_ROOT / entrypoint), use_placeholder_flow=False)
         assert flow.description, f"{entrypoint} needs a docstring (the Prefect UI shows it)"
@@ -53,3 +53,10 @@ def test_ingest_flow_loads_the_bundled_sample_and_publishes_counts(prefect_serve
 
     [again] = ingest(config_path=str(config))
     assert again["loaded"] == 0 and again["rows_read"] == 0
+
+    from flows.refresh_beliefs import refresh_beliefs
+
+    refreshed = refresh_beliefs(config_path=str(config))
+    assert refreshed["events_extracted"] == report["loaded"]
+    assert refreshed["beliefs_total"] > 1000
+    assert refreshed["as_of"].startswith("2018-09-0")  # default as-of: the newest event of the dump
