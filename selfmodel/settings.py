@@ -73,9 +73,8 @@ class SourceSettings(StrictModel):
     timestamps: TimestampHints = TimestampHints()
     # Stack Exchange: accounts whose posts are written by software, not people (-1 is Community).
     bot_user_ids: list[str] = Field(default_factory=lambda: ["-1"])
-    # CSV only.
+    # CSV only (files are UTF-8; a byte-order mark is skipped).
     csv_delimiter: str = ","
-    csv_encoding: Literal["utf-8", "utf-8-sig"] = "utf-8"
 
     @field_validator("name")
     @classmethod

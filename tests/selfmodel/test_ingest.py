@@ -501,7 +501,7 @@ def test_csv_and_parquet_with_the_same_content_give_the_same_events(tmp_path: Pa
         "event_id,user_id,occurred_at,kind,text,rating,tags,channel\r\n"
         + "".join(f'e{n},u{n % 2},2024-01-0{n + 1}T10:00:00Z,message,"{t.replace(chr(34), chr(34) * 2)}",,a;b,web\r\n'
                   for n, t in enumerate(texts))
-        + "f1,u0,2024-02-01 10:00:00,feedback,,4.5,,web\r\n",
+        + "f1,u0,2024-02-01 10:00:00,feedback,,4.5,,\r\n",  # no channel: an empty cell...
         encoding="utf-8")
     pq.write_table(pa.table({
         "event_id": [f"e{n}" for n in range(len(texts))] + ["f1"],
@@ -512,7 +512,7 @@ def test_csv_and_parquet_with_the_same_content_give_the_same_events(tmp_path: Pa
         "text": texts + [None],
         "rating": pa.array([None] * len(texts) + [4.5], pa.float64()),
         "tags": [["a", "b"]] * len(texts) + [[]],
-        "channel": ["web"] * (len(texts) + 1),
+        "channel": ["web"] * len(texts) + [None],  # ...and a null: both are absent
     }), tmp_path / "events.parquet")
     settings = make_settings([{"name": "from_csv", "format": "csv", "path": "events.csv"},
                               {"name": "from_parquet", "format": "parquet", "path": "events.parquet"}])
@@ -528,6 +528,7 @@ def test_csv_and_parquet_with_the_same_content_give_the_same_events(tmp_path: Pa
     assert by_source["from_csv"] == by_source["from_parquet"]
     assert by_source["from_csv"][1][4] == 'with, comma and "quotes"'
     assert json.loads(by_source["from_csv"][0][9]) == {"channel": "web"}
+    assert json.loads(by_source["from_parquet"][-1][9]) == {}
     assert_every_batch_balances(settings)
 
 

@@ -46,7 +46,7 @@ create table ingest_batches (
     quarantined      bigint      not null,
     late_events      bigint      not null,
     labels_loaded    bigint      not null,
-    files            json        not null, -- [{path, action, rows_read}] action: new | appended | rewritten | unchanged
+    files            json        not null, -- [{path, action}] action: new | appended | rewritten | unchanged | reread
     watermark_before timestamptz,          -- newest occurred_at of the source before this batch
     error            varchar,
     code_version     varchar     not null

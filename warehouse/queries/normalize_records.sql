@@ -187,8 +187,9 @@ shaped as (
     select
         *,
         coalesce(tags_found, []::varchar[]) as tags,
-        case when problem is null then json_merge_patch(json_merge_patch(document, $strip),
-                                                        coalesce(v_attributes, '{}')) end as attributes
+        -- Merging onto '{}' drops null members, so a Parquet null and an empty CSV cell are the same.
+        case when problem is null then json_merge_patch('{}', json_merge_patch(json_merge_patch(document, $strip),
+                                                        coalesce(v_attributes, '{}'))) end as attributes
     from checked
 ),
 
