@@ -100,7 +100,6 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     if full:
         # From scratch: evidence is drawn again from every event; what we believed stays in history.
         run_script(con, "reset_observations")
-        run(con, "reset_beliefs")
         run(con, "close_all_history", {"as_of": as_of})
     extraction = extract_pending(con, settings, started)
     report.events_extracted, report.observations_extracted = extraction.events, extraction.observations
@@ -111,8 +110,6 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     con.unregister("key_policies")
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     run(con, "close_history", {"as_of": as_of})
-    run(con, "replace_touched_beliefs")
-    run(con, "insert_folded_beliefs")
     run(con, "open_history", {"as_of": as_of})
     [(report.beliefs_total,)] = run(con, "count_beliefs")
     run(con, "insert_refresh_run", {

@@ -24,33 +24,28 @@ create table extracted_batches (
     extracted_at   timestamptz not null
 );
 
--- Current state per (user, key, value). Rows of one (user, key) always share as_of, so the
--- decayed evidence of every value of a key is comparable; confidence is as of that time.
-create table beliefs (
-    user_id          varchar     not null,
-    key              varchar     not null,
-    value            varchar     not null,
-    confidence       double      not null,
-    evidence_count   bigint      not null,
-    decayed_evidence double      not null,  -- S = sum of w_i * 2^(-(as_of - t_i) / half_life)
-    first_seen       timestamptz not null,
-    last_evidence_at timestamptz not null,
-    as_of            timestamptz not null
-);
-
--- What we believed when: one row per (user, key, value) per refresh that changed its (user, key).
--- valid_to is NULL for the rows in force.
+-- What we believed when: one row per (user, key, value) per refresh that touched its (user, key),
+-- in force from valid_from until valid_to (NULL while in force). Rows of one (user, key) in force
+-- always share valid_from, so the decayed evidence of every value of a key is comparable.
 create table belief_history (
     user_id          varchar     not null,
     key              varchar     not null,
     value            varchar     not null,
-    confidence       double      not null,
+    confidence       double      not null,  -- as of valid_from
     evidence_count   bigint      not null,
-    decayed_evidence double      not null,
+    decayed_evidence double      not null,  -- S = sum of w_i * 2^(-(valid_from - t_i) / half_life)
+    first_seen       timestamptz not null,
     last_evidence_at timestamptz not null,
     valid_from       timestamptz not null,
     valid_to         timestamptz
 );
+
+-- Current beliefs are the history rows in force: one source of truth, written once per refresh.
+create view beliefs as
+select user_id, key, value, confidence, evidence_count, decayed_evidence, first_seen, last_evidence_at,
+       valid_from as as_of
+from belief_history
+where valid_to is null;
 
 create table refresh_runs (
     refresh_id       varchar primary key,

@@ -1,2 +1,2 @@
--- count_beliefs: rows in the beliefs table.
-select count(*) from beliefs
+-- count_beliefs: beliefs in force.
+select count(*) from belief_history where valid_to is null

@@ -1,0 +1,151 @@
+"""Benchmark: belief refresh at scale (run on demand, not in the test suite).
+
+Generates N chat-like events for M users straight into a fresh warehouse (ingest has its own
+benchmark), then measures and prints:
+  1. extraction: events -> observations (Python extractors), events/s;
+  2. the fold of a full refresh (observations -> beliefs, history, run record) beside a bare DuckDB
+     GROUP BY computing the same decayed sums into a table, and their ratio (goal <= 2x);
+  3. an incremental refresh after 1 % new events, as a fraction of the full refresh (goal <= 5 %);
+  4. peak RSS of the process.
+
+    python benchmarks/refresh.py --events 5000000 --users 1000000 --workdir /tmp/refresh-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from selfmodel.beliefs.refresh import key_policies_table, refresh_beliefs  # noqa: E402
+from selfmodel.clock import FixedClock  # noqa: E402
+from selfmodel.settings import load_settings  # noqa: E402
+from warehouse.db import connect  # noqa: E402
+
+START = datetime(2025, 1, 1, tzinfo=timezone.utc)
+DAYS = 180
+
+# Deterministic chat-like messages: a role, a fact, a topic, sometimes code or a long answer.
+GENERATE_EVENTS = """
+insert into events
+select
+    'b' || $batch || '-' || i as event_id,
+    'u' || (hash(i * 7919 + $batch) % $users) as user_id,
+    $start::timestamptz + to_seconds((hash(i + 17 * $batch) % ($days * 86400))::bigint) as occurred_at,
+    'message' as kind,
+    case hash(i) % 6
+        when 0 then 'I am a ' || (['nurse', 'teacher', 'software engineer', 'student', 'lawyer'])[(1 + hash(i * 3) % 5)::bigint]
+                    || ' and I love ' || (['jazz music', 'hiking', 'my dog', 'cooking pasta', 'chess'])[(1 + hash(i * 5) % 5)::bigint]
+        when 1 then 'How do I fix this? `x = foo(bar)` keeps failing with an error in my code'
+        when 2 then 'my favorite band is ' || (['queen', 'abba', 'radiohead'])[(1 + hash(i * 11) % 3)::bigint]
+        when 3 then 'ok thanks'
+        when 4 then 'I am new to quantum computing, what is a qubit and why does superposition matter so much?'
+        else 'Could you explain that again in more detail please, I did not understand the second part of it'
+    end as text,
+    null as session_id, null as reply_to, null as rating,
+    case when hash(i) % 4 = 0 then ['qubit', 'entanglement'] else []::varchar[] end as tags,
+    'bench' as source, 'batch-' || $batch as batch_id, '{}'::json as attributes,
+    md5(i::varchar) as content_hash, false as is_late, now() as ingested_at
+from range($count) as t(i)
+"""
+
+REGISTER_BATCH = """
+insert into ingest_batches values ('batch-' || $batch, 'bench', 'jsonl', 'committed', now(), now(), $count, $count,
+    0, 0, 0, 0, '[]', null, null, 'bench')
+"""
+
+BARE_GROUP_BY = """
+create or replace table bare_decayed_sums as
+select o.user_id, o.key, o.value,
+       sum(o.weight * pow(2.0, -((epoch_us($as_of) - epoch_us(o.observed_at)) / 86400e6) / p.half_life_days)) as s,
+       count(*) as n, min(o.observed_at) as first_seen, max(o.observed_at) as last_seen
+from observations as o
+join key_policies as p on p.family = split_part(o.key, '@', 1)
+where o.observed_at <= $as_of
+group by o.user_id, o.key, o.value
+"""
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def generate(con, batch: int, count: int, users: int) -> None:
+    con.execute(GENERATE_EVENTS, {"batch": batch, "users": users, "count": count, "start": START, "days": DAYS}).fetchall()
+    con.execute(REGISTER_BATCH, {"batch": batch, "count": count}).fetchall()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=5_000_000)
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/selfmodel-refresh-bench"))
+    args = parser.parse_args()
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    (args.workdir / "selfmodel.yaml").write_text("warehouse: {path: wh.duckdb}\nsources: []\nbeliefs: {as_of: now}\n")
+    settings = load_settings(args.workdir / "selfmodel.yaml", environ={})
+    as_of = START + timedelta(days=DAYS)
+    con = connect(settings.warehouse_path)
+
+    started = time.perf_counter()
+    generate(con, 1, args.events, args.users)
+    print(f"generated {args.events:,} events for up to {args.users:,} users in {time.perf_counter() - started:.1f} s")
+
+    started = time.perf_counter()
+    full = refresh_beliefs(con, settings, as_of=as_of, full=True, clock=FixedClock(as_of))
+    full_seconds = time.perf_counter() - started
+    # Time the two halves of a full refresh apart: extraction (Python) and the fold (SQL).
+    started = time.perf_counter()
+    refold = refresh_beliefs(con, settings, as_of=as_of, full=False, clock=FixedClock(as_of))
+    noop_seconds = time.perf_counter() - started
+    con.execute("delete from belief_history").fetchall()
+    con.execute("delete from refresh_runs").fetchall()
+    started = time.perf_counter()
+    fold_only = refresh_beliefs(con, settings, as_of=as_of, full=False, clock=FixedClock(as_of))
+    fold_seconds = time.perf_counter() - started
+
+    con.register("key_policies", key_policies_table(settings))
+    started = time.perf_counter()
+    con.execute(BARE_GROUP_BY, {"as_of": as_of}).fetchall()
+    bare_seconds = time.perf_counter() - started
+    con.unregister("key_policies")
+    [(bare_rows,)] = con.execute("select count(*) from bare_decayed_sums").fetchall()
+
+    new_events = max(1, args.events // 100)
+    generate(con, 2, new_events, args.users)
+    started = time.perf_counter()
+    incremental = refresh_beliefs(con, settings, as_of=as_of, clock=FixedClock(as_of))
+    incremental_seconds = time.perf_counter() - started
+    con.close()
+
+    extraction_seconds = full_seconds - fold_seconds
+    print()
+    print(f"{'step':<44} {'seconds':>9}  detail")
+    print(f"{'full refresh (extract + fold)':<44} {full_seconds:>9.2f}  {full.events_extracted:,} events -> "
+          f"{full.observations_extracted:,} observations -> {full.beliefs_total:,} beliefs")
+    print(f"{'  of which extraction (Python)':<44} {extraction_seconds:>9.2f}  "
+          f"{full.events_extracted / max(extraction_seconds, 1e-9):,.0f} events/s")
+    print(f"{'  of which fold (SQL, all observations)':<44} {fold_seconds:>9.2f}  {fold_only.observations_folded:,} "
+          f"observations into {fold_only.groups_touched:,} groups")
+    print(f"{'bare DuckDB GROUP BY, same decayed sums':<44} {bare_seconds:>9.2f}  {bare_rows:,} rows")
+    print(f"{'refresh with nothing new':<44} {noop_seconds:>9.2f}  folded {refold.observations_folded}")
+    print(f"{'incremental refresh after 1 % new events':<44} {incremental_seconds:>9.2f}  {incremental.events_extracted:,} "
+          f"events, {incremental.groups_touched:,} groups touched")
+    print()
+    print(f"fold / bare GROUP BY:                 {fold_seconds / bare_seconds:.2f}x  (goal <= 2x)")
+    print(f"incremental / full refresh:           {incremental_seconds / full_seconds:.1%}  (goal <= 5 %)")
+    print(f"incremental / full fold:              {incremental_seconds / fold_seconds:.1%}")
+    print(f"peak RSS:                             {peak_rss_mb():,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
