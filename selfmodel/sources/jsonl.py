@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import accumulate
 from pathlib import Path
 from typing import Iterator
 
@@ -13,29 +14,45 @@ from selfmodel.sources.lines import LineBlock, read_line_blocks
 
 def block_table(block: LineBlock, file_label: str) -> pa.Table:
     """Arrow records for a block of lines whose text is itself the record (doc left NULL)."""
-    count = len(block.texts)
+    count = len(block.offsets)
     unterminated = [False] * count
     if block.unterminated_last:
         unterminated[-1] = True
-    problems = block.problems or [None] * count
+    raw: list[bytes | None] = [None] * count
+    reasons: list[str | None] = [None] * count
+    details: list[str | None] = [None] * count
+    for index, problem in enumerate(block.problems or ()):
+        if problem:
+            raw[index] = block.lines[index]
+            reasons[index], details[index] = problem
     return pa.Table.from_arrays(
         [
             pa.array([file_label] * count, pa.string()),
             pa.array(range(block.first_line_no, block.first_line_no + count), pa.int64()),
             pa.array(block.offsets, pa.int64()),
-            pa.array(block.texts, pa.string()),
-            pa.array(
-                [raw if problem else None for raw, problem in zip(block.raw, problems)]
-                if block.raw is not None else [None] * count,
-                pa.binary(),
-            ),
+            text_array(block),
+            pa.array(raw, pa.binary()),
             pa.nulls(count, pa.string()),
             pa.array(unterminated, pa.bool_()),
-            pa.array([p[0] if p else None for p in problems], pa.string()),
-            pa.array([p[1] if p else None for p in problems], pa.string()),
+            pa.array(reasons, pa.string()),
+            pa.array(details, pa.string()),
         ],
         schema=RECORD_SCHEMA,
     )
+
+
+def text_array(block: LineBlock) -> pa.Array:
+    """block.texts as an Arrow string array, assembled from the lines' UTF-8 bytes.
+
+    Clean lines are valid UTF-8 (read_line_blocks checked them), so their bytes are their text;
+    this skips decoding every line to a Python str only for Arrow to encode it back.
+    """
+    encoded = block.text_bytes()
+    values = b"".join(encoded)
+    if len(values) >= 2**31:  # beyond 32-bit offsets: let Arrow build it from Python strings
+        return pa.array(block.texts, pa.string())
+    offsets = pa.array(accumulate(map(len, encoded), initial=0), pa.int32())
+    return pa.StringArray.from_buffers(len(encoded), offsets.buffers()[1], pa.py_buffer(values))
 
 
 def rebatch(tables: Iterator[pa.Table], chunk_records: int) -> Iterator[pa.Table]:

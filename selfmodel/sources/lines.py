@@ -1,34 +1,78 @@
 """Physical lines of a file, streamed in blocks with their byte offsets and line numbers.
 
-Works block-wise rather than line-wise so a clean block costs a few C-level calls (split, decode)
-instead of Python work per line; only a block with a problem (bad UTF-8, NUL bytes, an oversized
-line) is looked at line by line. One physical line is one record.
+Works block-wise rather than line-wise so a block costs a few C-level calls (split, find, validate)
+instead of Python work per line; only the lines with a problem (bad UTF-8, NUL bytes, an oversized
+line) are looked at one by one, so a dirty file is nearly as fast as a clean one. One physical line
+is one record.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
+from bisect import bisect_right
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import accumulate
 from typing import Iterator
+
+import pyarrow as pa
 
 from selfmodel.sources.base import FileRead, escape_raw
 
 BLOCK_BYTES = 8 << 20
 BOM = "\ufeff"
+BOM_BYTES = BOM.encode("utf-8")
 NUL = b"\x00"
+_PLUS_NEWLINE = (1).__add__
+# How Arrow names the first string that is not valid UTF-8.
+_INVALID_AT = re.compile(r"Invalid UTF8 sequence at string index (\d+)")
 
 
 @dataclass
 class LineBlock:
-    """Consecutive lines: texts[i] is None when the line could not be decoded as clean text."""
+    """Consecutive lines with their exact bytes; `texts` and `raw` are derived from them.
+
+    texts[i] is the line as text; a line with a problem (bad UTF-8, NUL bytes, oversized) has its
+    bytes shown readably instead (see escape_raw). A BOM that starts the file is not part of texts[0].
+    """
 
     first_line_no: int  # 1-based number of the first line
     offsets: list[int]
-    texts: list[str | None]
-    raw: list[bytes] | None  # the exact bytes, present only when some line has a problem
+    lines: list[bytes]  # the exact bytes of each line, without its newline
     problems: list[tuple[str, str] | None] | None  # (reason, detail) per line, or None when clean
     unterminated_last: bool = False
+    at_file_start: bool = False
+
+    @property
+    def raw(self) -> list[bytes] | None:
+        """The exact bytes, present only when some line has a problem."""
+        return None if self.problems is None else self.lines
+
+    @cached_property
+    def texts(self) -> list[str]:
+        joined = b"\n".join(self.lines)
+        # Undecodable bytes only occur in problem lines, whose text is replaced below.
+        texts = joined.decode("utf-8", "surrogateescape" if self.problems else "strict").split("\n")
+        for index in self._problem_indexes():
+            texts[index] = escape_raw(self.lines[index])
+        if self.at_file_start and texts and texts[0] and texts[0].startswith(BOM):
+            texts[0] = texts[0][1:]
+        return texts
+
+    def text_bytes(self) -> list[bytes]:
+        """texts encoded as UTF-8, built from the lines' bytes without decoding the clean ones."""
+        encoded = list(self.lines)
+        for index in self._problem_indexes():
+            encoded[index] = escape_raw(self.lines[index]).encode("utf-8")
+        if self.at_file_start and encoded and encoded[0].startswith(BOM_BYTES):
+            encoded[0] = encoded[0][len(BOM_BYTES) :]
+        return encoded
+
+    def _problem_indexes(self) -> list[int]:
+        if self.problems is None:
+            return []
+        return [index for index, problem in enumerate(self.problems) if problem]
 
 
 def _problem(line: bytes, text: str | None, max_record_bytes: int) -> tuple[str, str] | None:
@@ -44,36 +88,71 @@ def _problem(line: bytes, text: str | None, max_record_bytes: int) -> tuple[str,
     return None
 
 
-def _block(lines: list[bytes], first_offset: int, first_line_no: int, max_record_bytes: int,
-           at_file_start: bool, unterminated_last: bool) -> LineBlock:
-    offsets = list(accumulate((len(line) + 1 for line in lines[:-1]), initial=first_offset))
-    joined = b"\n".join(lines)
-    clean = b"\x00" not in joined and max(map(len, lines)) <= max_record_bytes
-    texts: list[str | None]
-    if clean:
+def _undecodable_lines(data: bytes, starts: list[int], lines: list[bytes]) -> set[int]:
+    """Indexes of the lines that are not valid UTF-8.
+
+    Arrow validates the whole block in one C pass (the block's bytes seen as one string per line,
+    each with its newline, which changes nothing about validity); it stops at the first bad line
+    and names it, and the check resumes after it.
+    """
+    if data.isascii():
+        return set()
+    bounds = pa.array(starts + [len(data)], pa.int64())
+    view = pa.LargeStringArray.from_buffers(len(starts), bounds.buffers()[1], pa.py_buffer(data))
+    bad: set[int] = set()
+    first = 0
+    while first < len(starts):
         try:
-            texts = joined.decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            clean = False
-    if not clean:
-        texts, problems = [], []
-        for line in lines:
-            try:
-                text: str | None = line.decode("utf-8")
-            except UnicodeDecodeError:
-                text = None
-            problem = _problem(line, text, max_record_bytes)
-            problems.append(problem)
-            texts.append(escape_raw(line) if problem else text)
-    if at_file_start and texts and texts[0] and texts[0].startswith(BOM):
-        texts[0] = texts[0][1:]
+            view.slice(first).validate(full=True)
+            break
+        except pa.ArrowInvalid as exc:
+            found = _INVALID_AT.search(str(exc))
+            if found is None:  # an unexpected message: check the rest line by line
+                bad.update(index for index in range(first, len(lines)) if not _decodes(lines[index]))
+                break
+            bad.add(first + int(found.group(1)))
+            first += int(found.group(1)) + 1
+    return bad
+
+
+def _decodes(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _block(data: bytes, lines: list[bytes], first_offset: int, first_line_no: int, max_record_bytes: int,
+           at_file_start: bool, unterminated_last: bool) -> LineBlock:
+    """`data` is `lines` joined by newlines. Problem lines are found by scans of the whole block, so
+    a block costs the same few C-level passes however many of its lines are bad."""
+    # Where each line starts within the block, then in the file (map and accumulate stay in C).
+    starts = list(accumulate(map(_PLUS_NEWLINE, map(len, lines[:-1])), initial=0))
+    offsets = list(map(first_offset.__add__, starts)) if first_offset else starts
+    bad: set[int] = set()
+    if max(map(len, lines)) > max_record_bytes:
+        bad.update(index for index, line in enumerate(lines) if len(line) > max_record_bytes)
+    position = data.find(NUL)
+    while position >= 0:
+        index = bisect_right(starts, position) - 1
+        bad.add(index)
+        position = data.find(NUL, starts[index + 1]) if index + 1 < len(starts) else -1
+    undecodable = _undecodable_lines(data, starts, lines)
+    bad.update(undecodable)
+    problems: list[tuple[str, str] | None] | None = None
+    if bad:
+        problems = [None] * len(lines)
+        for index in bad:
+            # _problem checks in a fixed order (size, UTF-8, NUL); tell it whether the line decodes.
+            problems[index] = _problem(lines[index], None if index in undecodable else "", max_record_bytes)
     return LineBlock(
         first_line_no=first_line_no,
         offsets=offsets,
-        texts=texts,
-        raw=None if clean else lines,
-        problems=None if clean else problems,
+        lines=lines,
+        problems=problems,
         unterminated_last=unterminated_last,
+        at_file_start=at_file_start,
     )
 
 
@@ -105,14 +184,15 @@ def read_line_blocks(read: FileRead, max_record_bytes: int) -> Iterator[LineBloc
             if cut < 0:
                 carry = data
                 continue
-            lines = data[:cut].split(b"\n")
+            complete = data[:cut]
+            lines = complete.split(b"\n")
             carry = data[cut + 1 :]
-            yield _block(lines, offset, line_no + 1, max_record_bytes, offset == 0, False)
+            yield _block(complete, lines, offset, line_no + 1, max_record_bytes, offset == 0, False)
             offset += cut + 1
             line_no += len(lines)
         read.resume_offset, read.resume_line = offset, line_no
         if carry:
-            yield _block([carry], offset, line_no + 1, max_record_bytes, offset == 0, True)
+            yield _block(carry, [carry], offset, line_no + 1, max_record_bytes, offset == 0, True)
             offset += len(carry)
             line_no += 1
     read.consumed_bytes = offset
