@@ -7,16 +7,23 @@ import re
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
 from selfmodel.beliefs.extractors.text import clean
 
-NAME, VERSION = "topic", "1"
+NAME, VERSION = "topic", "2"
+
+
+def normalised_tags(tags: tuple[str, ...]) -> list[str]:
+    """Lower case, trimmed, each once ("Qubit" and "qubit" are one topic), empty tags dropped."""
+    return list(dict.fromkeys(tag.strip().lower() for tag in tags if tag and tag.strip()))
 
 
 class TopicExtractor:
     name, version = NAME, VERSION
 
     def __init__(self, taxonomy: dict[str, list[str]]) -> None:
-        # One alternation per topic, on word boundaries, so "art" does not fire inside "start".
+        # One alternation per topic, on whole words, so "art" does not fire inside "start"; lookarounds
+        # rather than \b so that keywords ending in a symbol ("c++", "q#") match too.
         self.patterns = {
-            topic: re.compile(r"\b(?:" + "|".join(re.escape(k.lower()) for k in sorted(keywords, key=len, reverse=True)) + r")\b")
+            topic: re.compile(r"(?<!\w)(?:" + "|".join(re.escape(k.lower()) for k in sorted(keywords, key=len, reverse=True))
+                              + r")(?!\w)")
             for topic, keywords in taxonomy.items() if keywords
         }
 
@@ -24,7 +31,7 @@ class TopicExtractor:
         if not is_authored_message(event):
             return []
         if event.tags:
-            return [Finding("topic", tag.lower(), 1.0) for tag in dict.fromkeys(event.tags)]
+            return [Finding("topic", tag, 1.0) for tag in normalised_tags(event.tags)]
         text = clean(event.text)
         if text.is_command or not text.prose:
             return []
