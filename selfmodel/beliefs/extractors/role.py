@@ -1,24 +1,30 @@
-"""role: what the user says they are ("I'm a nurse", "as a developer", "I work as a teacher"),
+"""role: what the user says they are ("I'm a nurse", "as a developer, I ...", "I work as a teacher"),
 normalised through an editable lexicon. Phrases the lexicon does not know give no evidence: a wrong
-role is worse than none."""
+role is worse than none. Only the author's own statements count (text.own_statements: no quotes,
+questions, hypotheticals or sarcasm); "former", "aspiring" and the like name a role they do not hold.
+"""
 
 from __future__ import annotations
 
 import re
 
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
-from selfmodel.beliefs.extractors.text import clean, normalise_phrase
+from selfmodel.beliefs.extractors.text import own_statements
 
-NAME, VERSION = "role", "1"
+NAME, VERSION = "role", "2"
 
-# (pattern, weight): "as a ..." is often hypothetical ("as a beginner I wonder"), so it counts less.
+ROLE = r"([a-z][a-z' -]{1,60}?)"
+# (pattern, weight). "as a ..." counts only when the speaker goes on about themselves ("as a teacher,
+# i ..."), not "as a result" or "a book i read as an undergraduate"; and less, since it is an aside.
 DECLARATIONS = [
-    (re.compile(r"\bi (?:work|am working|have worked) as (?:a |an )?([a-z][a-z -]{1,60})"), 1.0),
-    (re.compile(r"\bi am (?:a |an )([a-z][a-z -]{1,60})"), 1.0),
-    (re.compile(r"\bmy (?:job|profession|occupation) is (?:a |an )?([a-z][a-z -]{1,60})"), 1.0),
-    (re.compile(r"\bas an? ([a-z][a-z -]{1,60})"), 0.5),
+    (re.compile(r"\bi (?:work|am working|have worked) as (?:a |an )?([a-z][a-z' -]{1,60})"), 1.0),
+    (re.compile(r"\bi am (?:a |an )([a-z][a-z' -]{1,60})"), 1.0),
+    (re.compile(r"\bmy (?:job|profession|occupation) is (?:a |an )?([a-z][a-z' -]{1,60})"), 1.0),
+    (re.compile(r"(?:^|[,;:] |\b(?:but|and|so|well) )as an? " + ROLE + r",? (?:i|my|myself|me)\b"), 0.5),
 ]
-PHRASE_END = re.compile(r"\b(?:and|but|who|which|that|so|because|in|at|from|with|for|of|on|to)\b|[,.;:!?]")
+PHRASE_END = re.compile(r"\b(?:and|or|but|who|which|that|so|because|in|at|from|with|for|of|on|to|by|i|my)\b"
+                        r"|[,.;:!?()]")
+NOT_HELD = re.compile(r"\b(?:former|ex|future|aspiring|wannabe|would-be|prospective|retired|fake|pretend)\b")
 
 
 class RoleExtractor:
@@ -30,28 +36,31 @@ class RoleExtractor:
             key=lambda pair: -len(pair[0]),
         )
 
-    def normalise(self, phrase: str) -> str | None:
-        """The lexicon role named at the end of a phrase's first words ("phd student" -> student)."""
-        words = PHRASE_END.split(phrase, maxsplit=1)[0].split()[:4]
-        head = " ".join(words)
+    def lookup(self, head: str) -> str | None:
         for synonym, role in self.synonyms:
-            if re.search(r"(?:^|\s)" + re.escape(synonym) + r"$", head) or head == synonym:
+            if head == synonym or head.endswith(" " + synonym):
                 return role
         return None
+
+    def normalise(self, phrase: str) -> str | None:
+        """The lexicon role named at the end of a phrase's first words ("phd student" -> student); a
+        retired one is a retiree (when the lexicon has one), a former or aspiring one is none."""
+        words = PHRASE_END.split(phrase, maxsplit=1)[0].split()[:4]
+        head = " ".join(words)
+        if NOT_HELD.search(head):
+            return self.lookup("retiree") if re.search(r"\bretired\b", head) and self.lookup(head) else None
+        return self.lookup(head)
 
     def __call__(self, event: EventView) -> list[Finding]:
         if not is_authored_message(event):
             return []
-        text = clean(event.text)
-        if text.is_command:
-            return []
-        prose = normalise_phrase(text.prose)
-        findings = {}
-        for pattern, weight in DECLARATIONS:
-            for match in pattern.finditer(prose):
-                if re.search(r"\bnot\s*$", prose[: match.start(1)]):
-                    continue
-                role = self.normalise(match.group(1))
-                if role and weight > findings.get(role, 0):
-                    findings[role] = weight
-        return [Finding("role", role, weight) for role, weight in findings.items()]
+        findings: dict[str, float] = {}
+        for statement in own_statements(event.text, opinions=True):
+            for pattern, weight in DECLARATIONS:
+                for match in pattern.finditer(statement):
+                    if re.search(r"\b(?:not|never|no longer)\s*$", statement[: match.start(1)]):
+                        continue
+                    role = self.normalise(match.group(1))
+                    if role and weight > findings.get(role, 0):
+                        findings[role] = weight
+        return [Finding("role", role, weight) for role, weight in sorted(findings.items())]
