@@ -2,7 +2,10 @@
 
 Evidence: what people say about themselves ("I'm new to ...", "I've worked on ... for years"),
 answering (someone who answers knows something), and feedback others give their answers (accepted
-or upvoted: expert; downvoted: novice). Asking a question is not evidence: experts ask too.
+or upvoted: expert; downvoted: novice), credited to the answer's author, never to the voter, and not
+at all when someone rates their own answer. Asking a question is not evidence: experts ask too.
+Self-declarations are read in the author's own voice only (text.own_statements: no quotes,
+questions, hypotheticals or sarcasm).
 """
 
 from __future__ import annotations
@@ -10,16 +13,24 @@ from __future__ import annotations
 import re
 
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
-from selfmodel.beliefs.extractors.text import clean, normalise_phrase
+from selfmodel.beliefs.extractors.text import own_statements
+from selfmodel.beliefs.extractors.topic import normalised_tags
 
-NAME, VERSION = "expertise", "1"
+NAME, VERSION = "expertise", "2"
 
+# Being new to a site is not being new to a subject.
+NOT_A_SUBJECT = r"(?!(?:this |the )?(?:site|forum|community|stack ?exchange|se|stack overflow|here)\b)"
+# (level, weight, pattern), most specific first; the first that matches a message is the one.
+# "I have no idea why ..." is about one thing, not a level, so it is not here.
 SELF_DECLARATIONS = [
     ("novice", 1.0, re.compile(
-        r"\b(?:i am (?:very |really |quite |completely |totally )?new to|i am (?:a )?(?:complete |total )?"
-        r"(?:beginner|newbie|novice|layman|noob)|i am not an? (?:expert|specialist|professional)"
-        r"|i (?:just|recently) started (?:learning|studying|with)|i do not know (?:much|anything) about"
-        r"|i have no (?:idea|background|experience)|as an? (?:beginner|newbie|novice|layman|outsider))\b")),
+        r"\b(?:i am (?:very |really |quite |completely |totally |fairly |relatively |pretty )?new to " + NOT_A_SUBJECT +
+        r"|i am (?:a )?(?:complete |total |absolute )?(?:beginner|newbie|novice|layman|noob)"
+        r"|i (?:just|recently) started (?:learning|studying)|i have no (?:background|knowledge) (?:in|of)"
+        r"|as an? (?:beginner|newbie|novice|layman|outsider)\b(?!,? (?:you|one|someone|people)\b))")),
+    ("novice", 0.5, re.compile(
+        r"\b(?:i am not an? (?:expert|specialist|professional)|i do not know (?:much|anything) about"
+        r"|i have no experience (?:in|with|of))\b")),
     ("intermediate", 0.7, re.compile(
         r"\b(?:i have some (?:experience|background|knowledge)|i know the basics|i am (?:somewhat|fairly) "
         r"familiar with|i have (?:taken|done) (?:a|an|some) (?:course|courses|class))\b")),
@@ -38,12 +49,21 @@ VOTE_EVIDENCE = {"accept": ("expert", 1.0), "upvote": ("expert", 0.3), "bounty_c
 
 def _with_topics(level: str, weight: float, tags: tuple[str, ...], user_id: str | None = None) -> list[Finding]:
     findings = [Finding("expertise", level, weight, user_id)]
-    findings += [Finding(f"expertise@{tag.lower()}", level, weight, user_id) for tag in dict.fromkeys(tags)]
+    findings += [Finding(f"expertise@{tag}", level, weight, user_id) for tag in normalised_tags(tags)]
     return findings
 
 
 def _is_answer(attributes: dict) -> bool:
     return attributes.get("post_type") == "answer"
+
+
+def self_declared(text: str | None) -> tuple[str, float] | None:
+    """(level, weight) the author declares in a message, if any."""
+    statements = own_statements(text, opinions=True)
+    for level, weight, pattern in SELF_DECLARATIONS:
+        if any(pattern.search(statement) for statement in statements):
+            return level, weight
+    return None
 
 
 class ExpertiseExtractor:
@@ -52,13 +72,9 @@ class ExpertiseExtractor:
     def __call__(self, event: EventView) -> list[Finding]:
         findings: list[Finding] = []
         if is_authored_message(event):
-            text = clean(event.text)
-            if not text.is_command:
-                prose = normalise_phrase(text.prose)
-                for level, weight, pattern in SELF_DECLARATIONS:
-                    if pattern.search(prose):
-                        findings += _with_topics(level, weight, event.tags)
-                        break  # the first (most specific) declaration of a message is the one
+            declared = self_declared(event.text)
+            if declared is not None:
+                findings += _with_topics(*declared, event.tags)
             if _is_answer(event.attributes):
                 findings += _with_topics("intermediate", 0.3, event.tags)
         elif event.kind == "feedback" and event.target is not None and _is_answer(event.target.attributes):
