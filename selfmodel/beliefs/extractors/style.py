@@ -9,8 +9,10 @@ from __future__ import annotations
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
 from selfmodel.beliefs.extractors.text import clean
 
-NAME, VERSION = "style", "1"
+NAME, VERSION = "style", "2"
 
+# A one- or two-word message ("ok", "hi there") says nothing about how someone likes to write.
+MIN_MESSAGE_WORDS = 3
 SHORT_MESSAGE_WORDS = 12
 LONG_MESSAGE_WORDS = 150
 LONG_RESPONSE_WORDS = 40
@@ -26,7 +28,7 @@ class StyleExtractor:
             if text.is_command:
                 return []
             findings = []
-            if 0 < text.words <= SHORT_MESSAGE_WORDS:
+            if MIN_MESSAGE_WORDS <= text.words <= SHORT_MESSAGE_WORDS:
                 findings.append(Finding("style.verbosity", "concise", 0.2))
             elif text.words >= LONG_MESSAGE_WORDS:
                 findings.append(Finding("style.verbosity", "detailed", 0.2))
