@@ -1,18 +1,31 @@
 """language: the language of the user's own messages, by py3langid (its model ships in the package;
-nothing is downloaded). Short or unclear text gives no evidence rather than a guess."""
+nothing is downloaded). Short or unclear text gives no evidence rather than a guess.
+
+Scripts that name their language outright (Han without kana: Chinese; kana: Japanese; Hangul:
+Korean; Thai) are decided by counting characters, which is exact where the n-gram model is unsure
+on a short line; everything else goes to the model.
+"""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
-from selfmodel.beliefs.extractors.text import clean
+from selfmodel.beliefs.extractors.text import clean, word_units
 
-NAME, VERSION = "language", "1"
+NAME, VERSION = "language", "2"
 
 MIN_WORDS = 3
 MIN_LETTERS = 12
 MIN_PROBABILITY = 0.8
+MIN_SCRIPT_SHARE = 0.8  # of the letters, for a script to decide the language
+SCRIPTS = {
+    "han": re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
+    "kana": re.compile(r"[\u3040-\u30ff]"),
+    "hangul": re.compile(r"[\uac00-\ud7af\u1100-\u11ff]"),
+    "thai": re.compile(r"[\u0e00-\u0e7f]"),
+}
 
 
 @cache
@@ -22,10 +35,26 @@ def _identifier():
     return LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
 
 
+def _by_script(prose: str, letters: int) -> tuple[str, float] | None:
+    counts = {name: len(pattern.findall(prose)) for name, pattern in SCRIPTS.items()}
+    east_asian = counts["han"] + counts["kana"]
+    if counts["kana"] and east_asian / letters >= MIN_SCRIPT_SHARE:
+        return "ja", round(east_asian / letters, 3)
+    for name, language in (("han", "zh"), ("hangul", "ko"), ("thai", "th")):
+        if counts[name] / letters >= MIN_SCRIPT_SHARE:
+            return language, round(counts[name] / letters, 3)
+    return None
+
+
 def detect(prose: str) -> tuple[str, float] | None:
     """(ISO 639-1 code, probability) when the text is long and clear enough, else None."""
     letters = sum(char.isalpha() for char in prose)
-    if letters < MIN_LETTERS or len(prose.split()) < MIN_WORDS:
+    if not letters or word_units(prose) < MIN_WORDS:
+        return None
+    by_script = _by_script(prose, letters)
+    if by_script is not None:
+        return by_script
+    if letters < MIN_LETTERS:
         return None
     language, probability = _identifier().classify(prose)
     return (language, float(probability)) if probability >= MIN_PROBABILITY else None
