@@ -177,11 +177,103 @@ class BeliefSettings(StrictModel):
         return self.extractors.get(name, ExtractorSettings())
 
 
+class OwnerSettings(StrictModel):
+    """Someone who hears about a suite's incidents: by email, by webhook, or both."""
+
+    name: str
+    email: str | None = None
+    # An HTTP(S) URL that receives a JSON POST per alert (see selfmodel/alerts.py for the body).
+    webhook: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_plain(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.@ -]+", value) or not value.strip():
+            raise ValueError("must use only letters, digits, spaces and '_', '-', '.', '@'")
+        return value
+
+    @field_validator("email")
+    @classmethod
+    def _looks_like_an_address(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s,<>]+@[^@\s,<>]+", value):
+            raise ValueError("must be one address like 'ana@example.org'")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"https?://[^\s/]+", value):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _reachable(self) -> "OwnerSettings":
+        if self.email is None and self.webhook is None:
+            raise ValueError(f"owner {self.name!r} needs an email or a webhook (or both)")
+        return self
+
+
+class SmtpSettings(StrictModel):
+    host: str
+    port: int = Field(default=587, gt=0, le=65535)
+    # starttls (port 587), ssl (port 465), or none (plain SMTP: only for a relay on a trusted network).
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    verify_certificates: bool = True
+    username: str | None = None
+    # Name of the environment variable that holds the password; the password never sits in the file.
+    password_env: str | None = None
+    from_address: str
+
+    @model_validator(mode="after")
+    def _login_is_complete(self) -> "SmtpSettings":
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("username and password_env go together (set both, or neither to send without login)")
+        return self
+
+    def password(self, environ: dict[str, str] | None = None) -> str | None:
+        """The SMTP password, read when an email is sent; a missing variable is a ConfigError, never ""."""
+        if self.password_env is None:
+            return None
+        value = (os.environ if environ is None else environ).get(self.password_env)
+        if not value:
+            raise ConfigError(
+                f"alerts.smtp.password_env names the environment variable {self.password_env}, "
+                "which is not set (or empty): set it to the SMTP password"
+            )
+        return value
+
+
+class AlertSettings(StrictModel):
+    # eval suite name -> its owners. A failing suite with no owners alerts no one (and says so in the log).
+    owners: dict[str, list[OwnerSettings]] = Field(default_factory=dict)
+    smtp: SmtpSettings | None = None
+    # Extra attempts per alert within one run, and the pause between them. Alerts still undelivered
+    # after that stay recorded and are tried again by the next run.
+    retries: int = Field(default=2, ge=0)
+    retry_delay_seconds: float = Field(default=5.0, ge=0)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _owners_are_reachable(self) -> "AlertSettings":
+        for suite, owners in self.owners.items():
+            names = [owner.name for owner in owners]
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"owners of suite {suite!r} must have unique names; repeated: {repeated}")
+            if self.smtp is None and any(owner.email for owner in owners):
+                raise ValueError(f"an owner of suite {suite!r} has an email, so alerts.smtp must be set")
+        return self
+
+    def owners_of(self, suite: str) -> list[OwnerSettings]:
+        return list(self.owners.get(suite, []))
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     ingest: IngestSettings = IngestSettings()
     beliefs: BeliefSettings = BeliefSettings()
+    alerts: AlertSettings = AlertSettings()
     # Folder of the config file; relative paths resolve against it. Set by load_settings.
     base_dir: Path = Path(".")
 
