@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -186,6 +187,321 @@ def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, 
         console.print(f"[bold]{record['reason']}[/bold] {where}  {record['detail'] or ''}", markup=True,
                       highlight=False)
         console.print("    " + (record["raw_preview"] or "<empty>"), markup=False, highlight=False)
+
+
+EXIT_BAR_FAILED = 6
+
+
+@main.command(name="eval")
+@click.option("--suite", "suites", multiple=True, help="Run only this suite (repeatable; default: all).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def eval_command(ctx: click.Context, suites: tuple[str, ...], as_json: bool) -> None:
+    """Run the eval suites against the success bar (expectations/bar.yaml) and the last passing run.
+
+    Exits 0 when every suite that ran passed, 6 when one failed its bar or regressed.
+    """
+    from selfmodel.evals.run import run_evals
+    from warehouse.db import connect
+
+    with _clean_errors():
+        settings = _settings(ctx)
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        try:
+            try:
+                runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings))
+            except (ValueError, FileNotFoundError) as exc:
+                raise ConfigError(str(exc)) from None
+        finally:
+            con.close()
+    if as_json:
+        click.echo(json.dumps({"runs": [r.to_json() for r in runs]}, default=_json_default))
+    else:
+        _print_eval_runs(runs)
+    if any(not r.passed for r in runs if not r.skipped):
+        sys.exit(EXIT_BAR_FAILED)
+
+
+def _alert_hook(settings: Settings):
+    """Alerts go out only when owners are configured; the hook records and delivers them."""
+    from selfmodel.evals.notify import owner_alert_hook
+
+    return owner_alert_hook(settings)
+
+
+def _print_eval_runs(runs) -> None:
+    console = _console()
+    for suite_run in runs:
+        if suite_run.skipped:
+            console.print(f"{suite_run.suite}: skipped ({suite_run.skipped})", markup=False)
+            continue
+        verdict = "PASSED" if suite_run.passed else "FAILED"
+        console.print(f"{suite_run.suite}: {verdict}", markup=False)
+        for metric, check in suite_run.bar.items():
+            value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
+            mark = "ok  " if check["passed"] else "FAIL"
+            console.print(f"  {mark} {metric:<36} {value:>8}  (bar {check['op']} {check['threshold']})", markup=False)
+        shown = {k: v for k, v in suite_run.metrics.items() if k not in suite_run.bar and isinstance(v, (int, float))}
+        if shown:
+            console.print("       " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                               for k, v in shown.items()), markup=False)
+        for regression in suite_run.regressions:
+            console.print(f"  REGRESSION {regression['metric']}: {regression['before']:.3f} -> {regression['after']:.3f}",
+                          markup=False)
+        for alert in suite_run.alerts:
+            console.print(f"  alert: {alert}", markup=False)
+
+
+@main.command()
+@click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the HTML (default: next to the warehouse, report.html).")
+@click.pass_context
+def report(ctx: click.Context, out_path: str | None) -> None:
+    """Write the HTML eval report: reliability diagram, learning curve and metric trends."""
+    from selfmodel.clock import SystemClock
+    from selfmodel.evals.report import write_report
+    from warehouse.db import connect
+
+    with _clean_errors():
+        settings = _settings(ctx)
+        target = Path(out_path) if out_path else settings.warehouse_path.parent / "report.html"
+        con = connect(settings.warehouse_path, read_only=True)
+        try:
+            written = write_report(con, target, SystemClock().now())
+        finally:
+            con.close()
+    click.echo(f"report: {written}")
+
+
+EXIT_BLOCKED = 4  # a block-severity data-quality expectation fails
+
+
+@main.command()
+@click.option("--suite", "suites", multiple=True,
+              help="Validate only this suite (repeatable; default: every expectations/*.json).")
+@click.option("--batch", "batch_ids", multiple=True,
+              help="Re-validate this ingest batch with the per-batch suites, even if validated before (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def expectations(ctx: click.Context, suites: tuple[str, ...], batch_ids: tuple[str, ...], as_json: bool) -> None:
+    """Check the warehouse against the data-quality suites (Great Expectations) and store the results.
+
+    Per-batch suites check ingest batches not checked yet; the others check their table whole. Exits 0
+    when nothing blocks (failed warnings included), 4 when a block-severity expectation fails in the latest
+    validation of any asset (this run's or an earlier one still unresolved), 2 on a bad config or suite.
+    """
+    from selfmodel.quality import QualityError, blocking_failures, data_docs_folder, validate
+    from warehouse.db import connect
+
+    with _clean_errors():
+        settings = _settings(ctx)
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        try:
+            try:
+                reports = validate(con, settings, list(suites) or None, list(batch_ids) or None)
+            except QualityError as exc:
+                raise ConfigError(str(exc)) from None
+            blocking = blocking_failures(con, list(suites) or None)
+        finally:
+            con.close()
+    index = data_docs_folder(settings) / "index.html"
+    if as_json:
+        click.echo(json.dumps({"validations": [r.to_json() for r in reports], "blocking": blocking,
+                               "data_docs": str(index)}, default=_json_default))
+    else:
+        _print_validations(reports, blocking, index)
+    if blocking:
+        sys.exit(EXIT_BLOCKED)
+
+
+def _print_validations(reports, blocking: list[dict], index) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="expectations")
+    for column in ("suite", "asset", "rows", "result", "failed expectations"):
+        table.add_column(column, justify="right" if column == "rows" else "left")
+    for report in reports:
+        result = "passed" if report.success else f"{report.blocking_failures} block, {report.warnings} warn"
+        failed = "\n".join(f"{o.severity}: {o.expectation}"
+                           + (f" ({o.unexpected_count} unexpected)" if o.unexpected_count else "")
+                           for o in report.failures())
+        table.add_row(escape(report.suite), escape(report.asset), f"{report.rows:,}", result, escape(failed))
+    console = _console()
+    if reports:
+        console.print(table)
+    else:
+        console.print("nothing new to validate")
+    for failure in blocking:
+        console.print(f"[red]BLOCKING[/red] {escape(failure['suite'])} on {escape(failure['asset'])}: "
+                      f"{escape(failure['expectation'])}"
+                      f" ({failure['unexpected_count'] if failure['unexpected_count'] is not None else 'crashed'})"
+                      f"  {escape(failure['data_docs'] or '')}", highlight=False)
+    console.print(f"data docs: {index}", highlight=False)
+
+
+EXIT_AUDIT_FAILED = 5  # a snapshot failed its audit; the current one stays in service
+
+
+@contextmanager
+def _snapshot_errors() -> Iterator[None]:
+    """Snapshot problems are one line on stderr: no snapshot or a bad one (1), an unknown version (2)."""
+    from selfmodel.publish import PublishError
+    from warehouse.online import SnapshotError
+
+    with _clean_errors():
+        try:
+            yield
+        except SnapshotError as exc:
+            raise WarehouseError(str(exc)) from None
+        except PublishError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def publish(ctx: click.Context, as_json: bool) -> None:
+    """Write a snapshot of the current beliefs, audit it, and publish it only if the audit passes.
+
+    The audit: no blocking expectation failure, every eval suite's latest run passed (after the last
+    refresh), and the snapshot's own counts and checksums. Exits 0 when published, 5 when the audit failed
+    (the current snapshot stays in service; `selfmodel snapshots` shows why).
+    """
+    from selfmodel.publish import publish as run_publish
+
+    with _snapshot_errors():
+        settings = _settings(ctx)
+        result = run_publish(settings)
+    if as_json:
+        click.echo(json.dumps(result.to_json()))
+    else:
+        console = _console()
+        if result.published:
+            console.print(f"published {result.version}: {result.rows:,} beliefs of {result.users:,} users, "
+                          f"data as of {result.data_as_of.isoformat()}", markup=False, highlight=False)
+        else:
+            console.print(f"NOT published: the audit of {result.version} failed; "
+                          f"{result.current or 'no snapshot'} stays current", markup=False, highlight=False)
+        for check in result.audit.checks:
+            console.print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<17} {check.detail}",
+                          markup=False, highlight=False)
+    if not result.published:
+        sys.exit(EXIT_AUDIT_FAILED)
+
+
+def _belief_store(settings: Settings):
+    from warehouse.online import BeliefStore
+
+    return BeliefStore.open(settings.snapshots_path, watch=False)
+
+
+@main.command()
+@click.argument("user_id")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
+    """Show USER_ID's self-model in the published snapshot (what the online service sees)."""
+    with _snapshot_errors():
+        store = _belief_store(_settings(ctx))
+        model = store.get(user_id)
+        threshold = store.manifest["serving_threshold"]
+    if as_json:
+        click.echo(model.model_dump_json())
+        return
+    console = _console()
+    console.print(f"user {user_id} in snapshot {model.snapshot_version} (data as of {model.as_of.isoformat()}, "
+                  f"serving threshold {threshold})", markup=False, highlight=False)
+    if model.cold_start:
+        console.print("  cold start: the snapshot holds nothing about this user", markup=False)
+    for belief in model.beliefs:
+        mark = "*" if belief.confidence >= threshold else " "
+        console.print(f" {mark} {belief.key:<28} {belief.value[:40]:<40} {belief.confidence:.3f}  "
+                      f"({belief.evidence_count} observations, last {belief.last_evidence_at:%Y-%m-%d})",
+                      markup=False, highlight=False)
+
+
+@main.command()
+@click.argument("user_id")
+@click.argument("query")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Use beliefs at or above this confidence (default: the snapshot's serving threshold).")
+@click.option("--max-beliefs", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Use at most this many beliefs, the most confident first.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def enrich(ctx: click.Context, user_id: str, query: str, min_confidence: float | None, max_beliefs: int,
+           as_json: bool) -> None:
+    """Enrich QUERY with what the published snapshot says about USER_ID, as the online service would."""
+    with _snapshot_errors():
+        store = _belief_store(_settings(ctx))
+        try:
+            enrichment = store.enrich(query, user_id, min_confidence=min_confidence, max_beliefs=max_beliefs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    if as_json:
+        click.echo(enrichment.model_dump_json(include={"user_id", "enriched_query", "beliefs_used",
+                                                       "snapshot_version", "min_confidence"}))
+        return
+    click.echo(enrichment.enriched_query)
+    click.echo(f"\n({len(enrichment.beliefs_used)} beliefs at or above {enrichment.min_confidence} used, "
+               f"snapshot {enrichment.snapshot_version})", err=True)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def snapshots(ctx: click.Context, as_json: bool) -> None:
+    """List the published snapshots (newest first) with their audits, and the recent failed audits."""
+    from selfmodel.publish import list_snapshots
+
+    with _snapshot_errors():
+        listing = list_snapshots(_settings(ctx))
+    if as_json:
+        click.echo(json.dumps(listing, default=_json_default))
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"snapshots in {listing['path']}")
+    for column in ("", "version", "created", "data as of", "users", "beliefs", "audit", "eval"):
+        table.add_column(column, justify="right" if column in ("users", "beliefs") else "left")
+    for snap in listing["snapshots"]:
+        if "error" in snap:
+            table.add_row("", snap["version"], "", "", "", "", "unreadable", snap["error"])
+            continue
+        table.add_row("*" if snap["current"] else "", snap["version"], (snap["created_at"] or "")[:19],
+                      (snap["data_as_of"] or "")[:19], f"{snap['users']:,}", f"{snap['rows']:,}",
+                      "passed" if snap["audit_passed"] else "FAILED",
+                      ", ".join(f"{suite} {'ok' if ok else 'FAILED'}" for suite, ok in snap["eval"].items()) or "-")
+    console.print(table)
+    console.print(f"current: {listing['current'] or 'none (nothing published yet)'}", highlight=False)
+    for failure in listing["failed_audits"]:
+        console.print(f"audit failed {failure['at'][:19]} {failure['version']}: {failure['reason']}",
+                      markup=False, highlight=False)
+
+
+@main.command()
+@click.argument("version")
+@click.pass_context
+def rollback(ctx: click.Context, version: str) -> None:
+    """Put an earlier published snapshot VERSION back in service (online readers follow within a second)."""
+    from selfmodel.publish import rollback as run_rollback
+
+    with _snapshot_errors():
+        previous = run_rollback(_settings(ctx), version)
+    click.echo(f"CURRENT: {previous or 'none'} -> {version}")
+
+
+@main.command(name="analyst-copy")
+@click.pass_context
+def analyst_copy(ctx: click.Context) -> None:
+    """Refresh the analysts' read-only copy of the warehouse now (flows do it after each write step)."""
+    from selfmodel.analyst import refresh_analyst_copy
+
+    with _clean_errors():
+        target = refresh_analyst_copy(_settings(ctx))
+    click.echo(f"analyst copy: {target}" if target else "warehouse.analyst_copy is null: no copy configured")
 
 
 class Timestamp(click.ParamType):

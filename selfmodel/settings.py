@@ -40,6 +40,9 @@ class WarehouseSettings(StrictModel):
     path: Path = Path(".selfmodel/warehouse.duckdb")
     # Memory DuckDB may use before spilling to disk; None leaves DuckDB's default (80 % of RAM).
     memory_limit: str | None = None
+    # A read-only copy for analysts, replaced atomically after each flow's write step (README "Querying
+    # the warehouse"); analysts never open the live file, so neither side waits for the other. null: off.
+    analyst_copy: Path | None = Path(".selfmodel/analyst/warehouse.duckdb")
 
 
 class TimestampHints(StrictModel):
@@ -135,7 +138,8 @@ class ExtractorSettings(StrictModel):
 
 
 DEFAULT_KEYS = {
-    "topic": KeySettings(cardinality="many", half_life_days=90, prior=2.0),
+    # Topics drift fastest: calibrated with the predictive eval (README "Evaluation").
+    "topic": KeySettings(cardinality="many", half_life_days=30, prior=4.0),
     "expertise": KeySettings(cardinality="one", half_life_days=180, prior=2.0),
     "role": KeySettings(cardinality="one", half_life_days=365, prior=2.0),
     "style.verbosity": KeySettings(cardinality="one", half_life_days=60, prior=2.0),
@@ -175,6 +179,24 @@ class BeliefSettings(StrictModel):
 
     def extractor(self, name: str) -> ExtractorSettings:
         return self.extractors.get(name, ExtractorSettings())
+
+
+class PredictiveEvalSettings(StrictModel):
+    # Beliefs are computed as of (data end - cutoff_days) and checked against the next horizon_days.
+    cutoff_days: float = Field(default=14, gt=0)
+    horizon_days: float = Field(default=14, gt=0)
+    # Size of the random sample of active users that stands for "production" beside the demo users.
+    production_sample: int = Field(default=200, gt=0)
+    seed: int = 20181122
+
+
+class EvalSettings(StrictModel):
+    # Folder (relative to the config) with bar.yaml, the labeled case files and demo_users.yaml.
+    path: str = "expectations"
+    predictive: PredictiveEvalSettings = PredictiveEvalSettings()
+    # Significance level of regression tests and number of bootstrap resamples.
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    bootstrap_resamples: int = Field(default=2000, ge=200)
 
 
 class OwnerSettings(StrictModel):
@@ -268,12 +290,50 @@ class AlertSettings(StrictModel):
         return list(self.owners.get(suite, []))
 
 
+class QualitySettings(StrictModel):
+    """Data-quality expectations (Great Expectations suites, expectations/*.json)."""
+
+    # Folder of the suite files, relative to the config.
+    path: str = "expectations"
+    # Share of a batch's records quarantined above which the quarantine_rate suite warns, and blocks.
+    quarantine_rate_warn: float = Field(default=0.05, ge=0, le=1)
+    quarantine_rate_block: float = Field(default=0.5, ge=0, le=1)
+    # Where validation pages (HTML) go; default: data_docs/ beside the warehouse file.
+    data_docs_path: str | None = None
+
+    @model_validator(mode="after")
+    def _warn_before_block(self) -> "QualitySettings":
+        if self.quarantine_rate_warn > self.quarantine_rate_block:
+            raise ValueError("quarantine_rate_warn must not exceed quarantine_rate_block")
+        return self
+
+
+class SnapshotSettings(StrictModel):
+    """Published belief snapshots (selfmodel.publish; read online by warehouse.online.BeliefStore)."""
+
+    path: Path = Path(".selfmodel/snapshots")
+    # Published versions kept (the current one is always kept, also after a rollback).
+    keep: int = Field(default=7, ge=2)
+    # Missing eval or expectation runs fail the audit; off only for a first run without evals.
+    require_eval: bool = True
+    # The latest eval run of each suite must have ended after the refresh whose beliefs are published.
+    require_fresh_eval: bool = True
+    # Eval suites that must have run (and passed) for a publish, e.g. [predictive, labeled].
+    required_eval_suites: list[str] = Field(default_factory=list)
+    # Beliefs below this confidence are left out of the snapshot (0: every belief in force). Readers
+    # cannot ask for less than this.
+    min_confidence: float = Field(default=0.0, ge=0, lt=1)
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     ingest: IngestSettings = IngestSettings()
     beliefs: BeliefSettings = BeliefSettings()
     alerts: AlertSettings = AlertSettings()
+    eval: EvalSettings = EvalSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
+    quality: QualitySettings = QualitySettings()
     # Folder of the config file; relative paths resolve against it. Set by load_settings.
     base_dir: Path = Path(".")
 
@@ -300,6 +360,14 @@ class Settings(StrictModel):
     @property
     def warehouse_path(self) -> Path:
         return self.resolve(self.warehouse.path)
+
+    @property
+    def snapshots_path(self) -> Path:
+        return self.resolve(self.snapshots.path)
+
+    @property
+    def analyst_copy_path(self) -> Path | None:
+        return None if self.warehouse.analyst_copy is None else self.resolve(self.warehouse.analyst_copy)
 
     def source(self, name: str) -> SourceSettings:
         for source in self.sources:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from selfmodel.settings import Settings, load_settings
+from tests.loopback import SmtpServer, WebhookReceiver, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 QC_SAMPLE = REPO_ROOT / "data" / "stackexchange-quantumcomputing"
@@ -48,3 +49,17 @@ def shared_real_data() -> Path:
     if not SHARED_REAL_DATA.is_dir():
         pytest.skip("../shared/data/real is not present (optional real-data tests)")
     return SHARED_REAL_DATA
+
+
+@pytest.fixture
+def smtp_server():
+    server = SmtpServer(free_port()).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook():
+    receiver = WebhookReceiver()
+    yield receiver
+    receiver.close()

@@ -1,0 +1,116 @@
+"""Derive candidate labeled eval cases from a warehouse's events and labels tables.
+
+    python -m selfmodel.evals.generate_cases --config selfmodel.yaml --source qc --kind stackexchange > cases.yaml
+
+Candidates are a starting point: a person reads them, keeps the ones whose expectation is right, and
+commits the file; the committed cases are what the success bar is measured on. Expectations come
+from what the data says about a user *outside* the extractors' reasoning: the tags of their own posts,
+accepted answers, persona lines given to them, having written only once, being a bot account.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+
+import duckdb
+import yaml
+
+from selfmodel.beliefs.extractors.fact import normalise_fact
+from selfmodel.evals.labeled import facts_match
+from selfmodel.settings import load_settings
+from selfmodel.sources.stackexchange import ANONYMOUS_VOTER
+
+
+def _iso(moment) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+def stackexchange_cases(con: duckdb.DuckDBPyConnection, source: str, bots: list[str]) -> list[dict]:
+    [(end,)] = con.execute("select max(occurred_at) from events where source = ?", [source]).fetchall()
+    as_of = end - timedelta(days=1)
+    cases = []
+    heavy = con.execute(
+        """select user_id, count(*) from events where source = ? and kind = 'message' and occurred_at > ? - interval 60 day
+           and occurred_at <= ? and user_id not like 'name:%' and user_id <> ? group by 1 order by 2 desc, 1 limit 8""",
+        [source, as_of, as_of, ANONYMOUS_VOTER]).fetchall()
+    for user, messages in heavy:
+        tags = con.execute(
+            """select tag, count(*) from (select unnest(tags) as tag from events where source = ? and user_id = ?
+               and kind = 'message' and occurred_at > ? - interval 30 day and occurred_at <= ?) group by 1 order by 2 desc, 1 limit 2""",
+            [source, user, as_of, as_of]).fetchall()
+        if tags and tags[0][1] >= 5:
+            cases.append({"id": f"{source}-topic-{user}", "user_id": user, "as_of": _iso(as_of), "tags": ["active", "topic"],
+                          "expect": [{"key": "topic", "value": tag, "min_confidence": 0.6} for tag, n in tags if n >= 5],
+                          "why": f"{messages} messages in the last 60 days; tagged "
+                                 + ", ".join(f"{tag} {n} times" for tag, n in tags) + " in the last 30"})
+    accepted = con.execute(
+        """select a.user_id, count(*) from events as v join events as a on a.source = v.source and a.event_id = v.reply_to
+           where v.source = ? and v.kind = 'feedback' and v.attributes ->> 'vote_type' = 'accept'
+           and v.occurred_at <= ? and a.user_id not like 'name:%' group by 1 having count(*) >= 5 order by 2 desc, 1 limit 6""",
+        [source, as_of]).fetchall()
+    for user, count in accepted:
+        cases.append({"id": f"{source}-expert-{user}", "user_id": user, "as_of": _iso(as_of), "tags": ["expertise"],
+                      "expect": [{"key": "expertise", "value": "expert", "min_confidence": 0.6}],
+                      "why": f"{count} of their answers were accepted by the askers"})
+    single = con.execute(
+        """select user_id, max(occurred_at) from events where source = ? and kind = 'message' and user_id not like 'name:%'
+           group by 1 having count(*) = 1 order by hash(user_id) limit 4""", [source]).fetchall()
+    for user, at in single:
+        cases.append({"id": f"{source}-cold-{user}", "user_id": user, "as_of": _iso(at + timedelta(hours=1)),
+                      "tags": ["cold_start"],
+                      "expect": [{"key": key, "absent": True} for key in ("topic", "expertise", "role", "language", "fact")],
+                      "why": "wrote one message: nothing about them may be enriched yet"})
+    for bot in bots:
+        cases.append({"id": f"{source}-bot-{bot}", "user_id": bot, "as_of": _iso(as_of), "tags": ["bot"],
+                      "expect": [{"key": key, "absent": True} for key in ("topic", "expertise", "language")],
+                      "why": "a bot account (Community): software is not a user to model"})
+    return cases
+
+
+def convai2_cases(con: duckdb.DuckDBPyConnection, source: str) -> list[dict]:
+    cases = []
+    dialogs = con.execute(
+        """select user_id, session_id, max(occurred_at) as ended, list(text order by occurred_at) filter (where kind = 'message')
+           from events where source = ? group by 1, 2 order by 1, 3""", [source]).fetchall()
+    personas = {}
+    for user, context, value in con.execute(
+            "select user_id, context, value from labels where source = ? and label = 'persona' order by rowid", [source]).fetchall():
+        personas.setdefault((user, context), []).append(value)
+    seen_users: dict[str, int] = {}
+    for user, session, ended, texts in dialogs:
+        seen_users[user] = seen_users.get(user, 0) + 1
+        lines = personas.get((user, session), [])
+        said = [fact for text in texts or [] for sentence in (text or "").split(".") if (fact := normalise_fact(sentence))]
+        expressed = [(index, line) for index, line in enumerate(lines) if any(facts_match(s, line) for s in said)]
+        if not expressed:
+            continue
+        tag = "switched" if seen_users[user] > 1 else "persona"
+        cases.append({"id": f"{source}-{tag}-{session.split(':')[1][:8]}", "user_id": user,
+                      "as_of": _iso(ended + timedelta(minutes=1)), "tags": [tag],
+                      "expect": [{"key": "fact", "value_from_label": {"label": "persona", "context": session, "index": index},
+                                  "min_confidence": 0.3} for index, _ in expressed[:2]],
+                      "why": ("dialog " + str(seen_users[user]) + " of this user, with a new persona; " if tag == "switched" else "")
+                             + "the user stated persona line(s) " + ", ".join(str(i) for i, _ in expressed[:2])
+                             + " in this dialog: one statement gives confidence 1/3"})
+    return cases
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=None)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--kind", choices=["stackexchange", "convai2"], required=True)
+    args = parser.parse_args()
+    settings = load_settings(args.config)
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    if args.kind == "stackexchange":
+        cases = stackexchange_cases(con, args.source, settings.source(args.source).bot_user_ids)
+    else:
+        cases = convai2_cases(con, args.source)
+    yaml.safe_dump({"cases": cases}, sys.stdout, sort_keys=False, allow_unicode=True, width=120)
+
+
+if __name__ == "__main__":
+    main()

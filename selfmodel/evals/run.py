@@ -1,0 +1,236 @@
+"""Run the eval suites, judge them against the success bar and the last passing run, store everything.
+
+Suites:
+- `predictive`: beliefs at a cutoff checked against what users did next (selfmodel.evals.predictive);
+- `labeled_<name>`: the committed case files in expectations/evals/labeled_*.yaml;
+- `demo_vs_production`: the predictive metrics on the hand-picked demo users beside a random sample of
+  active users, and the gap between them.
+
+Each run is one `eval_runs` row (metrics, the bar's verdict, regressions, code version, config hash,
+data as-of) plus `eval_results` rows per case or slice, so any metric can be charted over time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import yaml
+
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.evals import labeled, predictive
+from selfmodel.evals.bar import Bar, load_bar
+from selfmodel.evals.regression import case_regression, ratio_regression
+from selfmodel.settings import Settings
+from selfmodel.version import code_version
+from warehouse.db import execute, run, run_dicts
+
+log = logging.getLogger("selfmodel.evals")
+
+PREDICTIVE = "predictive"
+DEMO_VS_PRODUCTION = "demo_vs_production"
+
+
+@dataclass
+class SuiteRun:
+    suite: str
+    passed: bool
+    metrics: dict[str, Any]
+    bar: dict[str, dict]
+    regressions: list[dict] = field(default_factory=list)
+    alerts: list[dict] = field(default_factory=list)
+    run_id: str | None = None
+    skipped: str | None = None  # why the suite did not run (e.g. its source has no data)
+    details: dict[str, Any] = field(default_factory=dict)  # reliability, learning curve, per key, cases
+    results: list[tuple[str, str, float | None]] = field(default_factory=list)  # (case_id, metric, value)
+
+    def to_json(self) -> dict:
+        payload = asdict(self)
+        payload.pop("results")
+        return payload
+
+
+def eval_folder(settings: Settings) -> Path:
+    return settings.resolve(settings.eval.path)
+
+
+def case_files(settings: Settings) -> list[Path]:
+    return sorted((eval_folder(settings) / "evals").glob("labeled_*.yaml"))
+
+
+def available_suites(settings: Settings) -> list[str]:
+    return [PREDICTIVE, *(labeled.load_case_file(p).suite for p in case_files(settings)), DEMO_VS_PRODUCTION]
+
+
+def _predictive_runs(con, settings: Settings, wanted: set[str]) -> list[SuiteRun]:
+    data = predictive.load_predictive_data(con, settings)
+    threshold = settings.beliefs.serving_threshold
+    runs = []
+    if data is None:
+        return [SuiteRun(s, False, {}, {}, skipped="the warehouse has no events") for s in sorted(wanted)]
+    window = {"cutoff": data.cutoff.isoformat(), "horizon_end": data.horizon_end.isoformat()}
+    if PREDICTIVE in wanted:
+        everyone = predictive.subset_metrics(data.judgements, data.active_users, threshold)
+        results = [(f"user:{u}", "held", float(h)) for u, (h, _) in everyone.per_user.items()]
+        results += [(f"user:{u}", "served", float(s)) for u, (_, s) in everyone.per_user.items()]
+        results += [(f"user:{u}", "enriched", float(b is not None and b >= threshold))
+                    for u, b in data.active_users.items()]
+        for key, values in everyone.per_key.items():
+            results += [(f"key={key}", metric, value) for metric, value in values.items()]
+        for row in everyone.reliability:
+            results += [(f"reliability:{row['bin']}", m, row[m]) for m in ("mean_confidence", "observed_rate", "count")]
+        for curve, rows in everyone.learning_curve.items():
+            results += [(f"{curve}:{row['bucket']}", m, row[m]) for row in rows for m in ("precision", "served", "users")]
+        runs.append(SuiteRun(PREDICTIVE, False, everyone.metrics, {}, details={
+            **window, "per_key": everyone.per_key, "reliability": everyone.reliability,
+            "learning_curve": everyone.learning_curve}, results=results))
+    if DEMO_VS_PRODUCTION in wanted:
+        demo_file = eval_folder(settings) / "evals" / "demo_users.yaml"
+        demo_users = set(map(str, (yaml.safe_load(demo_file.read_text()) or {}).get("users", []))) if demo_file.exists() else set()
+        sample = set(predictive.production_sample(data.active_users, settings.eval.predictive.production_sample,
+                                                  settings.eval.predictive.seed))
+        demo = predictive.subset_metrics(*predictive.restrict(data, demo_users), threshold)
+        production = predictive.subset_metrics(*predictive.restrict(data, sample), threshold)
+        metrics = {f"demo_{k}": v for k, v in demo.metrics.items()}
+        metrics |= {f"production_{k}": v for k, v in production.metrics.items()}
+        demo_precision = demo.metrics["precision_at_threshold"]
+        production_precision = production.metrics["precision_at_threshold"]
+        metrics["precision_gap"] = (demo_precision - production_precision
+                                    if demo_precision is not None and production_precision is not None else None)
+        results = [(f"user:{u}", "held", float(h)) for u, (h, _) in production.per_user.items()]
+        results += [(f"user:{u}", "served", float(s)) for u, (_, s) in production.per_user.items()]
+        runs.append(SuiteRun(DEMO_VS_PRODUCTION, False, metrics, {}, details={
+            **window, "demo_users": sorted(demo_users), "production_sample_size": len(sample),
+            "demo_learning_curve": demo.learning_curve, "production_learning_curve": production.learning_curve},
+            results=results))
+    return runs
+
+
+def _labeled_runs(con, settings: Settings, wanted: set[str]) -> list[SuiteRun]:
+    runs = []
+    for path in case_files(settings):
+        case_file = labeled.load_case_file(path)
+        if case_file.suite not in wanted:
+            continue
+        if not labeled.has_source_data(con, case_file.source):
+            runs.append(SuiteRun(case_file.suite, False, {}, {},
+                                 skipped=f"no events from source {case_file.source!r} in the warehouse"))
+            continue
+        results = [labeled.evaluate_case(con, settings, case_file.source, case) for case in case_file.cases]
+        failed = [{"case": r.case_id, "checks": [c for c in r.checks if not c["passed"]]} for r in results if not r.passed]
+        runs.append(SuiteRun(case_file.suite, False, labeled.labeled_metrics(results), {},
+                             details={"file": str(path), "failed_cases": failed},
+                             results=[(r.case_id, "passed", float(r.passed)) for r in results]))
+    return runs
+
+
+def _last_passing_results(con, suite: str) -> tuple[str, dict] | None:
+    rows = con.execute(
+        "select run_id, metrics from eval_runs where suite = ? and passed order by started_at desc limit 1", [suite]
+    ).fetchall()
+    if not rows:
+        return None
+    run_id, metrics = rows[0]
+    return run_id, json.loads(metrics)
+
+
+def _results_of(con, run_id: str) -> dict[tuple[str, str], float]:
+    rows = con.execute("select case_id, metric, value from eval_results where run_id = ?", [run_id]).fetchall()
+    return {(case, metric): value for case, metric, value in rows}
+
+
+def detect_regressions(con, settings: Settings, bar: Bar, suite_run: SuiteRun) -> list[dict]:
+    """Drops from the last passing run that exceed the tolerance and are statistically significant."""
+    previous = _last_passing_results(con, suite_run.suite)
+    if previous is None:
+        return []
+    previous_id, previous_metrics = previous
+    before = _results_of(con, previous_id)
+    after = {(case, metric): value for case, metric, value in suite_run.results}
+    regressions = []
+    for metric, tolerance in bar.regression_tolerance.items():
+        old, new = previous_metrics.get(metric), suite_run.metrics.get(metric)
+        if old is None or new is None or old - new <= tolerance:
+            continue
+        if metric == "case_pass_rate":
+            finding = case_regression(_outcomes(before), _outcomes(after), tolerance, settings.eval.alpha)
+        else:
+            hits, trials = ("enriched", None) if metric == "coverage" else ("held", "served")
+            finding = ratio_regression(_per_user(before, hits, trials), _per_user(after, hits, trials), tolerance,
+                                       settings.eval.alpha, settings.eval.bootstrap_resamples)
+        if finding is not None:
+            regressions.append({"metric": metric, "before": old, "after": new, "tolerance": tolerance,
+                                "previous_run": previous_id, **{k: v for k, v in finding.items()
+                                                                if k not in ("before", "after")}})
+    return regressions
+
+
+def _outcomes(results: dict[tuple[str, str], float]) -> dict[str, bool]:
+    return {case: bool(value) for (case, metric), value in results.items() if metric == "passed"}
+
+
+def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str | None) -> dict[str, tuple[int, int]]:
+    users = {case for case, metric in results if metric == hits and case.startswith("user:")}
+    return {u: (int(results[(u, hits)]), int(results[(u, trials)]) if trials else 1) for u in users}
+
+
+def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[str] | None = None,
+              clock: Clock | None = None, notify=None) -> list[SuiteRun]:
+    """Run the suites (all by default), judge them, store them; `notify(con, suite_run, clock)` is called per run."""
+    clock = clock or SystemClock()
+    bar = load_bar(eval_folder(settings) / "bar.yaml")
+    known = available_suites(settings)
+    wanted = set(suites or known)
+    unknown = wanted - set(known)
+    if unknown:
+        raise ValueError(f"unknown eval suite(s) {sorted(unknown)}; known: {known}")
+    started = clock.now()
+    suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION})
+    suite_runs += _labeled_runs(con, settings, wanted)
+    [(data_as_of,)] = run(con, "latest_event_time")
+    for suite_run in suite_runs:
+        if suite_run.skipped:
+            continue
+        suite_run.passed, suite_run.bar = bar.verdict(suite_run.suite, suite_run.metrics)
+        suite_run.regressions = detect_regressions(con, settings, bar, suite_run)
+        suite_run.passed = suite_run.passed and not suite_run.regressions
+        suite_run.run_id = f"{started:%Y%m%dT%H%M%S}-{suite_run.suite}-{uuid.uuid4().hex[:6]}"
+        _store(con, settings, suite_run, started, clock.now(), data_as_of)
+        if notify is not None:
+            suite_run.alerts = notify(con, suite_run, clock) or []
+    return sorted(suite_runs, key=lambda r: r.suite)
+
+
+def _store(con, settings: Settings, suite_run: SuiteRun, started: datetime, ended: datetime,
+           data_as_of: datetime | None) -> None:
+    execute(con, "begin transaction")
+    try:
+        run(con, "insert_eval_run", {
+            "run_id": suite_run.run_id, "suite": suite_run.suite, "started_at": started, "ended_at": ended,
+            "passed": suite_run.passed, "metrics": json.dumps(suite_run.metrics), "bar": json.dumps(suite_run.bar),
+            "regressions": json.dumps(suite_run.regressions, default=str), "data_as_of": data_as_of,
+            "code_version": code_version(), "config_hash": settings.config_hash(),
+        })
+        if suite_run.results:
+            import pyarrow as pa
+
+            cases, metrics, values = zip(*suite_run.results)
+            con.register("new_eval_results", pa.table({
+                "case_id": pa.array(cases, pa.string()), "metric": pa.array(metrics, pa.string()),
+                "value": pa.array([None if v is None else float(v) for v in values], pa.float64())}))
+            run(con, "insert_eval_results", {"run_id": suite_run.run_id, "suite": suite_run.suite})
+            con.unregister("new_eval_results")
+        execute(con, "commit")
+    except Exception:
+        execute(con, "rollback")
+        raise
+
+
+def metric_history(con: duckdb.DuckDBPyConnection, suite: str, metric: str, limit: int = 60) -> list[dict]:
+    return run_dicts(con, "eval_metric_history", {"suite": suite, "metric": metric, "limit": limit})
