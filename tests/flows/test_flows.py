@@ -15,7 +15,8 @@ from tests.conftest import REPO_ROOT
 def test_every_deployment_entrypoint_resolves_to_a_documented_flow() -> None:
     config = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())
     entrypoints = [deployment["entrypoint"] for deployment in config["deployments"]]
-    assert {"flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs"} <= set(entrypoints)
+    assert {"flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs",
+            "flows/publish.py:publish", "flows/evaluate.py:evaluate"} <= set(entrypoints)
     for entrypoint in entrypoints:
         flow = load_flow_from_entrypoint(str(REPO_ROOT / entrypoint), use_placeholder_flow=False)
         assert flow.description, f"{entrypoint} needs a docstring (the Prefect UI shows it)"
@@ -58,5 +59,16 @@ def test_ingest_flow_loads_the_bundled_sample_and_publishes_counts(prefect_serve
 
     refreshed = refresh_beliefs(config_path=str(config))
     assert refreshed["events_extracted"] == report["loaded"]
+
+    import shutil
+
+    from flows.evaluate import evaluate
+
+    shutil.copytree(REPO_ROOT / "expectations", tmp_path / "expectations")
+    evaluated = evaluate(config_path=str(config))
+    verdicts = {run["suite"]: run["passed"] for run in evaluated["runs"] if not run["skipped"]}
+    assert set(verdicts) == {"predictive", "labeled_qc", "demo_vs_production"}
+    assert {v["suite"] for v in evaluated["validations"]} >= {"events_batch", "beliefs"}
+    assert Path(evaluated["report"]).read_text().count("<svg") >= 3
     assert refreshed["beliefs_total"] > 1000
     assert refreshed["as_of"].startswith("2018-09-0")  # default as-of: the newest event of the dump

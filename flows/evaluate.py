@@ -1,0 +1,38 @@
+"""The `evaluate` flow: data-quality expectations, eval suites against the bar, alerts, report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+from selfmodel.settings import find_config_path
+from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
+
+
+@flow(name="evaluate", timeout_seconds=3600)
+def evaluate(config_path: str | None = None, suites: list[str] | None = None) -> dict:
+    """Validate the data, run the eval suites against the written success bar, alert owners on a regression."""
+    config_path = str(Path(find_config_path(config_path)).resolve())
+    validations = validate_data_task(config_path)
+    runs = run_evals_task(config_path, suites)
+    report_path = write_report_task(config_path)
+    create_table_artifact(
+        key="eval-metrics",
+        table=[{"suite": r["suite"], "verdict": "skipped" if r["skipped"] else ("passed" if r["passed"] else "FAILED"),
+                **{metric: check["value"] for metric, check in r["bar"].items()},
+                "regressions": len(r["regressions"]), "alerts": len(r["alerts"])} for r in runs],
+        description="Eval suites against the success bar (expectations/bar.yaml)",
+    )
+    blocking = [v for v in validations if v["blocking_failures"]]
+    create_markdown_artifact(
+        key="eval-report",
+        markdown=(f"# Eval report\n\nHTML report with the reliability diagram, learning curve and trends: "
+                  f"`{report_path}`\n\n"
+                  + "\n".join(f"- **{r['suite']}**: {'skipped' if r['skipped'] else ('passed' if r['passed'] else 'FAILED')}"
+                              for r in runs)
+                  + f"\n\nExpectation validations: {len(validations)}, with blocking failures: {len(blocking)}"),
+        description="Where the eval report is and the verdicts",
+    )
+    return {"validations": validations, "runs": runs, "report": report_path}

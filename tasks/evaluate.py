@@ -1,0 +1,63 @@
+"""Prefect tasks for the nightly evaluation (the work is in selfmodel.quality and selfmodel.evals)."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+
+from selfmodel.settings import load_settings
+from warehouse.db import connect
+
+
+@task(name="validate-data", retries=1, retry_delay_seconds=[30])
+def validate_data_task(config_path: str) -> list[dict]:
+    """Run the Great Expectations suites over new batches, beliefs and eval inputs; store the results."""
+    from selfmodel.quality import validate
+
+    settings = load_settings(config_path)
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        reports = validate(con, settings)
+    finally:
+        con.close()
+    logger = get_run_logger()
+    for report in reports:
+        logger.info("expectations %s on %s: %d rows, %d blocking failures, %d warnings", report.suite,
+                    report.asset, report.rows, report.blocking_failures, report.warnings)
+    return [report.to_json() for report in reports]
+
+
+@task(name="run-evals")
+def run_evals_task(config_path: str, suites: list[str] | None = None) -> list[dict]:
+    """Run the eval suites against the success bar and the last passing run; alert owners on incidents."""
+    from selfmodel.evals.notify import owner_alert_hook
+    from selfmodel.evals.run import run_evals
+
+    settings = load_settings(config_path)
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings))
+    finally:
+        con.close()
+    logger = get_run_logger()
+    for suite_run in runs:
+        if suite_run.skipped:
+            logger.info("eval %s skipped: %s", suite_run.suite, suite_run.skipped)
+        else:
+            logger.info("eval %s %s: %s", suite_run.suite, "passed" if suite_run.passed else "FAILED",
+                        {k: v for k, v in suite_run.metrics.items() if k in suite_run.bar})
+    return [suite_run.to_json() for suite_run in runs]
+
+
+@task(name="write-report")
+def write_report_task(config_path: str) -> str:
+    """Write the HTML eval report next to the warehouse and return its markdown summary."""
+    from selfmodel.clock import SystemClock
+    from selfmodel.evals.report import write_report
+
+    settings = load_settings(config_path)
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        path = write_report(con, settings.warehouse_path.parent / "report.html", SystemClock().now())
+    finally:
+        con.close()
+    return str(path)
