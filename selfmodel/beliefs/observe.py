@@ -17,7 +17,7 @@ from datetime import datetime
 import duckdb
 import pyarrow as pa
 
-from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors
+from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors, load_yaml_mapping
 from selfmodel.beliefs.extractors.base import EventView, TargetView
 from selfmodel.settings import Settings
 from warehouse.db import execute, load_sql, run
@@ -49,9 +49,19 @@ def enabled_extractors(settings: Settings) -> list:
 
 
 def extractor_set_id(settings: Settings, extractors: list) -> str:
-    """Names, versions and weights of the extractors in use: observations made with another set differ."""
-    described = [(x.name, x.version, settings.beliefs.extractor(x.name).weight) for x in extractors]
-    return hashlib.sha256(json.dumps(described).encode()).hexdigest()[:16]
+    """Names, versions, weights and lexicons of the extractors in use: observations made with another set differ.
+
+    An edited topic taxonomy or role lexicon changes the id, so `extracted_batches` shows which batches were
+    read with which lexicon (re-extract them with `selfmodel refresh --full`).
+    """
+    beliefs = settings.beliefs
+    lexicons = {
+        "taxonomy": load_yaml_mapping(settings.resolve(beliefs.taxonomy_path) if beliefs.taxonomy_path else None,
+                                      "topics.yaml"),
+        "roles": load_yaml_mapping(settings.resolve(beliefs.roles_path) if beliefs.roles_path else None, "roles.yaml"),
+    }
+    described = [(x.name, x.version, beliefs.extractor(x.name).weight) for x in extractors]
+    return hashlib.sha256(json.dumps([described, lexicons], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def event_view(row: dict) -> EventView:

@@ -17,7 +17,7 @@ class _TextExtractor(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self.in_pre = 0
-        self.quote_depth = 0
+        self.quote_starts: list[int] = []  # where each open <blockquote>'s text begins in parts
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "pre":
@@ -35,7 +35,7 @@ class _TextExtractor(HTMLParser):
         elif tag in BLOCK_TAGS:
             self.parts.append("\n\n")
             if tag == "blockquote":
-                self.quote_depth += 1
+                self.quote_starts.append(len(self.parts))
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "pre":
@@ -43,14 +43,15 @@ class _TextExtractor(HTMLParser):
             self.parts.append("\n```\n")
         elif tag == "code" and not self.in_pre:
             self.parts.append("`")
+        elif tag == "blockquote" and self.quote_starts:
+            # Quote whole lines once the quote is complete, so inline markup inside a line stays inline.
+            start = self.quote_starts.pop()
+            quoted = re.sub(r"(?m)^(?=\S)", "> ", "".join(self.parts[start:]).strip("\n"))
+            self.parts[start:] = [quoted, "\n\n"]
         elif tag in BLOCK_TAGS:
             self.parts.append("\n\n")
-            if tag == "blockquote":
-                self.quote_depth = max(0, self.quote_depth - 1)
 
     def handle_data(self, data: str) -> None:
-        if self.quote_depth and not self.in_pre:
-            data = re.sub(r"(?m)^(?=\S)", "> ", data)
         self.parts.append(data)
 
 

@@ -58,3 +58,9 @@ def test_list_items_and_line_breaks() -> None:
 @pytest.mark.parametrize("empty", [None, "", "<p></p>", "<p>  </p>\n"])
 def test_no_content_is_an_empty_string(empty: str | None) -> None:
     assert html_to_text(empty) == ""
+
+
+def test_a_blockquote_quotes_whole_lines_and_keeps_inline_markup_inline() -> None:
+    text = html_to_text("<p>a</p><blockquote><p>I like <em>this</em> a lot</p><p>second</p></blockquote><p>after</p>")
+    assert text == "a\n\n> I like this a lot\n\n> second\n\nafter"
+    assert html_to_text("<blockquote><blockquote>inner</blockquote>outer</blockquote>") == "> > inner\n\n> outer"
