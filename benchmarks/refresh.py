@@ -40,14 +40,20 @@ select
     'u' || (hash(i * 7919 + $batch) % $users) as user_id,
     $start::timestamptz + to_seconds((hash(i + 17 * $batch) % ($days * 86400))::bigint) as occurred_at,
     'message' as kind,
+    -- Varied text (numbers, names, lengths) so no two messages are alike, as in real logs.
     case hash(i) % 6
         when 0 then 'I am a ' || (['nurse', 'teacher', 'software engineer', 'student', 'lawyer'])[(1 + hash(i * 3) % 5)::bigint]
                     || ' and I love ' || (['jazz music', 'hiking', 'my dog', 'cooking pasta', 'chess'])[(1 + hash(i * 5) % 5)::bigint]
-        when 1 then 'How do I fix this? `x = foo(bar)` keeps failing with an error in my code'
+                    || ', especially on day ' || (i % 97) || ' of the month'
+        when 1 then 'How do I fix this? `x = foo(' || (i % 1000) || ')` keeps failing with error ' || (hash(i) % 9973)
+                    || ' in my code, I tried restarting twice'
         when 2 then 'my favorite band is ' || (['queen', 'abba', 'radiohead'])[(1 + hash(i * 11) % 3)::bigint]
-        when 3 then 'ok thanks'
-        when 4 then 'I am new to quantum computing, what is a qubit and why does superposition matter so much?'
-        else 'Could you explain that again in more detail please, I did not understand the second part of it'
+                    || ' and I saw them ' || (i % 13) || ' times'
+        when 3 then (['ok thanks', 'thank you!', 'great, that works', 'no', 'hmm'])[(1 + hash(i * 7) % 5)::bigint]
+        when 4 then 'I am new to quantum computing, what is a qubit and why does superposition matter for the '
+                    || (i % 50) || ' qubit case?'
+        else 'Could you explain that again in more detail please, I did not understand part ' || (i % 7)
+             || ' of your answer about ' || (['taxes', 'the weather', 'python', 'football', 'bread'])[(1 + hash(i * 13) % 5)::bigint]
     end as text,
     null as session_id, null as reply_to, null as rating,
     case when hash(i) % 4 = 0 then ['qubit', 'entanglement'] else []::varchar[] end as tags,

@@ -161,6 +161,8 @@ class BeliefSettings(StrictModel):
     # Key families (expertise@<topic> uses "expertise"). Entries here replace the defaults one by one.
     keys: dict[str, KeySettings] = Field(default_factory=lambda: dict(DEFAULT_KEYS))
     extractors: dict[str, ExtractorSettings] = Field(default_factory=dict)
+    # Worker processes for extraction when at least 50,000 events per worker are queued (1 = in-process).
+    extract_workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1)
 
     @field_validator("keys")
     @classmethod

@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections import Counter
+import multiprocessing
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Iterator
 
 import duckdb
 import pyarrow as pa
@@ -25,6 +28,8 @@ from warehouse.db import execute, load_sql, run
 log = logging.getLogger("selfmodel.beliefs")
 
 FETCH_ROWS = 20_000
+# Below this many queued events per worker, starting processes costs more than it saves.
+PARALLEL_MIN_EVENTS = 50_000
 INSERT_ROWS = 200_000
 OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
                        "extractor_version", "batch_id")
@@ -86,9 +91,10 @@ class ObservationWriter:
         self.columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
         self.written = 0
 
-    def add(self, **values) -> None:
+    def add_columns(self, columns: dict[str, list], per_batch: Counter) -> None:
         for name in OBSERVATION_COLUMNS:
-            self.columns[name].append(values[name])
+            self.columns[name].extend(columns[name])
+        per_batch.update(columns["batch_id"])
         if len(self.columns["user_id"]) >= INSERT_ROWS:
             self.flush()
 
@@ -109,8 +115,54 @@ class ObservationWriter:
         self.columns = {name: [] for name in OBSERVATION_COLUMNS}
 
 
+def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
+                         ) -> dict[str, list]:
+    """Run the extractors over one page of queued events; the observations as columns."""
+    columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
+    for values in rows:
+        row = dict(zip(names, values))
+        event = event_view(row)
+        for extractor in extractors:
+            for finding in extractor(event):
+                columns["user_id"].append(finding.user_id or event.user_id)
+                columns["key"].append(finding.key)
+                columns["value"].append(finding.value)
+                columns["weight"].append(finding.weight * weights[extractor.name])
+                columns["observed_at"].append(row["occurred_at"])
+                columns["event_id"].append(event.event_id)
+                columns["source"].append(row["source"])
+                columns["extractor"].append(extractor.name)
+                columns["extractor_version"].append(extractor.version)
+                columns["batch_id"].append(row["batch_id"])
+    return columns
+
+
+_worker_state: dict = {}
+
+
+def _start_worker(settings: Settings) -> None:
+    extractors = enabled_extractors(settings)
+    _worker_state.update(extractors=extractors,
+                         weights={x.name: settings.beliefs.extractor(x.name).weight for x in extractors})
+
+
+def _extract_in_worker(names: list[str], rows: list[tuple]) -> dict[str, list]:
+    return observations_of_page(_worker_state["extractors"], _worker_state["weights"], names, rows)
+
+
+def _pages(con: duckdb.DuckDBPyConnection, queued: int) -> Iterator[tuple[list[str], list[tuple]]]:
+    for first in range(1, queued + 1, FETCH_ROWS):
+        cursor = con.execute(load_sql("extract_queue_page"), {"first": first, "last": first + FETCH_ROWS - 1})
+        names = [column[0] for column in cursor.description]
+        yield names, cursor.fetchall()
+
+
 def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> ExtractionReport:
-    """Extract observations from every batch not yet extracted. Runs inside the caller's transaction."""
+    """Extract observations from every batch not yet extracted. Runs inside the caller's transaction.
+
+    Extraction is pure Python (regular expressions, language identification): with many events queued and
+    `beliefs.extract_workers` > 1, pages go to that many worker processes while this one writes.
+    """
     extractors = enabled_extractors(settings)
     extractor_set = extractor_set_id(settings, extractors)
     weights = {x.name: settings.beliefs.extractor(x.name).weight for x in extractors}
@@ -126,23 +178,22 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
             + load_sql("events_to_extract") + ")")
     [(queued,)] = execute(con, "select count(*) from extract_queue")
-    cursor_names: list[str] | None = None
-    for first in range(1, queued + 1, FETCH_ROWS):
-        cursor = con.execute(load_sql("extract_queue_page"), {"first": first, "last": first + FETCH_ROWS - 1})
-        cursor_names = cursor_names or [column[0] for column in cursor.description]
-        rows = cursor.fetchall()
-        for values in rows:
-            row = dict(zip(cursor_names, values))
-            event = event_view(row)
-            report.events += 1
-            for extractor in extractors:
-                findings = extractor(event)
-                per_batch[row["batch_id"]] += len(findings)
-                for finding in findings:
-                    writer.add(user_id=finding.user_id or event.user_id, key=finding.key, value=finding.value,
-                               weight=finding.weight * weights[extractor.name], observed_at=row["occurred_at"],
-                               event_id=event.event_id, source=row["source"], extractor=extractor.name,
-                               extractor_version=extractor.version, batch_id=row["batch_id"])
+    report.events = queued
+    workers = min(settings.beliefs.extract_workers, max(1, queued // PARALLEL_MIN_EVENTS))
+    if workers > 1:
+        context = multiprocessing.get_context("spawn")  # no fork: the parent holds DuckDB's threads
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(settings,)) as pool:
+            pending = deque()
+            for names, rows in _pages(con, queued):
+                pending.append(pool.submit(_extract_in_worker, names, rows))
+                while len(pending) > 2 * workers:
+                    writer.add_columns(pending.popleft().result(), per_batch)
+            while pending:
+                writer.add_columns(pending.popleft().result(), per_batch)
+    else:
+        for names, rows in _pages(con, queued):
+            writer.add_columns(observations_of_page(extractors, weights, names, rows), per_batch)
     execute(con, "drop table extract_queue")
     writer.flush()
     report.observations = writer.written
@@ -150,6 +201,6 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         run(con, "insert_extracted_batch", {"batch_id": batch_id, "extract_run": extract_run,
                                             "extractor_set": extractor_set, "observations": per_batch[batch_id],
                                             "extracted_at": now})
-    log.info("extraction run %d: %d batches, %d events -> %d observations",
-             extract_run, report.batches, report.events, report.observations)
+    log.info("extraction run %d: %d batches, %d events -> %d observations (%d worker processes)",
+             extract_run, report.batches, report.events, report.observations, workers)
     return report

@@ -19,6 +19,8 @@ NAME, VERSION = "language", "2"
 MIN_WORDS = 3
 MIN_LETTERS = 12
 MIN_PROBABILITY = 0.8
+MAX_CHARS = 400
+LETTER = re.compile(r"[^\W\d_]")
 MIN_SCRIPT_SHARE = 0.8  # of the letters, for a script to decide the language
 SCRIPTS = {
     "han": re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]"),
@@ -48,7 +50,7 @@ def _by_script(prose: str, letters: int) -> tuple[str, float] | None:
 
 def detect(prose: str) -> tuple[str, float] | None:
     """(ISO 639-1 code, probability) when the text is long and clear enough, else None."""
-    letters = sum(char.isalpha() for char in prose)
+    letters = len(LETTER.findall(prose))
     if not letters or word_units(prose) < MIN_WORDS:
         return None
     by_script = _by_script(prose, letters)
@@ -56,7 +58,8 @@ def detect(prose: str) -> tuple[str, float] | None:
         return by_script
     if letters < MIN_LETTERS:
         return None
-    language, probability = _identifier().classify(prose)
+    # The first few hundred characters decide as well as the whole text, at a fraction of the cost.
+    language, probability = _identifier().classify(prose[:MAX_CHARS])
     return (language, float(probability)) if probability >= MIN_PROBABILITY else None
 
 

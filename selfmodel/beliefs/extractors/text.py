@@ -105,6 +105,12 @@ def sentences(prose: str) -> list[str]:
 
 
 def own_statements(text: str | None, opinions: bool = False) -> list[str]:
+    """The sentences a message states in the author's own voice (see _own_statements)."""
+    return list(_own_statements(text, opinions))
+
+
+@lru_cache(maxsize=1024)  # role, fact and expertise read the same message one after another
+def _own_statements(text: str | None, opinions: bool = False) -> tuple[str, ...]:
     """The sentences a message states in the author's own voice, normalised (normalise_phrase): no
     slash command, no quoted or quotation-marked text, no questions, nothing hypothetical or sarcastic,
     and no opinion hedges ("i think", "probably") unless `opinions`. What self-disclosure extractors read."""
@@ -119,7 +125,7 @@ def own_statements(text: str | None, opinions: bool = False) -> list[str]:
         if HYPOTHETICAL.search(phrase) or SARCASM.search(phrase) or not opinions and OPINION.search(phrase):
             continue
         statements.append(phrase)
-    return statements
+    return tuple(statements)
 
 
 def word_count(text: str | None) -> int:

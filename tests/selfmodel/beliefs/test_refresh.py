@@ -234,3 +234,32 @@ def test_forget_removes_the_user_and_records_only_that_it_happened(make_settings
     [(user_hash, events)] = con.execute("select user_hash, events from deletions").fetchall()
     assert "alice" not in user_hash and events == 3
     con.close()
+
+
+def test_extraction_in_worker_processes_gives_the_same_observations(make_settings, tmp_path: Path,
+                                                                     monkeypatch) -> None:
+    import selfmodel.beliefs.observe as observe
+
+    texts = ["I'm a nurse and I love jazz music.", "How do I fix `x = 1`? $a^2$", "ok", "Hola, ¿cómo estás hoy, amigo?"]
+    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, f"u{i % 7}", texts[i % 4] + f" #{i}", i % 30) for i in range(300)])
+    observations = {}
+    for workers in (1, 2):
+        folder = tmp_path / f"w{workers}"
+        folder.mkdir()
+        (folder / "chat.jsonl").write_text((tmp_path / "chat.jsonl").read_text())
+        (folder / "selfmodel.yaml").write_text(
+            f"warehouse: {{path: wh.duckdb}}\nsources:\n  - {{name: chat, format: jsonl, path: chat.jsonl}}\n"
+            f"beliefs: {{extract_workers: {workers}}}\n")
+        from selfmodel.settings import load_settings
+
+        settings = load_settings(folder / "selfmodel.yaml", environ={})
+        ingest(settings, clock=FixedClock(T0 + timedelta(days=60)))
+        monkeypatch.setattr(observe, "PARALLEL_MIN_EVENTS", 100)
+        monkeypatch.setattr(observe, "FETCH_ROWS", 40)
+        con = connect(settings.warehouse_path)
+        report = refresh_beliefs(con, settings)
+        observations[workers] = sorted(con.execute(
+            "select user_id, key, value, weight, observed_at, event_id, extractor from observations").fetchall())
+        con.close()
+        assert report.events_extracted == 300
+    assert observations[1] == observations[2] and len(observations[1]) > 600
