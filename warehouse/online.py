@@ -1,0 +1,524 @@
+"""Serve published belief snapshots in-process, in microseconds: `from warehouse.online import BeliefStore`.
+
+This module is what an online service imports, so it depends on pyarrow, pydantic and the standard
+library only (no duckdb, prefect or great_expectations; a test checks it).
+
+Snapshot layout (written by selfmodel.publish, read here)::
+
+    <snapshots>/CURRENT                     the version in service: one line, switched by atomic rename
+    <snapshots>/<version>/beliefs.parquet   beliefs in force, sorted by user_id, most confident first
+    <snapshots>/<version>/manifest.json     version, data as-of, counts, sha256 of each file, audit, ...
+
+A version folder is complete before CURRENT can name it and never changes afterwards, so a reader that
+follows CURRENT never sees a partial snapshot. `BeliefStore` loads the whole snapshot into compact
+columnar arrays after checking the manifest's sha256 (of the very bytes it then parses), and swaps a
+new snapshot in as one object: every `get` / `enrich` call reads exactly one snapshot.
+
+Enrichment format (stable; the online service may rely on it)::
+
+    About the user (from past interactions):
+    - role: software engineer
+    - expertise: expert
+    - expertise by topic: expert in qiskit, quantum-gate; novice in qudit
+    - interested in: quantum-algorithms, qiskit
+    - prefers answers: concise
+    - writes with: math, code
+    - language: en
+    - has said: i have two dogs; my favorite band is queen
+
+    <the query, unchanged>
+
+Only beliefs at or above `min_confidence` (default: the snapshot's serving threshold) are used, at most
+`max_beliefs` of them, the most confident first; lines follow the fixed order above and only appear
+when they have a value. `enriched_query` always ends with the original query; a user with no usable
+belief (cold start, or all below the threshold) gets the query back unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+import threading
+import time
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, field_serializer
+
+log = logging.getLogger("selfmodel.online")
+
+SCHEMA_VERSION = 1
+CURRENT_FILE = "CURRENT"
+MANIFEST_FILE = "manifest.json"
+BELIEFS_FILE = "beliefs.parquet"
+# A version id: UTC creation time, then the first 12 hex digits of the content hash. Sorts by time.
+VERSION_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
+
+BELIEFS_SCHEMA = pa.schema([
+    pa.field("user_id", pa.string(), nullable=False),
+    pa.field("key", pa.string(), nullable=False),
+    pa.field("value", pa.string(), nullable=False),
+    pa.field("confidence", pa.float64(), nullable=False),
+    pa.field("evidence_count", pa.int64(), nullable=False),
+    pa.field("decayed_evidence", pa.float64(), nullable=False),
+    pa.field("first_seen", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("last_evidence_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+_SERVED_COLUMNS = ["user_id", "key", "value", "confidence", "evidence_count", "last_evidence_at"]
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class SnapshotError(RuntimeError):
+    """No snapshot, or one that fails verification (missing file, wrong checksum or counts)."""
+
+
+class Belief(BaseModel):
+    """One belief about a user at the snapshot's data as-of."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str  # e.g. role, topic, expertise@qiskit, fact
+    value: str
+    confidence: float  # in [0, 1), decayed to the snapshot's data as-of
+    evidence_count: int
+    last_evidence_at: datetime
+
+
+class SelfModel(BaseModel):
+    """What one snapshot says about one user: beliefs, most confident first (empty for a cold start).
+
+    `beliefs` is a read-only sequence of `Belief`; `BeliefStore.get` hands out a view over the
+    snapshot's arrays that builds a `Belief` when it is read, so a lookup costs the same for a user
+    with three beliefs or three hundred.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    user_id: str
+    snapshot_version: str | None
+    as_of: datetime | None  # the snapshot's data as-of
+    cold_start: bool  # the snapshot holds nothing about this user
+    beliefs: Sequence[Belief]
+
+    @field_serializer("beliefs")
+    def _beliefs_as_list(self, beliefs: Sequence[Belief], _info) -> list[Belief]:
+        return list(beliefs)
+
+    def enrichable(self, min_confidence: float) -> list[Belief]:
+        return [belief for belief in self.beliefs if belief.confidence >= min_confidence]
+
+
+class Enrichment(BaseModel):
+    """An enriched query and exactly what went into it, for the audit trail."""
+
+    model_config = ConfigDict(frozen=True)
+
+    user_id: str
+    query: str
+    enriched_query: str
+    beliefs_used: list[Belief]
+    snapshot_version: str | None
+    min_confidence: float
+
+
+def _fast(cls: type[BaseModel], fields: frozenset[str], values: dict) -> Any:
+    """A model instance from values already known to be valid (they come from a verified snapshot).
+
+    Equivalent to `cls.model_construct(**values)` for complete values, at a fraction of its cost.
+    """
+    instance = cls.__new__(cls)
+    _set = object.__setattr__
+    _set(instance, "__dict__", values)
+    _set(instance, "__pydantic_fields_set__", fields)
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return instance
+
+
+_BELIEF_FIELDS = frozenset(Belief.model_fields)
+_MODEL_FIELDS = frozenset(SelfModel.model_fields)
+_ENRICHMENT_FIELDS = frozenset(Enrichment.model_fields)
+
+
+# --- reading the folder -----------------------------------------------------------------------------
+
+def read_current(folder: Path) -> str | None:
+    """The version CURRENT names, or None when nothing has been published."""
+    try:
+        text = (Path(folder) / CURRENT_FILE).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SnapshotError(f"cannot read {Path(folder) / CURRENT_FILE}: {exc}") from None
+    if not VERSION_PATTERN.fullmatch(text):
+        raise SnapshotError(f"{Path(folder) / CURRENT_FILE} does not name a snapshot version: {text[:80]!r}")
+    return text
+
+
+def read_manifest(snapshot_dir: Path) -> dict:
+    path = Path(snapshot_dir) / MANIFEST_FILE
+    try:
+        manifest = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise SnapshotError(f"snapshot {snapshot_dir.name} has no {MANIFEST_FILE}") from None
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(f"cannot read {path}: {exc}") from None
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise SnapshotError(
+            f"snapshot {snapshot_dir.name} has schema version {manifest.get('schema_version')!r}; "
+            f"this reader knows {SCHEMA_VERSION}"
+        )
+    return manifest
+
+
+def read_verified(snapshot_dir: Path, manifest: dict, name: str) -> bytes:
+    """A snapshot file's bytes, after checking its size and sha256 against the manifest."""
+    expected = manifest.get("files", {}).get(name)
+    if not expected:
+        raise SnapshotError(f"manifest of {snapshot_dir.name} does not list {name}")
+    try:
+        data = (Path(snapshot_dir) / name).read_bytes()
+    except OSError as exc:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: cannot read {name}: {exc}") from None
+    if len(data) != expected["bytes"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: {name} does not match the sha256 in its manifest")
+    return data
+
+
+def verify_snapshot(snapshot_dir: Path) -> dict:
+    """Check every file of a snapshot against its manifest; return the manifest."""
+    snapshot_dir = Path(snapshot_dir)
+    manifest = read_manifest(snapshot_dir)
+    for name in manifest.get("files", {}):
+        read_verified(snapshot_dir, manifest, name)
+    return manifest
+
+
+# --- one loaded snapshot ------------------------------------------------------------------------------
+
+def _clean_text(value: str, limit: int = 80) -> str:
+    """A value as it may appear in a prompt: one line, no control characters, bounded length."""
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Snapshot:
+    """One snapshot as compact columns: a dict user -> ordinal, row ranges, and per-row arrays.
+
+    Memory per row is five machine numbers (key and value are dictionary codes); per user a dict entry
+    and one offset. Nothing here changes after construction.
+    """
+
+    def __init__(self, snapshot_dir: Path) -> None:
+        snapshot_dir = Path(snapshot_dir)
+        self.dir = snapshot_dir
+        self.manifest = read_manifest(snapshot_dir)
+        self.version: str = self.manifest["version"]
+        if self.version != snapshot_dir.name:
+            raise SnapshotError(f"folder {snapshot_dir.name} holds the manifest of snapshot {self.version}")
+        self.as_of = datetime.fromisoformat(self.manifest["data_as_of"])
+        self.serving_threshold = float(self.manifest["serving_threshold"])
+        self.min_confidence_floor = float(self.manifest.get("min_confidence", 0.0))
+        data = read_verified(snapshot_dir, self.manifest, BELIEFS_FILE)
+        try:
+            # ParquetFile.read, and no Python scalars or lists handed to Arrow below: pq.read_table, pa.array
+            # and pa.scalar import pandas (a second, and ~50 MB) on their first call.
+            table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["key", "value"]).read(columns=_SERVED_COLUMNS)
+        except (pa.ArrowException, OSError) as exc:
+            raise SnapshotError(f"snapshot {self.version}: {BELIEFS_FILE} cannot be read: {exc}") from None
+        del data
+        if table.num_rows != self.manifest["rows"]:
+            raise SnapshotError(f"snapshot {self.version}: {table.num_rows} rows, manifest says {self.manifest['rows']}")
+        self.rows = table.num_rows
+        table = table.unify_dictionaries()
+        column = {name: table.column(name).combine_chunks() for name in _SERVED_COLUMNS}
+
+        users = column["user_id"]
+        # Sorted by user: a user's rows are one run; a run starts at row 0 and wherever the id changes.
+        first = pc.is_valid(users.slice(0, 1))
+        changed = pc.not_equal(users.slice(1), users.slice(0, max(len(users) - 1, 0)))
+        run_starts = pc.indices_nonzero(pa.concat_arrays([first, changed])).cast(pa.int64())
+        end = pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("=q", len(users)))])
+        starts = pa.concat_arrays([run_starts, end])
+        user_ids = users.take(run_starts).to_pylist()
+        if len(user_ids) != self.manifest["users"]:
+            raise SnapshotError(f"snapshot {self.version}: {len(user_ids)} users, manifest says {self.manifest['users']}")
+        self.index: dict[str, int] = dict(zip(user_ids, range(len(user_ids))))
+        if len(self.index) != len(user_ids):
+            raise SnapshotError(f"snapshot {self.version}: rows are not grouped by user")
+        self.users = len(user_ids)
+        self.starts = _view(starts, "q")
+
+        keys, values = column["key"], column["value"]
+        self.key_names: list[str] = keys.dictionary.to_pylist()
+        self.value_names: list[str] = values.dictionary.to_pylist()
+        self.value_text = [_clean_text(value) for value in self.value_names]
+        self.key_codes = _view(keys.indices, "i")
+        self.value_codes = _view(values.indices, "i")
+        self.confidence = _view(column["confidence"], "d")
+        self.evidence = _view(column["evidence_count"], "q")
+        self.last_us = _view(column["last_evidence_at"].view(pa.int64()), "q")
+        self._labels = [_label(name) for name in self.key_names]
+        del table, column, users, keys, values
+        pa.default_memory_pool().release_unused()  # the decode's scratch buffers, back to the system
+
+    def belief(self, row: int) -> Belief:
+        return _fast(Belief, _BELIEF_FIELDS, {
+            "key": self.key_names[self.key_codes[row]],
+            "value": self.value_names[self.value_codes[row]],
+            "confidence": self.confidence[row],
+            "evidence_count": self.evidence[row],
+            "last_evidence_at": _EPOCH + timedelta(microseconds=self.last_us[row]),
+        })
+
+    def model(self, user_id: str) -> SelfModel:
+        ordinal = self.index.get(user_id)
+        if ordinal is None:
+            beliefs: Sequence[Belief] = ()
+        else:
+            beliefs = BeliefView(self, self.starts[ordinal], self.starts[ordinal + 1])
+        return _fast(SelfModel, _MODEL_FIELDS, {
+            "user_id": user_id, "snapshot_version": self.version, "as_of": self.as_of,
+            "cold_start": ordinal is None, "beliefs": beliefs,
+        })
+
+    def enrich(self, query: str, user_id: str, min_confidence: float, max_beliefs: int) -> Enrichment:
+        ordinal = self.index.get(user_id)
+        used: list[int] = []
+        if ordinal is not None:
+            confidence = self.confidence
+            for row in range(self.starts[ordinal], self.starts[ordinal + 1]):
+                if confidence[row] < min_confidence or len(used) == max_beliefs:
+                    break  # rows are most confident first
+                used.append(row)
+        enriched = query if not used else self._preamble(used) + "\n\n" + query
+        return _fast(Enrichment, _ENRICHMENT_FIELDS, {
+            "user_id": user_id, "query": query, "enriched_query": enriched,
+            "beliefs_used": [self.belief(row) for row in used],
+            "snapshot_version": self.version, "min_confidence": min_confidence,
+        })
+
+    def _preamble(self, rows: list[int]) -> str:
+        lines: dict[tuple[int, str], list[str]] = {}
+        by_topic: dict[str, list[str]] = {}  # expertise@<topic>: level -> topics
+        for row in rows:
+            order, label, topic = self._labels[self.key_codes[row]]
+            value = self.value_text[self.value_codes[row]]
+            if order == _BY_TOPIC:
+                by_topic.setdefault(value, []).append(topic)
+                lines.setdefault((order, label), [])
+            else:
+                lines.setdefault((order, label), []).append(value)
+        out = ["About the user (from past interactions):"]
+        for (order, label), values in sorted(lines.items()):
+            if order == _BY_TOPIC:
+                text = "; ".join(f"{level} in {', '.join(topics)}" for level, topics in by_topic.items())
+            else:
+                text = ("; " if order == _FACTS else ", ").join(values)
+            out.append(f"- {label}: {text}")
+        return "\n".join(out)
+
+
+def _view(array: pa.Array, code: str) -> memoryview:
+    """A zero-copy Python view of a primitive Arrow array without nulls (the buffers stay alive with it)."""
+    if array.null_count:
+        raise SnapshotError("a snapshot column that must be complete has nulls")
+    width = {"q": 8, "d": 8, "i": 4}[code]
+    buffer = array.buffers()[1]
+    if buffer is None:  # an empty array may have no data buffer
+        return memoryview(b"").cast(code)
+    return memoryview(buffer).cast("B")[array.offset * width:(array.offset + len(array)) * width].cast(code)
+
+
+# The preamble's lines: key family -> (order, label). expertise@<topic> has a line of its own.
+_FAMILY_LABELS = {
+    "role": (0, "role"),
+    "expertise": (1, "expertise"),
+    "topic": (3, "interested in"),
+    "style.verbosity": (4, "prefers answers"),
+    "style.format": (5, "writes with"),
+    "language": (6, "language"),
+    "fact": (7, "has said"),
+}
+_BY_TOPIC, _FACTS, _OTHER = 2, 7, 8
+
+
+def _label(key: str) -> tuple[int, str, str]:
+    """(line order, line label, topic) for a belief key; families we do not know come last, by name."""
+    family, _, topic = key.partition("@")
+    if family == "expertise" and topic:
+        return (_BY_TOPIC, "expertise by topic", _clean_text(topic, 40))
+    if family in _FAMILY_LABELS:
+        order, label = _FAMILY_LABELS[family]
+        return (order, label, "")
+    return (_OTHER, _clean_text(key, 40), "")
+
+
+class BeliefView(Sequence):
+    """The beliefs of one user in one snapshot: a read-only sequence that builds `Belief`s when read."""
+
+    __slots__ = ("_snapshot", "_start", "_stop")
+
+    def __init__(self, snapshot: _Snapshot, start: int, stop: int) -> None:
+        self._snapshot, self._start, self._stop = snapshot, start, stop
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self._snapshot.belief(self._start + i) for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError("belief index out of range")
+        return self._snapshot.belief(self._start + index)
+
+    def __iter__(self):
+        belief = self._snapshot.belief
+        for row in range(self._start, self._stop):
+            yield belief(row)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
+# --- the store ------------------------------------------------------------------------------------------
+
+class BeliefStore:
+    """The published snapshot in memory, following CURRENT.
+
+    `BeliefStore.open(path)` loads what CURRENT names (checksums verified) or raises SnapshotError.
+    With `watch=True` (default) a daemon thread checks CURRENT every `poll_interval` seconds (one
+    `stat`) and loads a new version beside the old one, then swaps it in; a version that fails
+    verification is logged, recorded in `last_error`, and the old one keeps serving. `refresh()` does
+    the same check synchronously. Thread-safe: each call reads one immutable snapshot.
+    """
+
+    def __init__(self, folder: Path, snapshot: _Snapshot, *, poll_interval: float | None) -> None:
+        self.folder = Path(folder)
+        self._snapshot = snapshot
+        self._stat = self._current_stat()
+        self._lock = threading.Lock()  # one reload at a time
+        self._stop = threading.Event()
+        self.last_error: str | None = None
+        self._thread = None
+        if poll_interval is not None:
+            self._thread = threading.Thread(target=self._watch, args=(poll_interval,), name="belief-store-watch",
+                                            daemon=True)
+            self._thread.start()
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, watch: bool = True, poll_interval: float = 1.0) -> "BeliefStore":
+        folder = Path(path)
+        version = read_current(folder)
+        if version is None:
+            raise SnapshotError(f"no snapshot published in {folder} (no {CURRENT_FILE}): run `selfmodel publish`")
+        snapshot = _load_with_retry(folder, version)
+        return cls(folder, snapshot, poll_interval=poll_interval if watch else None)
+
+    # -- serving
+    @property
+    def version(self) -> str:
+        return self._snapshot.version
+
+    @property
+    def manifest(self) -> dict:
+        return self._snapshot.manifest
+
+    @property
+    def users(self) -> int:
+        return self._snapshot.users
+
+    def get(self, user_id: str) -> SelfModel:
+        """The user's self-model in the current snapshot; a cold-start user gets an empty one."""
+        return self._snapshot.model(user_id)
+
+    def enrich(self, query: str, user_id: str, min_confidence: float | None = None,
+               max_beliefs: int = 12) -> Enrichment:
+        """The query with a short preamble of the user's beliefs at or above min_confidence (module docstring)."""
+        snapshot = self._snapshot
+        threshold = snapshot.serving_threshold if min_confidence is None else float(min_confidence)
+        if not snapshot.min_confidence_floor <= threshold <= 1.0:
+            raise ValueError(
+                f"min_confidence {threshold} is outside [{snapshot.min_confidence_floor}, 1]: snapshot "
+                f"{snapshot.version} holds only beliefs at or above {snapshot.min_confidence_floor}"
+            )
+        if max_beliefs < 1:
+            raise ValueError("max_beliefs must be at least 1")
+        return snapshot.enrich(query, user_id, threshold, max_beliefs)
+
+    # -- following CURRENT
+    def refresh(self) -> bool:
+        """Load the version CURRENT names if it changed; True when a new snapshot was swapped in."""
+        with self._lock:
+            stat = self._current_stat()
+            if stat == self._stat:
+                return False
+            try:
+                version = read_current(self.folder)
+                if version is None or version == self._snapshot.version:
+                    self._stat = stat
+                    return False
+                snapshot = _load_with_retry(self.folder, version)
+            except SnapshotError as exc:
+                self.last_error = str(exc)
+                log.error("keeping snapshot %s: %s", self._snapshot.version, exc)
+                self._stat = stat  # do not retry a bad version on every poll; the next switch is a new stat
+                return False
+            self._snapshot = snapshot  # one assignment: readers see the old or the new, never a mix
+            self._stat = stat
+            self.last_error = None
+            log.info("serving snapshot %s (%d users)", snapshot.version, snapshot.users)
+            return True
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> "BeliefStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _current_stat(self) -> tuple | None:
+        try:
+            stat = os.stat(self.folder / CURRENT_FILE)
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
+
+    def _watch(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.refresh()
+            except Exception:  # the watcher must outlive any surprise; the old snapshot keeps serving
+                log.exception("checking %s failed", self.folder / CURRENT_FILE)
+
+
+def _load_with_retry(folder: Path, version: str, attempts: int = 3) -> _Snapshot:
+    """Load a version; if it vanished meanwhile (pruned after newer publishes), follow CURRENT again."""
+    for attempt in range(attempts):
+        try:
+            return _Snapshot(folder / version)
+        except SnapshotError:
+            newer = read_current(folder)
+            if attempt == attempts - 1 or (folder / version).is_dir() or newer in (None, version):
+                raise  # a real problem with this version, not a race with the publisher
+            version = newer
+            time.sleep(0.05)
+    raise AssertionError("unreachable")
