@@ -1,0 +1,75 @@
+"""A read-only copy of the warehouse for analysts, so queries and flows never wait for each other.
+
+DuckDB lets one process write a file and locks every other process out, readers included. So analysts
+do not open the live warehouse: after each write step a flow copies the database it holds open into a
+new file (`COPY FROM DATABASE`, consistent because the writer's own connection makes it), fsyncs it and
+renames it over `warehouse.analyst_copy`. A rename is atomic: an analyst opening the copy gets the old
+file or the new one, a query already running keeps reading the file it opened, and the writer never
+touches a file an analyst holds. Any number of analysts can open it read-only at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import duckdb
+
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.settings import Settings
+from warehouse.db import connect, execute, run_script
+
+log = logging.getLogger("selfmodel.analyst")
+
+EXPORT_ALIAS = "analyst_export"
+
+
+def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock | None = None) -> Path | None:
+    """Replace the analyst copy with the warehouse as `con` (a read-write connection) sees it now.
+
+    Returns the copy's path, or None when `warehouse.analyst_copy` is null.
+    """
+    target = settings.analyst_copy_path
+    if target is None:
+        return None
+    clock = clock or SystemClock()
+    started = time.perf_counter()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temporary = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    # Only the warehouse's one writer exports, so any other temporary copy was left by a killed writer.
+    for leftover in target.parent.glob(f".{target.name}.tmp-*"):
+        leftover.unlink(missing_ok=True)
+    [(source,)] = execute(con, "select current_database()")
+    execute(con, "attach ? as " + EXPORT_ALIAS, [str(temporary)])
+    try:
+        execute(con, f'copy from database "{source}" to {EXPORT_ALIAS}')
+        execute(con, f"use {EXPORT_ALIAS}")
+        try:
+            run_script(con, "analyst_views", {"exported_at": clock.now(), "source": str(settings.warehouse_path)})
+        finally:
+            execute(con, f'use "{source}"')
+    finally:
+        execute(con, f"detach {EXPORT_ALIAS}")  # checkpoints: the file is complete, no WAL beside it
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    descriptor = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    log.info("analyst copy %s refreshed in %.2f s", target, time.perf_counter() - started)
+    return target
+
+
+def refresh_analyst_copy(settings: Settings, clock: Clock | None = None) -> Path | None:
+    """Open the warehouse for writing just long enough to export the analyst copy."""
+    if settings.analyst_copy_path is None:
+        return None
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        return export_analyst_copy(con, settings, clock=clock)
+    finally:
+        con.close()
