@@ -1,0 +1,554 @@
+"""Write-audit-publish of belief snapshots, rollback, and the list of snapshots.
+
+`publish` writes the beliefs in force (decayed to the data as-of of the last refresh) into a staging
+folder, audits them, and only then publishes: a rename makes the version folder appear complete, and an
+atomic switch of `CURRENT` puts it in service. The audit passes only when
+
+* the latest validation of each expectation suite and asset has no blocking failure (`expectation_runs`),
+* the latest run of each eval suite passed its bar (`eval_runs`) and ran after the last refresh,
+* the staged snapshot itself holds up: the online reader opens it with its checksums verified, its row
+  and user counts equal the warehouse's, and every confidence lies in [0, 1).
+
+Missing eval or expectation runs fail the audit (`snapshots.require_eval`). A failed audit leaves
+`CURRENT` where it was, is recorded (table `snapshot_audits` and the folder's `log.jsonl`), and calls the
+caller's `on_audit_failure(reason)`. No Prefect here: flows/publish.py wraps this module.
+
+Crash safety: every file is fsynced before the rename that makes it visible, and the folder after it;
+killed at any point, `CURRENT` still names a complete, verified snapshot, and the next run cleans up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.settings import Settings
+from selfmodel.version import code_version
+from warehouse.db import connect, execute, load_sql, run, run_dicts
+from warehouse.online import (
+    BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, VERSION_PATTERN, SnapshotError,
+    _Snapshot, read_current, read_manifest, verify_snapshot,
+)
+
+log = logging.getLogger("selfmodel.publish")
+
+# About 1-3 MB of zstd Parquet per group: a point lookup by user_id reads one group (the file is
+# sorted by user, so each group's min/max statistics bound a narrow range of ids).
+ROW_GROUP_ROWS = 128 * 1024
+STAGING_DIR = ".staging"
+TRASH_DIR = ".trash"
+LOCK_FILE = ".lock"
+LOG_FILE = "log.jsonl"
+
+
+class AuditFailureHook(Protocol):
+    """Called once per failed audit with the reason (one line); wire the owners' alert channel here."""
+
+    def __call__(self, reason: str) -> None: ...
+
+
+class PublishError(RuntimeError):
+    """A request about snapshots that cannot be done (unknown version, nothing to roll back to)."""
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+@dataclass
+class Audit:
+    checks: list[Check] = field(default_factory=list)
+    eval_runs: list[dict] = field(default_factory=list)
+    expectations: dict = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.checks) and all(check.passed for check in self.checks)
+
+    @property
+    def reason(self) -> str | None:
+        failed = [f"{check.name}: {check.detail}" for check in self.checks if not check.passed]
+        return "; ".join(failed) if failed else None
+
+    def add(self, name: str, passed: bool, detail: str) -> bool:
+        self.checks.append(Check(name, bool(passed), detail))
+        return bool(passed)
+
+    def to_json(self) -> dict:
+        return {"passed": self.passed, "checks": [asdict(check) for check in self.checks],
+                "eval": self.eval_runs, "expectations": self.expectations}
+
+
+@dataclass
+class PublishResult:
+    published: bool
+    version: str | None  # the version published, or the candidate whose audit failed
+    reason: str | None
+    current: str | None = None  # what CURRENT names afterwards
+    content_hash: str | None = None
+    data_as_of: datetime | None = None
+    refresh_id: str | None = None
+    rows: int = 0
+    users: int = 0
+    audit: Audit = field(default_factory=Audit)
+    alert_error: str | None = None  # the on_audit_failure hook raised this
+
+    def to_json(self) -> dict:
+        """The `selfmodel publish --json` contract."""
+        return {"published": self.published, "version": self.version, "reason": self.reason}
+
+
+# --- publish ---------------------------------------------------------------------------------------------
+
+def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None, clock: Clock | None = None,
+            on_audit_failure: AuditFailureHook | Callable[[str], None] | None = None) -> PublishResult:
+    """Write the current beliefs as a snapshot, audit it, and publish it only if the audit passes."""
+    clock = clock or SystemClock()
+    own = con is None
+    if own:
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        result = _publish(con, settings, clock)
+        _record(con, settings, result, clock)
+        if settings.warehouse.analyst_copy is not None:
+            from selfmodel.analyst import export_analyst_copy
+
+            export_analyst_copy(con, settings, clock=clock)
+    finally:
+        if own:
+            con.close()
+    if not result.published:
+        log.warning("snapshot %s not published: %s", result.version, result.reason)
+        if on_audit_failure is not None:
+            try:
+                on_audit_failure(result.reason or "audit failed")
+            except Exception as exc:  # the failure is recorded already; say the alert did not go out
+                log.exception("the audit-failure hook raised")
+                result.alert_error = f"{type(exc).__name__}: {exc}"
+    else:
+        log.info("published snapshot %s (%d beliefs of %d users)", result.version, result.rows, result.users)
+    return result
+
+
+def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock) -> PublishResult:
+    folder = settings.snapshots_path
+    folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder):
+        _clean_leftovers(folder)
+    created = clock.now()
+    audit = Audit()
+    refresh = run_dicts(con, "last_refresh_run")
+    if not refresh:
+        audit.add("beliefs", False, "no beliefs yet: run `selfmodel refresh` first")
+        return PublishResult(False, _version(created, _sha({"empty": True})), audit.reason, read_current(folder),
+                             audit=audit)
+    refresh = refresh[0]
+    table, counts = _beliefs_table(con, settings, refresh["as_of"])
+    staged, manifest = stage_snapshot(
+        folder, table, data_as_of=refresh["as_of"], created=created,
+        serving_threshold=settings.beliefs.serving_threshold, min_confidence=settings.snapshots.min_confidence,
+        extra={
+            "refresh": {"refresh_id": refresh["refresh_id"], "as_of": refresh["as_of"].isoformat(),
+                        "ended_at": refresh["ended_at"].isoformat()},
+            "key_policies": {name: policy.model_dump() for name, policy in settings.beliefs.keys.items()},
+            "code_version": code_version(), "config_hash": settings.config_hash(),
+        },
+    )
+    _audit_snapshot(audit, staged, table, counts, settings.snapshots.min_confidence)
+    _audit_quality(audit, con, settings, refresh)
+    result = PublishResult(audit.passed, manifest["version"], audit.reason, content_hash=manifest["content_hash"],
+                           data_as_of=refresh["as_of"], refresh_id=refresh["refresh_id"],
+                           rows=manifest["rows"], users=manifest["users"], audit=audit)
+    if not audit.passed:
+        with _folder_lock(folder):
+            _clean_leftovers(folder)
+            _append_log(folder, {"at": created.isoformat(), "action": "audit_failed", "version": result.version,
+                                 "reason": audit.reason})
+        result.current = read_current(folder)
+        return result
+    promote(folder, staged, manifest, audit.to_json(), keep=settings.snapshots.keep)
+    result.current = manifest["version"]
+    return result
+
+
+def stage_snapshot(folder: Path, table: pa.Table, *, data_as_of: datetime, created: datetime,
+                   serving_threshold: float, min_confidence: float = 0.0,
+                   extra: dict | None = None) -> tuple[Path, dict]:
+    """Write `table` (BELIEFS_SCHEMA, sorted by user, most confident first) and a draft manifest into
+    `<folder>/.staging/<version>`, every file fsynced; return the staged folder and the manifest."""
+    table = table.cast(BELIEFS_SCHEMA)
+    data = _parquet_bytes(table)
+    content = {
+        "schema_version": SCHEMA_VERSION,
+        "data_as_of": data_as_of.isoformat(),
+        "serving_threshold": serving_threshold,
+        "min_confidence": min_confidence,
+        "rows": table.num_rows,
+        "users": _distinct_users(table),
+        "files": {BELIEFS_FILE: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                 "rows": table.num_rows}},
+    }
+    # What the snapshot holds, not when it was made: identical runs give identical content hashes.
+    content_hash = _sha(content)
+    version = _version(created, content_hash)
+    manifest = {"version": version, "content_hash": content_hash, "created_at": created.isoformat(), **content,
+                **(extra or {})}
+    staged = Path(folder) / STAGING_DIR / version
+    if staged.exists():
+        shutil.rmtree(staged)
+    staged.mkdir(parents=True)
+    _write_synced(staged / BELIEFS_FILE, data)
+    _write_synced(staged / MANIFEST_FILE, _manifest_bytes(manifest))
+    _fsync_dir(staged)
+    _fsync_dir(staged.parent)
+    return staged, manifest
+
+
+def promote(folder: Path, staged: Path, manifest: dict, audit: dict, keep: int) -> str | None:
+    """Publish a staged snapshot that passed its audit: final manifest, rename into place, switch CURRENT,
+    log, prune. Returns the version it replaces."""
+    manifest = {**manifest, "audit": audit}
+    _atomic_write(staged / MANIFEST_FILE, _manifest_bytes(manifest))
+    version = manifest["version"]
+    with _folder_lock(folder):
+        previous = read_current(folder)
+        target = folder / version
+        if target.exists():
+            # Same second and same content hash: the identical snapshot is already there.
+            verify_snapshot(target)
+            shutil.rmtree(staged)
+        else:
+            os.rename(staged, target)  # the version folder appears complete, or not at all
+            _fsync_dir(folder)
+        _switch_current(folder, version)
+        _append_log(folder, {"at": manifest["created_at"], "action": "published", "version": version,
+                             "previous": previous})
+        _prune(folder, keep, version)
+        _clean_leftovers(folder)
+    return previous
+
+
+def publish_table(folder: Path, table: pa.Table, *, data_as_of: datetime, created: datetime,
+                  serving_threshold: float = 0.6, min_confidence: float = 0.0, keep: int = 7) -> str:
+    """Publish beliefs given as an Arrow table with only the snapshot's own checks, no warehouse audit.
+
+    For benchmarks, tests and tools that build snapshots outside the warehouse; the nightly path is
+    `publish`. Raises PublishError when a check fails. Returns the version published.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(folder):
+        _clean_leftovers(folder)
+    staged, manifest = stage_snapshot(folder, table, data_as_of=data_as_of, created=created,
+                                      serving_threshold=serving_threshold, min_confidence=min_confidence)
+    audit = Audit()
+    _audit_snapshot(audit, staged, table.cast(BELIEFS_SCHEMA), {"in_force": table.num_rows, "unknown_family": 0},
+                    min_confidence)
+    if not audit.passed:
+        with _folder_lock(folder):
+            _clean_leftovers(folder)
+        raise PublishError(f"snapshot not published: {audit.reason}")
+    promote(folder, staged, manifest, audit.to_json(), keep)
+    return manifest["version"]
+
+
+def _beliefs_table(con, settings: Settings, as_of: datetime) -> tuple[pa.Table, dict]:
+    con.register("key_policies", key_policies_table(settings))
+    try:
+        relation = con.sql(load_sql("snapshot_beliefs"),
+                           params={"at": as_of, "min_confidence": settings.snapshots.min_confidence})
+        table = relation.to_arrow_table()
+        [counts] = run_dicts(con, "snapshot_belief_counts")
+    finally:
+        con.unregister("key_policies")
+    return table.cast(BELIEFS_SCHEMA), counts
+
+
+def _distinct_users(table: pa.Table) -> int:
+    return pc.count_distinct(table.column("user_id")).as_py() if table.num_rows else 0
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    """The snapshot file: sorted as given, zstd, dictionary-coded strings; the same table gives the same bytes."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS,
+                   use_dictionary=["key", "value"], write_statistics=True)
+    return sink.getvalue().to_pybytes()
+
+
+def _version(created: datetime, content_hash: str) -> str:
+    """UTC creation time to the second, then the content hash: ids sort by time and name their content."""
+    utc = created.astimezone(timezone.utc) if created.tzinfo else created.replace(tzinfo=timezone.utc)
+    return f"{utc:%Y%m%dT%H%M%S}Z-{content_hash[:12]}"
+
+
+def _sha(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n").encode()
+
+
+# --- the audit -----------------------------------------------------------------------------------------------
+
+def _audit_snapshot(audit: Audit, staged: Path, table: pa.Table, counts: dict, floor: float) -> None:
+    """Checks on the staged files themselves, read back through the online reader."""
+    audit.add("beliefs", table.num_rows > 0,
+              f"{table.num_rows} beliefs at or above {floor}" if table.num_rows
+              else f"no beliefs in force at or above {floor}: the snapshot would make every user a cold start")
+    audit.add("key_families", counts["unknown_family"] == 0,
+              "every belief's key family is in beliefs.keys" if not counts["unknown_family"]
+              else f"{counts['unknown_family']} beliefs have a key family missing from beliefs.keys")
+    try:
+        loaded = _Snapshot(staged)  # verifies sha256, row and user counts against the manifest
+    except SnapshotError as exc:
+        audit.add("checksums", False, str(exc))
+        return
+    audit.add("checksums", True, f"{BELIEFS_FILE} matches its sha256; the online reader opens it")
+    expected_users = _distinct_users(table)
+    audit.add("row_count", loaded.rows == table.num_rows,
+              f"{loaded.rows} rows in the file, {table.num_rows} beliefs selected in the warehouse"
+              + ("" if floor == 0 else f" ({counts['in_force']} in force, floor {floor})"))
+    audit.add("user_count", loaded.users == expected_users,
+              f"{loaded.users} users in the file, {expected_users} in the warehouse")
+    if table.num_rows:
+        confidence = table.column("confidence")
+        bounds = pc.min_max(confidence).as_py()
+        nans = pc.sum(pc.is_nan(confidence)).as_py() or 0
+        in_range = nans == 0 and bounds["min"] >= 0.0 and bounds["max"] < 1.0
+        audit.add("confidence_range", in_range,
+                  f"confidences within [{bounds['min']:.4g}, {bounds['max']:.4g}]" + (f", {nans} NaN" if nans else ""))
+        least = pc.min(table.column("evidence_count")).as_py()
+        audit.add("evidence_counts", least >= 1, f"the fewest observations behind a belief: {least}")
+        users, confidence = table.column("user_id"), table.column("confidence")
+        previous, following = slice(0, table.num_rows - 1), slice(1, table.num_rows)
+        same_user = pc.equal(users[following], users[previous])
+        user_order = pc.sum(pc.less(users[following], users[previous])).as_py() or 0
+        rising = pc.sum(pc.and_(same_user, pc.greater(confidence[following], confidence[previous]))).as_py() or 0
+        audit.add("order", user_order == 0 and rising == 0,
+                  "sorted by user_id, each user's beliefs most confident first" if not (user_order or rising)
+                  else f"{user_order} rows out of user order, {rising} rows more confident than the one before")
+
+
+def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict) -> None:
+    """The blocking expectations and the eval bar, as recorded by the nightly evaluation."""
+    require = settings.snapshots.require_eval
+    validations = run_dicts(con, "latest_expectation_runs")
+    failing = [v for v in validations if v["blocking_failures"]]
+    suites = sorted({v["suite"] for v in validations})
+    audit.expectations = {
+        suite: {
+            "assets": sum(1 for v in validations if v["suite"] == suite),
+            "blocking_failures": sum(v["blocking_failures"] for v in validations if v["suite"] == suite),
+            "warnings": sum(v["warnings"] for v in validations if v["suite"] == suite),
+            "last_validated_at": max(v["validated_at"] for v in validations if v["suite"] == suite).isoformat(),
+        }
+        for suite in suites
+    }
+    if not validations:
+        audit.add("expectations", not require,
+                  "no expectation validation recorded" + (": run the expectations (selfmodel eval / the evaluate flow) first"
+                                                          if require else " (snapshots.require_eval is off)"))
+    else:
+        shown = ", ".join(f"{v['suite']}/{v['asset']} ({v['blocking_failures']})" for v in failing[:5])
+        more = f" and {len(failing) - 5} more" if len(failing) > 5 else ""
+        audit.add("expectations", not failing,
+                  f"latest validations of {len(validations)} suite/asset pairs have no blocking failure" if not failing
+                  else f"blocking failures in the latest validation of {shown}{more}")
+
+    evals = run_dicts(con, "latest_eval_runs")
+    audit.eval_runs = [
+        {"suite": e["suite"], "run_id": e["run_id"], "passed": e["passed"], "ended_at": e["ended_at"].isoformat(),
+         "data_as_of": e["data_as_of"].isoformat() if e["data_as_of"] else None,
+         "metrics": json.loads(e["metrics"]) if isinstance(e["metrics"], str) else e["metrics"]}
+        for e in evals
+    ]
+    missing = sorted(set(settings.snapshots.required_eval_suites) - {e["suite"] for e in evals})
+    if not evals:
+        audit.add("eval", not require,
+                  "no eval run recorded" + (": run `selfmodel eval` first" if require
+                                            else " (snapshots.require_eval is off)"))
+        return
+    failed = [e for e in evals if not e["passed"]]
+    audit.add("eval", not failed and not missing,
+              "; ".join(filter(None, [
+                  ", ".join(f"suite {e['suite']} failed its bar (run {e['run_id']})" for e in failed),
+                  f"required eval suite(s) never ran: {', '.join(missing)}" if missing else "",
+              ])) or f"latest runs of {len(evals)} eval suite(s) passed their bar")
+    if settings.snapshots.require_fresh_eval:
+        stale = [e for e in evals if e["ended_at"] < refresh["ended_at"]]
+        audit.add("eval_fresh", not stale,
+                  f"every latest eval run ended after the refresh {refresh['refresh_id']}" if not stale
+                  else f"beliefs were refreshed at {refresh['ended_at'].isoformat()}, after the latest run of "
+                       + ", ".join(e["suite"] for e in stale) + ": run `selfmodel eval` again")
+
+
+def _record(con, settings: Settings, result: PublishResult, clock: Clock) -> None:
+    run(con, "insert_snapshot_audit", {
+        "audit_id": f"{result.version}-{uuid.uuid4().hex[:8]}", "attempted_at": clock.now(),
+        "version": result.version, "content_hash": result.content_hash, "data_as_of": result.data_as_of,
+        "refresh_id": result.refresh_id, "rows": result.rows, "users": result.users, "passed": result.audit.passed,
+        "published": result.published, "reason": result.reason,
+        "checks": json.dumps([asdict(check) for check in result.audit.checks]),
+        "code_version": code_version(), "config_hash": settings.config_hash(),
+    })
+
+
+# --- the folder: CURRENT, log, pruning, rollback, listing ------------------------------------------------------
+
+@contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    """Serialises CURRENT switches, pruning and clean-up between publish and rollback processes."""
+    with open(folder / LOCK_FILE, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _switch_current(folder: Path, version: str) -> None:
+    _atomic_write(folder / CURRENT_FILE, (version + "\n").encode("ascii"))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write beside, fsync, rename over, fsync the folder: readers see the old file or the new one."""
+    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    _write_synced(temporary, data)
+    os.replace(temporary, path)
+    _fsync_dir(path.parent)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _append_log(folder: Path, entry: dict) -> None:
+    with open(folder / LOG_FILE, "ab") as handle:
+        handle.write((json.dumps(entry, default=str) + "\n").encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def read_log(folder: Path) -> list[dict]:
+    """The folder's log of publishes, failed audits and rollbacks (a line cut by a crash is skipped)."""
+    try:
+        lines = (Path(folder) / LOG_FILE).read_bytes().splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue
+    return entries
+
+
+def _versions(folder: Path) -> list[str]:
+    return sorted(entry.name for entry in folder.iterdir() if entry.is_dir() and VERSION_PATTERN.fullmatch(entry.name))
+
+
+def _prune(folder: Path, keep: int, current: str) -> None:
+    """Keep the newest `keep` versions and the current one; move the rest aside, then delete them."""
+    versions = _versions(folder)
+    doomed = [v for v in versions[:-keep] if v != current]
+    if not doomed:
+        return
+    trash = folder / TRASH_DIR
+    trash.mkdir(exist_ok=True)
+    for version in doomed:
+        # A rename first, so a crash never leaves a half-deleted folder under a version's name.
+        os.rename(folder / version, trash / version)
+    _fsync_dir(folder)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _clean_leftovers(folder: Path) -> None:
+    """What a killed publish may leave: a staging folder, a temporary CURRENT, a half-emptied trash."""
+    for name in (STAGING_DIR, TRASH_DIR):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for temporary in folder.glob(f".{CURRENT_FILE}.tmp-*"):
+        temporary.unlink(missing_ok=True)
+
+
+def rollback(settings: Settings, version: str, clock: Clock | None = None) -> str | None:
+    """Put an earlier published version back in service; return the version it replaces."""
+    clock = clock or SystemClock()
+    folder = settings.snapshots_path
+    if not VERSION_PATTERN.fullmatch(version):
+        raise PublishError(f"{version!r} is not a snapshot version (see `selfmodel snapshots`)")
+    if not (folder / version).is_dir():
+        known = ", ".join(_versions(folder)) if folder.is_dir() else ""
+        raise PublishError(f"no snapshot {version} in {folder} (kept: {known or 'none'})")
+    try:
+        manifest = verify_snapshot(folder / version)
+    except SnapshotError as exc:
+        raise PublishError(f"snapshot {version} cannot be served: {exc}") from None
+    if not manifest.get("audit", {}).get("passed"):
+        raise PublishError(f"snapshot {version} did not pass its audit")
+    with _folder_lock(folder):
+        previous = read_current(folder)
+        _switch_current(folder, version)
+        _append_log(folder, {"at": clock.now().isoformat(), "action": "rolled_back", "version": version,
+                             "previous": previous})
+    log.info("rolled back from %s to %s", previous, version)
+    return previous
+
+
+def list_snapshots(settings: Settings, failures: int = 10) -> dict:
+    """{"path", "current", "snapshots": [...newest first], "failed_audits": [...newest first]}."""
+    folder = settings.snapshots_path
+    if not folder.is_dir():
+        return {"path": str(folder), "current": None, "snapshots": [], "failed_audits": []}
+    current = read_current(folder)
+    snapshots = []
+    for version in reversed(_versions(folder)):
+        try:
+            manifest = read_manifest(folder / version)
+        except SnapshotError as exc:
+            snapshots.append({"version": version, "current": version == current, "error": str(exc)})
+            continue
+        audit = manifest.get("audit", {})
+        snapshots.append({
+            "version": version, "current": version == current, "created_at": manifest.get("created_at"),
+            "data_as_of": manifest.get("data_as_of"), "users": manifest.get("users"), "rows": manifest.get("rows"),
+            "audit_passed": audit.get("passed"),
+            "checks": {check["name"]: check["passed"] for check in audit.get("checks", [])},
+            "eval": {run["suite"]: run["passed"] for run in audit.get("eval", [])},
+            "content_hash": manifest.get("content_hash"),
+        })
+    failed = [entry for entry in read_log(folder) if entry.get("action") == "audit_failed"][-failures:]
+    return {"path": str(folder), "current": current, "snapshots": snapshots, "failed_audits": failed[::-1]}
