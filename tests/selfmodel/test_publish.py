@@ -1,0 +1,269 @@
+"""Write-audit-publish: what a snapshot holds, what fails an audit (and that the old snapshot stays),
+content hashes, pruning, rollback, and the CLI contracts."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from selfmodel.beliefs.read import user_beliefs
+from selfmodel.cli import main
+from selfmodel.clock import FixedClock
+from selfmodel.publish import PublishError, list_snapshots, publish, read_log, rollback
+from tests.belief_warehouse import REFRESHED_AT, USERS, belief_warehouse, belief_warehouse_template, record_quality  # noqa: F401
+from warehouse.db import connect
+from warehouse.online import CURRENT_FILE, SnapshotError, read_current, verify_snapshot
+
+
+def publish_with_quality(settings, clock=None, **quality):
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con, **quality)
+        return publish(settings, con=con, clock=clock)
+    finally:
+        con.close()
+
+
+def audits(settings) -> list[dict]:
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        cursor = con.execute("select version, passed, published, reason, checks from snapshot_audits order by attempted_at")
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def test_a_published_snapshot_holds_every_belief_in_force_decayed_to_the_data_as_of(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    result = publish_with_quality(settings)
+    assert result.published, result.reason
+    folder = settings.snapshots_path
+    assert read_current(folder) == result.version == result.current
+    manifest = verify_snapshot(folder / result.version)
+    for field in ("version", "content_hash", "created_at", "data_as_of", "rows", "users", "files", "schema_version",
+                  "code_version", "config_hash", "serving_threshold", "audit", "refresh", "key_policies"):
+        assert field in manifest, field
+    assert manifest["users"] == len(USERS) and manifest["serving_threshold"] == 0.6
+    assert manifest["audit"]["passed"] and manifest["audit"]["eval"][0]["passed"]
+    assert manifest["audit"]["expectations"]["beliefs"]["blocking_failures"] == 0
+
+    parquet = pq.ParquetFile(folder / result.version / "beliefs.parquet")
+    assert parquet.metadata.row_group(0).column(0).compression == "ZSTD"
+    table = parquet.read()
+    users = table.column("user_id").to_pylist()
+    assert users == sorted(users)
+
+    con = connect(settings.warehouse_path, read_only=True)
+    try:
+        [(in_force,)] = con.execute("select count(*) from beliefs").fetchall()
+        assert table.num_rows == manifest["rows"] == in_force
+        for user in USERS:  # the same numbers `selfmodel beliefs USER` shows at the data as-of
+            expected = user_beliefs(con, settings, user)["beliefs"]
+            rows = [r for r in table.to_pylist() if r["user_id"] == user]
+            assert [(r["key"], r["value"]) for r in rows] == [(b["key"], b["value"]) for b in expected]
+            for row, belief in zip(rows, expected):
+                assert row["confidence"] == pytest.approx(belief["confidence"], rel=1e-12)
+                assert row["evidence_count"] == belief["evidence_count"]
+    finally:
+        con.close()
+    assert all(0 <= c < 1 for c in table.column("confidence").to_pylist())
+
+
+def test_identical_content_gives_identical_content_hashes_whatever_the_time(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    first = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=1)))
+    second = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=2)))
+    assert first.published and second.published
+    assert first.content_hash == second.content_hash
+    assert first.version != second.version and sorted([second.version, first.version]) == [first.version, second.version]
+    assert first.version.endswith(first.content_hash[:12])
+    folder = settings.snapshots_path
+    assert (folder / first.version / "beliefs.parquet").read_bytes() == (folder / second.version / "beliefs.parquet").read_bytes()
+
+
+def test_a_failed_audit_keeps_the_current_snapshot_records_why_and_alerts(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    good = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=1)))
+    assert good.published
+    alerts = []
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con, eval_passed=False)  # the latest run of the suite fails its bar
+        failed = publish(settings, con=con, on_audit_failure=alerts.append,
+                         clock=FixedClock(REFRESHED_AT + timedelta(days=2)))
+    finally:
+        con.close()
+    assert not failed.published and failed.current == good.version
+    assert "eval" in failed.reason and "labeled failed its bar" in failed.reason
+    assert alerts == [failed.reason]
+    assert read_current(settings.snapshots_path) == good.version
+    assert not (settings.snapshots_path / failed.version).exists()
+    recorded = audits(settings)
+    assert [(a["passed"], a["published"]) for a in recorded] == [(True, True), (False, False)]
+    assert recorded[-1]["reason"] == failed.reason and recorded[-1]["version"] == failed.version
+    assert any(not check["passed"] for check in json.loads(recorded[-1]["checks"]))
+    assert read_log(settings.snapshots_path)[-1]["action"] == "audit_failed"
+    listing = list_snapshots(settings)
+    assert listing["current"] == good.version and listing["failed_audits"][0]["reason"] == failed.reason
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("no runs", ["expectations: no expectation validation recorded", "eval: no eval run recorded"]),
+    ("blocking", ["expectations: blocking failures in the latest validation of beliefs/beliefs (2)"]),
+    ("stale eval", ["eval_fresh: beliefs were refreshed at"]),
+    ("required suite", ["required eval suite(s) never ran: predictive"]),
+])
+def test_what_fails_an_audit(belief_warehouse, case: str, expected: list[str]) -> None:
+    settings = belief_warehouse(snapshots={"required_eval_suites": ["predictive"]} if case == "required suite" else {})
+    con = connect(settings.warehouse_path)
+    try:
+        if case == "blocking":
+            record_quality(con, blocking=2)
+        elif case == "stale eval":
+            record_quality(con, at=REFRESHED_AT - timedelta(hours=1))
+        elif case == "required suite":
+            record_quality(con)
+        result = publish(settings, con=con)
+    finally:
+        con.close()
+    assert not result.published
+    for text in expected:
+        assert text in result.reason
+    assert read_current(settings.snapshots_path) is None
+    assert not list(settings.snapshots_path.glob("2*"))
+
+
+def test_a_later_clean_validation_of_the_same_asset_unblocks(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con, blocking=1)
+        assert not publish(settings, con=con).published
+        record_quality(con)  # re-validated after the fix: the latest validation decides
+        assert publish(settings, con=con).published
+    finally:
+        con.close()
+
+
+def test_without_require_eval_the_snapshot_checks_alone_decide(belief_warehouse) -> None:
+    settings = belief_warehouse(snapshots={"require_eval": False})
+    result = publish(settings)
+    assert result.published, result.reason
+    assert {c.name for c in result.audit.checks} >= {"checksums", "row_count", "user_count", "confidence_range", "order"}
+
+
+def test_nothing_to_publish_before_a_refresh(make_settings) -> None:
+    settings = make_settings(sources=[], snapshots={"path": "snapshots"}, warehouse={"path": "wh.duckdb", "analyst_copy": None})
+    result = publish(settings)
+    assert not result.published and "run `selfmodel refresh` first" in result.reason
+
+
+def test_a_hook_that_raises_does_not_hide_the_failure(belief_warehouse) -> None:
+    settings = belief_warehouse()
+
+    def broken(reason: str) -> None:
+        raise ConnectionError("webhook down")
+
+    result = publish(settings, on_audit_failure=broken)
+    assert not result.published and result.alert_error == "ConnectionError: webhook down"
+    assert audits(settings)[-1]["reason"] == result.reason
+
+
+def test_a_confidence_floor_leaves_weak_beliefs_out(belief_warehouse) -> None:
+    settings = belief_warehouse(snapshots={"min_confidence": 0.3})
+    result = publish_with_quality(settings)
+    assert result.published
+    table = pq.read_table(settings.snapshots_path / result.version / "beliefs.parquet")
+    assert min(table.column("confidence").to_pylist()) >= 0.3
+    assert result.audit.checks[[c.name for c in result.audit.checks].index("row_count")].passed
+
+
+def test_keep_prunes_old_versions_and_rollback_switches_current(belief_warehouse) -> None:
+    settings = belief_warehouse()  # keep: 3
+    versions = [publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=d))).version
+                for d in range(1, 6)]
+    folder = settings.snapshots_path
+    assert sorted(p.name for p in folder.glob("2*")) == versions[-3:]
+    previous = rollback(settings, versions[-3])
+    assert previous == versions[-1] and read_current(folder) == versions[-3]
+    assert {k: read_log(folder)[-1][k] for k in ("action", "version", "previous")} == {
+        "action": "rolled_back", "version": versions[-3], "previous": versions[-1]}
+    newer = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=9))).version
+    assert read_current(folder) == newer
+    assert sorted(p.name for p in folder.glob("2*")) == [versions[-2], versions[-1], newer]
+    assert not any(p.name.startswith(".") and p.name != ".lock" for p in folder.iterdir())  # no staging, no trash
+    with pytest.raises(PublishError, match="no snapshot"):
+        rollback(settings, versions[0])
+    with pytest.raises(PublishError, match="not a snapshot version"):
+        rollback(settings, "../etc")
+
+
+def test_rollback_refuses_a_snapshot_that_fails_verification(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    old = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=1))).version
+    new = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=2))).version
+    damaged = settings.snapshots_path / old / "beliefs.parquet"
+    damaged.write_bytes(damaged.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(PublishError, match="sha256"):
+        rollback(settings, old)
+    assert read_current(settings.snapshots_path) == new
+    with pytest.raises(SnapshotError):
+        verify_snapshot(settings.snapshots_path / old)
+
+
+def test_cli_publish_lookup_enrich_snapshots_rollback(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    config = str(settings.base_dir / "selfmodel.yaml")
+    runner = CliRunner()
+
+    failed = runner.invoke(main, ["--config", config, "publish", "--json"])
+    assert failed.exit_code == 5, failed.output
+    payload = json.loads(failed.stdout)  # exactly one JSON object on stdout
+    assert set(payload) == {"published", "version", "reason"} and payload["published"] is False
+    assert "no eval run recorded" in payload["reason"]
+
+    con = connect(settings.warehouse_path)
+    record_quality(con)
+    con.close()
+    published = runner.invoke(main, ["--config", config, "publish", "--json"])
+    assert published.exit_code == 0, published.output
+    payload = json.loads(published.stdout)
+    assert payload["published"] is True and payload["reason"] is None
+    version = payload["version"]
+
+    looked = json.loads(runner.invoke(main, ["--config", config, "lookup", "alice", "--json"]).stdout)
+    assert looked["snapshot_version"] == version and not looked["cold_start"] and looked["beliefs"]
+    cold = json.loads(runner.invoke(main, ["--config", config, "lookup", "nobody", "--json"]).stdout)
+    assert cold["cold_start"] and cold["beliefs"] == []
+
+    enriched = runner.invoke(main, ["--config", config, "enrich", "alice", "What should I listen to?", "--json"])
+    assert enriched.exit_code == 0, enriched.output
+    payload = json.loads(enriched.stdout)
+    assert {"enriched_query", "beliefs_used", "snapshot_version"} <= set(payload)
+    assert payload["snapshot_version"] == version and payload["beliefs_used"]
+    assert payload["enriched_query"].startswith("About the user") and payload["enriched_query"].endswith("What should I listen to?")
+    assert all(b["confidence"] >= 0.6 for b in payload["beliefs_used"])
+    passthrough = json.loads(runner.invoke(main, ["--config", config, "enrich", "nobody", "hi", "--json"]).stdout)
+    assert passthrough["enriched_query"] == "hi" and passthrough["beliefs_used"] == []
+    lower = json.loads(runner.invoke(main, ["--config", config, "enrich", "bob", "hi", "--min-confidence", "0.3", "--json"]).stdout)
+    assert lower["beliefs_used"] and all(b["confidence"] >= 0.3 for b in lower["beliefs_used"])
+
+    listing = runner.invoke(main, ["--config", config, "snapshots"])
+    assert listing.exit_code == 0 and version in listing.output and "no eval run recorded" in listing.output
+    assert json.loads(runner.invoke(main, ["--config", config, "snapshots", "--json"]).stdout)["current"] == version
+
+    unknown = runner.invoke(main, ["--config", config, "rollback", "20000101T000000Z-000000000000"])
+    assert unknown.exit_code == 2 and "no snapshot" in unknown.stderr
+    again = runner.invoke(main, ["--config", config, "rollback", version])
+    assert again.exit_code == 0 and (settings.snapshots_path / CURRENT_FILE).read_text().strip() == version
+
+
+def test_cli_lookup_before_anything_is_published_says_so(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    result = CliRunner().invoke(main, ["--config", str(settings.base_dir / "selfmodel.yaml"), "lookup", "alice"])
+    assert result.exit_code == 1 and "run `selfmodel publish`" in result.stderr
