@@ -6,6 +6,7 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 
+from selfmodel.analyst import export_analyst_copy
 from selfmodel.beliefs.refresh import refresh_beliefs
 from selfmodel.settings import load_settings
 from warehouse.db import connect
@@ -20,6 +21,7 @@ def refresh_beliefs_task(config_path: str | None, as_of: datetime | None = None,
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+        export_analyst_copy(con, settings)  # analysts read this copy, never the live file
     finally:
         con.close()
     logger.info(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
+from selfmodel.analyst import export_analyst_copy
 from selfmodel.ingest import ingest_source
 from selfmodel.settings import load_settings
 from warehouse.db import WarehouseBusyError, connect
@@ -39,6 +40,7 @@ def ingest_source_task(config_path: str | None, source_name: str) -> dict:
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         report = ingest_source(con, settings, source)
+        export_analyst_copy(con, settings)  # analysts read this copy, never the live file
     finally:
         con.close()
     logger.info(
