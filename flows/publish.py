@@ -1,0 +1,32 @@
+"""The `publish` flow: write-audit-publish of a belief snapshot, with the audit as an artifact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+
+from selfmodel.settings import find_config_path
+from tasks.publish import publish_snapshot_task
+
+
+class AuditFailed(RuntimeError):
+    """The snapshot failed its audit; the current snapshot stays in service."""
+
+
+@flow(name="publish")
+def publish(config_path: str | None = None) -> dict:
+    """Publish an audited snapshot of the current beliefs for the online service (or keep the current one)."""
+    config_path = str(Path(find_config_path(config_path)).resolve())
+    result = publish_snapshot_task(config_path)
+    create_table_artifact(
+        key="snapshot-audit",
+        table=result["checks"],
+        description=(f"Snapshot {result['version']} published" if result["published"]
+                     else f"Snapshot {result['version']} NOT published: {result['reason']}"),
+    )
+    if not result["published"]:
+        # A failed run is what the Prefect UI and automations notice; the reason is recorded already.
+        raise AuditFailed(f"snapshot audit failed, {result['current'] or 'no snapshot'} stays current: {result['reason']}")
+    return result
