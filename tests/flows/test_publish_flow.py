@@ -1,0 +1,43 @@
+"""The publish flow: a passing audit publishes and records an artifact; a failing one fails the run and
+keeps the current snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.belief_warehouse import belief_warehouse, belief_warehouse_template, record_quality  # noqa: F401
+from warehouse.db import connect
+from warehouse.online import read_current
+
+
+@pytest.mark.slow
+def test_publish_flow_publishes_then_fails_on_a_failed_audit(prefect_server, belief_warehouse) -> None:
+    from prefect.client.orchestration import get_client
+
+    from flows.publish import AuditFailed, publish
+
+    settings = belief_warehouse()
+    config = str(settings.base_dir / "selfmodel.yaml")
+    con = connect(settings.warehouse_path)
+    record_quality(con)
+    con.close()
+    result = publish(config_path=config)
+    assert result["published"] and read_current(settings.snapshots_path) == result["version"]
+
+    async def artifacts():
+        async with get_client() as client:
+            return await client.read_latest_artifacts()
+
+    audit = {artifact.key: artifact for artifact in asyncio.run(artifacts())}["snapshot-audit"]
+    assert "checksums" in str(audit.data) and result["version"] in audit.description
+
+    con = connect(settings.warehouse_path)
+    record_quality(con, eval_passed=False)
+    con.close()
+    state = publish(config_path=config, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(AuditFailed, match="stays current"):
+        state.result()
+    assert read_current(settings.snapshots_path) == result["version"]
