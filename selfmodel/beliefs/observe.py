@@ -15,10 +15,12 @@ from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Iterator
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors, load_yaml_mapping
 from selfmodel.beliefs.extractors.base import EventView, TargetView
@@ -82,6 +84,15 @@ def event_view(row: dict) -> EventView:
                      tags=tuple(row["tags"] or ()), rating=row["rating"], attributes=attributes, target=target)
 
 
+def observation_table(columns: dict[str, list]) -> pa.Table:
+    return pa.table({
+        **{name: pa.array(columns[name], pa.string()) for name in OBSERVATION_COLUMNS
+           if name not in ("weight", "observed_at")},
+        "weight": pa.array(columns["weight"], pa.float64()),
+        "observed_at": pa.array(columns["observed_at"], pa.timestamp("us", tz="UTC")),
+    })
+
+
 class ObservationWriter:
     """Buffers observations column-wise and bulk-inserts them through Arrow."""
 
@@ -102,13 +113,7 @@ class ObservationWriter:
         count = len(self.columns["user_id"])
         if not count:
             return
-        table = pa.table({
-            **{name: pa.array(self.columns[name], pa.string()) for name in OBSERVATION_COLUMNS
-               if name not in ("weight", "observed_at")},
-            "weight": pa.array(self.columns["weight"], pa.float64()),
-            "observed_at": pa.array(self.columns["observed_at"], pa.timestamp("us", tz="UTC")),
-        })
-        self.con.register("new_observations", table)
+        self.con.register("new_observations", observation_table(self.columns))
         run(self.con, "insert_observations", {"extract_run": self.extract_run})
         self.con.unregister("new_observations")
         self.written += count
@@ -176,7 +181,7 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     # The pending events are queued in a temp table and read page by page: DuckDB allows no writes on a
     # connection while a result streams, and a second cursor would not see this transaction's state.
     execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
-            + load_sql("events_to_extract") + ")")
+            + load_sql("events_to_extract") + ")", {"everything": False})
     [(queued,)] = execute(con, "select count(*) from extract_queue")
     report.events = queued
     workers = min(settings.beliefs.extract_workers, max(1, queued // PARALLEL_MIN_EVENTS))
@@ -204,3 +209,73 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
     log.info("extraction run %d: %d batches, %d events -> %d observations (%d worker processes)",
              extract_run, report.batches, report.events, report.observations, workers)
     return report
+
+
+# --- sharded extraction (scale-out: each shard runs where a task runner puts it) -----------------------
+
+@dataclass
+class ShardPlan:
+    """The events one refresh must extract, split by user into Parquet files any worker can read."""
+
+    batches: list[str]
+    events: int
+    event_files: list[str]
+
+
+def export_shards(con: duckdb.DuckDBPyConnection, settings: Settings, folder: Path, shards: int,
+                  everything: bool = False) -> ShardPlan:
+    """Write the pending events (all events when `everything`, for a full refresh) as one Parquet file per shard."""
+    folder.mkdir(parents=True, exist_ok=True)
+    batches = [b for (b,) in run(con, "pending_batches_all" if everything else "pending_batches")]
+    execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
+            + load_sql("events_to_extract") + ")", {"everything": everything})
+    [(queued,)] = execute(con, "select count(*) from extract_queue")
+    files = []
+    for shard in range(shards):
+        path = folder / f"events-shard-{shard:04d}.parquet"
+        table = con.sql(load_sql("export_extract_queue_shard"), params={"shards": shards, "shard": shard}).to_arrow_table()
+        pq.write_table(table, path)
+        files.append(str(path))
+    execute(con, "drop table extract_queue")
+    return ShardPlan(batches, queued, files)
+
+
+def extract_shard(settings: Settings, events_file: str, observations_file: str) -> int:
+    """Run the extractors over one shard's events file; write its observations as Parquet; return how many."""
+    extractors = enabled_extractors(settings)
+    weights = {x.name: settings.beliefs.extractor(x.name).weight for x in extractors}
+    source = pq.ParquetFile(events_file)
+    writer = None
+    written = 0
+    for batch in source.iter_batches(batch_size=FETCH_ROWS):
+        names = batch.schema.names
+        rows = list(zip(*(column.to_pylist() for column in batch.columns)))
+        columns = observations_of_page(extractors, weights, names, rows)
+        table = observation_table(columns)
+        writer = writer or pq.ParquetWriter(observations_file, table.schema)
+        writer.write_table(table)
+        written += table.num_rows
+    if writer is None:
+        pq.write_table(observation_table({name: [] for name in OBSERVATION_COLUMNS}), observations_file)
+    else:
+        writer.close()
+    return written
+
+
+def load_shards(con: duckdb.DuckDBPyConnection, settings: Settings, plan: ShardPlan, observation_files: list[str],
+                now: datetime) -> ExtractionReport:
+    """Store the shards' observations as one extraction run. Runs inside the caller's transaction."""
+    extractors = enabled_extractors(settings)
+    [(extract_run,)] = run(con, "next_extract_run")
+    writer = ObservationWriter(con, extract_run)
+    per_batch: Counter[str] = Counter()
+    for path in observation_files:
+        table = pq.read_table(path)
+        writer.add_columns({name: table.column(name).to_pylist() for name in OBSERVATION_COLUMNS}, per_batch)
+    writer.flush()
+    extractor_set = extractor_set_id(settings, extractors)
+    for batch_id in plan.batches:
+        run(con, "insert_extracted_batch", {"batch_id": batch_id, "extract_run": extract_run,
+                                            "extractor_set": extractor_set, "observations": per_batch[batch_id],
+                                            "extracted_at": now})
+    return ExtractionReport(extract_run, len(plan.batches), plan.events, writer.written)

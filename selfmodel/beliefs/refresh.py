@@ -12,11 +12,12 @@ import logging
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Callable
 
 import duckdb
 import pyarrow as pa
 
-from selfmodel.beliefs.observe import extract_pending
+from selfmodel.beliefs.observe import ExtractionReport, extract_pending
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from selfmodel.version import code_version
@@ -64,15 +65,23 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
     return latest
 
 
+Extraction = Callable[[duckdb.DuckDBPyConnection, Settings, datetime], ExtractionReport]
+
+
 def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
-                    full: bool = False, clock: Clock | None = None) -> RefreshReport:
-    """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of)."""
+                    full: bool = False, clock: Clock | None = None,
+                    extraction: Extraction = extract_pending) -> RefreshReport:
+    """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of).
+
+    `extraction` stores the new observations inside the refresh's transaction: by default it runs the
+    extractors here; a sharded refresh passes one that loads what its shards extracted elsewhere.
+    """
     clock = clock or SystemClock()
     started = clock.now()
     refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     execute(con, "begin transaction")
     try:
-        report = _refresh(con, settings, as_of, full, clock, started, refresh_id)
+        report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction)
         execute(con, "commit")
     except Exception:
         execute(con, "rollback")
@@ -84,7 +93,7 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
 
 
 def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock: Clock, started: datetime,
-             refresh_id: str) -> RefreshReport:
+             refresh_id: str, extraction: Extraction) -> RefreshReport:
     mode = "full" if full else "incremental"
     previous = run(con, "last_refresh")
     prev_as_of, prev_watermark = previous[0] if previous and not full else (None, None)
@@ -101,8 +110,8 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         # From scratch: evidence is drawn again from every event; what we believed stays in history.
         run_script(con, "reset_observations")
         run(con, "close_all_history", {"as_of": as_of})
-    extraction = extract_pending(con, settings, started)
-    report.events_extracted, report.observations_extracted = extraction.events, extraction.observations
+    extracted = extraction(con, settings, started)
+    report.events_extracted, report.observations_extracted = extracted.events, extracted.observations
     [(watermark,)] = run(con, "max_extract_run")
     con.register("key_policies", key_policies_table(settings))
     execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),

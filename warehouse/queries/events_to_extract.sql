@@ -1,11 +1,13 @@
--- events_to_extract: events of ingest batches not yet run through the extractors. A feedback event
--- comes with the event it rates (its reply_to, same source), which is what feedback is evidence about.
+-- events_to_extract: events of ingest batches not yet run through the extractors ($everything: all
+-- events, for a full refresh). A feedback event comes with the event it rates (its reply_to, same
+-- source), which is what feedback is evidence about.
+-- Parameters: $everything
 with
 
 pending_events as (
     select *
     from events
-    where batch_id not in (select batch_id from extracted_batches)
+    where $everything or batch_id not in (select batch_id from extracted_batches)
 ),
 
 final as (
