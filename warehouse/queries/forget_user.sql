@@ -4,3 +4,4 @@ delete from observations where user_id = $user_id;
 delete from belief_history where user_id = $user_id;
 delete from labels where user_id = $user_id;
 delete from events where user_id = $user_id;
+delete from quarantine where user_id = $user_id;

@@ -220,17 +220,19 @@ def test_cold_start_users_get_nothing_enrichable_while_active_users_do(make_sett
 
 
 def test_forget_removes_the_user_and_records_only_that_it_happened(make_settings, tmp_path: Path) -> None:
-    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, "alice" if i % 2 else "bob",
-                                                     "I'm a teacher and I love cooking pasta.", i) for i in range(6)])
+    events = [chat_event(i, "alice" if i % 2 else "bob", "I'm a teacher and I love cooking pasta.", i) for i in range(6)]
+    events.append({**chat_event(99, "alice", "sent from the year 1970", 0), "occurred_at": 5})  # quarantined
+    write_jsonl(tmp_path / "chat.jsonl", events)
     settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
     ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
     con = connect(settings.warehouse_path)
     refresh_beliefs(con, settings)
     counts = forget_user(con, "alice")
-    assert counts["events"] == 3 and counts["beliefs"] > 0
-    for table in ("events", "observations", "beliefs", "belief_history"):
+    assert counts["events"] == 3 and counts["beliefs"] > 0 and counts["quarantined"] == 1
+    for table in ("events", "observations", "beliefs", "belief_history", "quarantine"):
         assert con.execute(f"select count(*) from {table} where user_id = 'alice'").fetchone()[0] == 0
-        assert con.execute(f"select count(*) from {table} where user_id = 'bob'").fetchone()[0] > 0
+        if table != "quarantine":
+            assert con.execute(f"select count(*) from {table} where user_id = 'bob'").fetchone()[0] > 0
     [(user_hash, events)] = con.execute("select user_hash, events from deletions").fetchall()
     assert "alice" not in user_hash and events == 3
     con.close()
