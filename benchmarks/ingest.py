@@ -358,9 +358,8 @@ def run_cli(config: Path) -> dict:
             "peak_rss_mb": usage.ru_maxrss / 1024, "reports": json.loads(stdout)["batches"]}
 
 
-def best_of(repeat: int, measure) -> dict:
-    """The fastest of `repeat` runs (a shared machine only ever slows a run down); peak RSS is the highest."""
-    runs = [measure() for _ in range(repeat)]
+def best_of(runs: list[dict]) -> dict:
+    """The fastest run (a shared machine only ever slows a run down); peak RSS is the highest."""
     best = min(runs, key=lambda run: run["seconds"])
     # The checks compare the report with the warehouse on disk, which is the last run's.
     return {**best, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
@@ -460,7 +459,6 @@ def main(argv: list[str] | None = None) -> int:
     print(f"planted: {bad:,} bad lines ({bad / args.rows:.1%}): "
           + ", ".join(f"{k} {v:,}" for k, v in sorted(plan["kinds"].items()) if k != "good"), flush=True)
 
-    results: dict[str, dict] = {}
     baseline_db = workdir / "duckdb-baseline.duckdb"
 
     def measure_duckdb() -> dict:
@@ -470,23 +468,27 @@ def main(argv: list[str] | None = None) -> int:
         baseline_db.unlink(missing_ok=True)
         return answer
 
-    print("running: duckdb read_json ...", flush=True)
-    results["duckdb"] = best_of(args.repeat, measure_duckdb)
-    print("running: ingest() ...", flush=True)
-    results["ingest"] = best_of(args.repeat, lambda: run_child(
-        ["ingest", str(write_config(workdir / "run-function", data, args.memory_limit))],
-        workdir / "run-function.stderr"))
+    measures = {
+        "duckdb": measure_duckdb,
+        "ingest": lambda: run_child(["ingest", str(write_config(workdir / "run-function", data, args.memory_limit))],
+                                    workdir / "run-function.stderr"),
+    }
     if not args.skip_cli:
-        print("running: selfmodel ingest --json (CLI) ...", flush=True)
-        results["cli"] = best_of(args.repeat, lambda: run_cli(write_config(workdir / "run-cli", data, args.memory_limit)))
+        measures["cli"] = lambda: run_cli(write_config(workdir / "run-cli", data, args.memory_limit))
+    runs: dict[str, list[dict]] = {name: [] for name in measures}
+    for round_no in range(1, args.repeat + 1):
+        # Interleaved, so a neighbour's load on a shared machine falls on every contender alike.
+        for name, measure in measures.items():
+            print(f"running: {name} (round {round_no} of {args.repeat}) ...", flush=True)
+            runs[name].append(measure())
+    results = {name: best_of(found) for name, found in runs.items()}
 
     small = None
     if args.rss_rows and args.rss_rows < args.rows:
         small_data, small_plan = data_file(args.rss_rows)
         print(f"running: ingest() on {args.rss_rows:,} rows for the memory comparison ...", flush=True)
-        small = best_of(args.repeat, lambda: run_child(
-            ["ingest", str(write_config(workdir / "run-small", small_data, args.memory_limit))],
-            workdir / "run-small.stderr"))
+        small = best_of([run_child(["ingest", str(write_config(workdir / "run-small", small_data, args.memory_limit))],
+                                   workdir / "run-small.stderr") for _ in range(args.repeat)])
         small["expected"] = expected_outcomes(small_plan)
 
     # ---- figures
@@ -507,8 +509,11 @@ def main(argv: list[str] | None = None) -> int:
     if small:
         row(f"selfmodel ingest() @ {args.rss_rows:,}", small, args.rss_rows, "")
     if args.repeat > 1:
-        print("(best of " + str(args.repeat) + "; all runs in seconds: "
+        print("(best of " + str(args.repeat) + " interleaved rounds; all runs in seconds: "
               + "; ".join(f"{name} {results[name]['all_seconds']}" for name in results) + ")")
+        rounds = [duck_s / ingest_s for duck_s, ingest_s in
+                  zip(results["duckdb"]["all_seconds"], results["ingest"]["all_seconds"])]
+        print("ratio ingest()/duckdb per round: " + ", ".join(f"{ratio:.2f}" for ratio in rounds))
     print(f"(duckdb read_json kept {duck['rows']:,} of {rows:,} lines: with ignore_errors a bad line becomes an "
           f"all-NULL row, nothing says why and no raw text is kept)")
     ratio = rows / results["ingest"]["seconds"] / duck_rate
