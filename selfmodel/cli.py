@@ -465,13 +465,14 @@ def snapshots(ctx: click.Context, as_json: bool) -> None:
     console = _console()
     table = Table(title=f"snapshots in {listing['path']}")
     for column in ("", "version", "created", "data as of", "users", "beliefs", "audit", "eval"):
-        table.add_column(column, justify="right" if column in ("users", "beliefs") else "left")
+        table.add_column(column, justify="right" if column in ("users", "beliefs") else "left",
+                         no_wrap=column in ("version", "created", "data as of"))
     for snap in listing["snapshots"]:
         if "error" in snap:
             table.add_row("", snap["version"], "", "", "", "", "unreadable", snap["error"])
             continue
-        table.add_row("*" if snap["current"] else "", snap["version"], (snap["created_at"] or "")[:19],
-                      (snap["data_as_of"] or "")[:19], f"{snap['users']:,}", f"{snap['rows']:,}",
+        table.add_row("*" if snap["current"] else "", snap["version"], (snap["created_at"] or "")[:16],
+                      (snap["data_as_of"] or "")[:10], f"{snap['users']:,}", f"{snap['rows']:,}",
                       "passed" if snap["audit_passed"] else "FAILED",
                       ", ".join(f"{suite} {'ok' if ok else 'FAILED'}" for suite, ok in snap["eval"].items()) or "-")
     console.print(table)

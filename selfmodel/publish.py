@@ -138,7 +138,7 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None,
         if own:
             con.close()
     if not result.published:
-        log.warning("snapshot %s not published: %s", result.version, result.reason)
+        log.info("snapshot %s not published: %s", result.version, result.reason)
         if on_audit_failure is not None:
             try:
                 on_audit_failure(result.reason or "audit failed")
@@ -289,10 +289,13 @@ def _distinct_users(table: pa.Table) -> int:
 
 
 def _parquet_bytes(table: pa.Table) -> bytes:
-    """The snapshot file: sorted as given, zstd, dictionary-coded strings; the same table gives the same bytes."""
+    """The snapshot file: sorted as given, zstd, dictionary-coded strings and counts (the reader compares
+    user codes, not strings); the same table gives the same bytes."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS,
-                   use_dictionary=["key", "value"], write_statistics=True)
+    pq.write_table(table, sink, compression="zstd", row_group_size=ROW_GROUP_ROWS, write_statistics=True,
+                   use_dictionary=["user_id", "key", "value", "evidence_count"],
+                   # Split doubles into byte planes: zstd then packs them tighter and they decode ~2x faster.
+                   column_encoding={"confidence": "BYTE_STREAM_SPLIT", "decayed_evidence": "BYTE_STREAM_SPLIT"})
     return sink.getvalue().to_pybytes()
 
 
@@ -368,7 +371,7 @@ def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict) -> None
     }
     if not validations:
         audit.add("expectations", not require,
-                  "no expectation validation recorded" + (": run the expectations (selfmodel eval / the evaluate flow) first"
+                  "no expectation validation recorded" + (": run `selfmodel expectations` first"
                                                           if require else " (snapshots.require_eval is off)"))
     else:
         shown = ", ".join(f"{v['suite']}/{v['asset']} ({v['blocking_failures']})" for v in failing[:5])

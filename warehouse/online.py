@@ -228,47 +228,29 @@ class _Snapshot:
         self.as_of = datetime.fromisoformat(self.manifest["data_as_of"])
         self.serving_threshold = float(self.manifest["serving_threshold"])
         self.min_confidence_floor = float(self.manifest.get("min_confidence", 0.0))
-        data = read_verified(snapshot_dir, self.manifest, BELIEFS_FILE)
-        try:
-            # ParquetFile.read, and no Python scalars or lists handed to Arrow below: pq.read_table, pa.array
-            # and pa.scalar import pandas (a second, and ~50 MB) on their first call.
-            table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["key", "value"]).read(columns=_SERVED_COLUMNS)
-        except (pa.ArrowException, OSError) as exc:
-            raise SnapshotError(f"snapshot {self.version}: {BELIEFS_FILE} cannot be read: {exc}") from None
-        del data
+        table = _read_verified_table(snapshot_dir, self.manifest)
         if table.num_rows != self.manifest["rows"]:
             raise SnapshotError(f"snapshot {self.version}: {table.num_rows} rows, manifest says {self.manifest['rows']}")
         self.rows = table.num_rows
-        table = table.unify_dictionaries()
-        column = {name: table.column(name).combine_chunks() for name in _SERVED_COLUMNS}
-
-        users = column["user_id"]
-        # Sorted by user: a user's rows are one run; a run starts at row 0 and wherever the id changes.
-        first = pc.is_valid(users.slice(0, 1))
-        changed = pc.not_equal(users.slice(1), users.slice(0, max(len(users) - 1, 0)))
-        run_starts = pc.indices_nonzero(pa.concat_arrays([first, changed])).cast(pa.int64())
-        end = pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("=q", len(users)))])
-        starts = pa.concat_arrays([run_starts, end])
-        user_ids = users.take(run_starts).to_pylist()
-        if len(user_ids) != self.manifest["users"]:
-            raise SnapshotError(f"snapshot {self.version}: {len(user_ids)} users, manifest says {self.manifest['users']}")
-        self.index: dict[str, int] = dict(zip(user_ids, range(len(user_ids))))
-        if len(self.index) != len(user_ids):
-            raise SnapshotError(f"snapshot {self.version}: rows are not grouped by user")
-        self.users = len(user_ids)
+        self.index, starts = _user_index(table.column("user_id"))
+        if len(self.index) != self.manifest["users"]:
+            raise SnapshotError(f"snapshot {self.version}: {len(self.index)} users, manifest says {self.manifest['users']}")
+        self.users = len(self.index)
         self.starts = _view(starts, "q")
+        table = table.drop_columns(["user_id"]).unify_dictionaries()  # key and value: small dictionaries
+        column = {name: table.column(name).combine_chunks() for name in table.column_names}
 
         keys, values = column["key"], column["value"]
         self.key_names: list[str] = keys.dictionary.to_pylist()
         self.value_names: list[str] = values.dictionary.to_pylist()
-        self.value_text = [_clean_text(value) for value in self.value_names]
+        self._value_text: dict[int, str] = {}  # prompt-safe values, cleaned when first used
         self.key_codes = _view(keys.indices, "i")
         self.value_codes = _view(values.indices, "i")
         self.confidence = _view(column["confidence"], "d")
         self.evidence = _view(column["evidence_count"], "q")
         self.last_us = _view(column["last_evidence_at"].view(pa.int64()), "q")
         self._labels = [_label(name) for name in self.key_names]
-        del table, column, users, keys, values
+        del table, column, keys, values
         pa.default_memory_pool().release_unused()  # the decode's scratch buffers, back to the system
 
     def belief(self, row: int) -> Belief:
@@ -312,7 +294,10 @@ class _Snapshot:
         by_topic: dict[str, list[str]] = {}  # expertise@<topic>: level -> topics
         for row in rows:
             order, label, topic = self._labels[self.key_codes[row]]
-            value = self.value_text[self.value_codes[row]]
+            code = self.value_codes[row]
+            value = self._value_text.get(code)
+            if value is None:  # a race here only cleans the same value twice
+                value = self._value_text[code] = _clean_text(self.value_names[code])
             if order == _BY_TOPIC:
                 by_topic.setdefault(value, []).append(topic)
                 lines.setdefault((order, label), [])
@@ -326,6 +311,77 @@ class _Snapshot:
                 text = ("; " if order == _FACTS else ", ").join(values)
             out.append(f"- {label}: {text}")
         return "\n".join(out)
+
+
+def _user_index(users: pa.ChunkedArray) -> tuple[dict[str, int], pa.Array]:
+    """{user_id: ordinal} and the row where each user's run starts (plus the row count at the end).
+
+    Rows are sorted by user, so a user's rows are one run. Runs are found per row group on the
+    dictionary codes (integers, not strings); a run cut by a row-group boundary is joined up. The dict
+    is filled a row group at a time, so a background reload never holds the GIL for long.
+    """
+    index: dict[str, int] = {}
+    run_starts, offset, previous = [], 0, None
+    for chunk in users.chunks:
+        if not len(chunk):
+            continue
+        codes = chunk.indices
+        first = pc.is_valid(codes.slice(0, 1))
+        changed = pc.not_equal(codes.slice(1), codes.slice(0, len(codes) - 1))
+        local = pc.indices_nonzero(pa.concat_arrays([first, changed]))
+        ids = chunk.dictionary.take(codes.take(local)).to_pylist()
+        if ids[0] == previous:  # the last user of the previous row group goes on here
+            ids, local = ids[1:], local.slice(1)
+        before = len(index)
+        index.update(zip(ids, range(before, before + len(ids))))
+        if len(index) != before + len(ids):
+            raise SnapshotError("a user appears in two places: rows are not grouped by user")
+        run_starts.append(pc.add(local.cast(pa.int64()), _int64(offset)[0]))
+        offset += len(chunk)
+        previous = ids[-1] if ids else previous
+    run_starts.append(_int64(offset))
+    return index, pa.concat_arrays(run_starts)
+
+
+def _int64(value: int) -> pa.Array:
+    """A one-element int64 array, built without pa.array / pa.scalar (see _read_verified_table)."""
+    return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("=q", value))])
+
+
+def _read_verified_table(snapshot_dir: Path, manifest: dict) -> pa.Table:
+    """The served columns of beliefs.parquet, decoded only from bytes whose sha256 matches the manifest.
+
+    The file is memory-mapped and hashed in a second thread while Arrow decodes the same bytes (sha256
+    releases the GIL), so the check costs little time; nothing decoded is used unless the hash matched.
+    """
+    expected = manifest.get("files", {}).get(BELIEFS_FILE)
+    if not expected:
+        raise SnapshotError(f"manifest of {snapshot_dir.name} does not list {BELIEFS_FILE}")
+    try:
+        source = pa.memory_map(str(Path(snapshot_dir) / BELIEFS_FILE))
+        data = source.read_buffer()
+    except (OSError, pa.ArrowException) as exc:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: cannot read {BELIEFS_FILE}: {exc}") from None
+    digest: list[str] = []
+    hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(memoryview(data)).hexdigest()))
+    hasher.start()
+    try:
+        # ParquetFile.read, and no Python scalars or lists handed to Arrow: pq.read_table, pa.array and
+        # pa.scalar import pandas (a second, and ~50 MB) on their first call.
+        # One decoding thread: faster than Arrow's pool on a busy 2-core machine, and it leaves a core
+        # to the hash and to the threads still serving the old snapshot.
+        table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["user_id", "key", "value"]).read(
+            columns=_SERVED_COLUMNS, use_threads=False)
+        error = None
+    except (pa.ArrowException, OSError) as exc:
+        table, error = None, exc
+    finally:
+        hasher.join()  # the mapping itself goes when the last buffer that may point into it does
+    if data.size != expected["bytes"] or digest != [expected["sha256"]]:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: {BELIEFS_FILE} does not match the sha256 in its manifest")
+    if error is not None:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: {BELIEFS_FILE} cannot be read: {error}")
+    return table
 
 
 def _view(array: pa.Array, code: str) -> memoryview:
