@@ -101,7 +101,7 @@ class SelfModel(BaseModel):
     with three beliefs or three hundred.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True)
 
     user_id: str
     snapshot_version: str | None

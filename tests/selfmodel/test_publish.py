@@ -267,3 +267,16 @@ def test_cli_lookup_before_anything_is_published_says_so(belief_warehouse) -> No
     settings = belief_warehouse()
     result = CliRunner().invoke(main, ["--config", str(settings.base_dir / "selfmodel.yaml"), "lookup", "alice"])
     assert result.exit_code == 1 and "run `selfmodel publish`" in result.stderr
+
+
+def test_snapshot_settings_are_checked_and_overridable(tmp_path) -> None:
+    from selfmodel.settings import ConfigError, load_settings
+
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("snapshots: {keep: 1}\n")
+    with pytest.raises(ConfigError, match="snapshots.keep"):
+        load_settings(config, environ={})
+    config.write_text("snapshots: {path: snaps}\n")
+    settings = load_settings(config, environ={"SELFMODEL__SNAPSHOTS__REQUIRE_EVAL": "false"})
+    assert settings.snapshots_path == tmp_path / "snaps" and settings.snapshots.require_eval is False
+    assert load_settings(config, environ={}).snapshots.keep == 7
