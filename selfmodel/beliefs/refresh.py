@@ -118,7 +118,8 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
             {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
     con.unregister("key_policies")
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
-    run(con, "close_history", {"as_of": as_of})
+    if not full:  # a full refresh closed every row in force before extracting
+        run(con, "close_history", {"as_of": as_of})
     run(con, "open_history", {"as_of": as_of})
     [(report.beliefs_total,)] = run(con, "count_beliefs")
     run(con, "insert_refresh_run", {

@@ -54,9 +54,12 @@ merged as (
         user_id, key, value,
         sum(decayed_evidence) as decayed_evidence,
         sum(evidence_count) as evidence_count,
+        sum(new_count) as new_count,
         min(first_seen) as first_seen,
         max(last_evidence_at) as last_evidence_at
-    from (select * from carried_evidence union all select * from new_evidence)
+    from (select *, 0 as new_count from carried_evidence
+          union all
+          select *, evidence_count as new_count from new_evidence)
     group by user_id, key, value
 ),
 
@@ -70,6 +73,7 @@ final as (
              else m.decayed_evidence / (m.decayed_evidence + p.prior)
         end as confidence,
         m.evidence_count,
+        m.new_count,  -- observations this refresh adds
         m.decayed_evidence,
         m.first_seen,
         m.last_evidence_at,
