@@ -327,6 +327,32 @@ class SnapshotSettings(StrictModel):
     min_confidence: float = Field(default=0.0, ge=0, lt=1)
 
 
+class NightlySettings(StrictModel):
+    """The nightly run (flows/nightly.py) as `selfmodel serve` schedules it; prefect.yaml has its own copy."""
+
+    # Standard 5-field cron, read in `timezone` (an IANA name): 02:00 every night.
+    cron: str = "0 2 * * *"
+    timezone: str = "UTC"
+    # How long a run waits for another writer (a nightly still running) before it exits without writing.
+    lock_wait_seconds: float = Field(default=0.0, ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _five_fields(cls, value: str) -> str:
+        if len(value.split()) != 5:
+            raise ValueError("must be a 5-field cron expression such as '0 2 * * *'")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+        return value
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
@@ -336,6 +362,7 @@ class Settings(StrictModel):
     eval: EvalSettings = EvalSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     quality: QualitySettings = QualitySettings()
+    nightly: NightlySettings = NightlySettings()
     # Folder of the config file; relative paths resolve against it. Set by load_settings.
     base_dir: Path = Path(".")
 
