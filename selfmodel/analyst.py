@@ -6,6 +6,9 @@ new file (`COPY FROM DATABASE`, consistent because the writer's own connection m
 renames it over `warehouse.analyst_copy`. A rename is atomic: an analyst opening the copy gets the old
 file or the new one, a query already running keeps reading the file it opened, and the writer never
 touches a file an analyst holds. Any number of analysts can open it read-only at once.
+
+Beside the tables and the `beliefs` view, the copy has views `eval_metrics` and `quarantine_by_reason`,
+the table `analyst_export` (when and from where), and the macro `beliefs_as_of(user, moment)`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ import duckdb
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
-from warehouse.db import connect, execute, run_script
+from selfmodel.beliefs.refresh import key_policies_table
+from warehouse.db import connect, execute, load_sql, run_script
 
 log = logging.getLogger("selfmodel.analyst")
 
@@ -48,6 +52,7 @@ def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, cloc
         execute(con, f"use {EXPORT_ALIAS}")
         try:
             run_script(con, "analyst_views", {"exported_at": clock.now(), "source": str(settings.warehouse_path)})
+            _create_beliefs_as_of(con, settings)
         finally:
             execute(con, f'use "{source}"')
     finally:
@@ -62,6 +67,19 @@ def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, cloc
         os.close(descriptor)
     log.info("analyst copy %s refreshed in %.2f s", target, time.perf_counter() - started)
     return target
+
+
+def _create_beliefs_as_of(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """`beliefs_as_of(user, moment)`: what the evidence said about a user then, by the very query
+    `selfmodel beliefs USER --as-of` runs (its parameters become the macro's), over a key_policies table
+    holding the config's half-lives and priors."""
+    con.register("current_key_policies", key_policies_table(settings))
+    try:
+        execute(con, "create or replace table key_policies as select * from current_key_policies")
+    finally:
+        con.unregister("current_key_policies")
+    body = load_sql("user_beliefs_as_of").replace("$user_id", "who").replace("$at", "moment::timestamptz")
+    execute(con, f"create or replace macro beliefs_as_of(who, moment) as table {body}")
 
 
 def refresh_analyst_copy(settings: Settings, clock: Clock | None = None) -> Path | None:

@@ -9,9 +9,13 @@ import sys
 import time
 from pathlib import Path
 
+from datetime import datetime, timezone
+
 import duckdb
+import pytest
 
 from selfmodel.analyst import export_analyst_copy
+from selfmodel.beliefs.read import user_beliefs
 from tests.belief_warehouse import belief_warehouse, belief_warehouse_template, record_quality  # noqa: F401
 from tests.conftest import REPO_ROOT
 from warehouse.db import WarehouseBusyError, connect
@@ -133,8 +137,16 @@ def test_a_reader_querying_the_analyst_copy_and_a_writer_never_fail_each_other(b
         [(exported_at, source)] = final.execute("select exported_at, source_warehouse from analyst_export").fetchall()
         assert source == str(settings.warehouse_path)
         assert final.execute("select metric, value from eval_metrics").fetchall() == [("precision_at_threshold", 0.9)]
+        as_of = final.execute("select key, value, confidence from beliefs_as_of('alice', '2024-01-05')").fetchall()
     finally:
         final.close()
+    live = connect(settings.warehouse_path, read_only=True)
+    try:  # the macro answers what `selfmodel beliefs alice --as-of 2024-01-05` answers
+        expected = user_beliefs(live, settings, "alice", as_of=datetime(2024, 1, 5, tzinfo=timezone.utc))["beliefs"]
+    finally:
+        live.close()
+    assert [(k, v) for k, v, _ in as_of] == [(b["key"], b["value"]) for b in expected] and expected
+    assert [c for _, _, c in as_of] == pytest.approx([b["confidence"] for b in expected], rel=1e-12)
     assert sorted(p.name for p in copy.parent.iterdir()) == [copy.name]  # no temporary copies left
 
 
