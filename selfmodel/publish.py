@@ -160,8 +160,11 @@ def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock) -
     refresh = run_dicts(con, "last_refresh_run")
     if not refresh:
         audit.add("beliefs", False, "no beliefs yet: run `selfmodel refresh` first")
-        return PublishResult(False, _version(created, _sha({"empty": True})), audit.reason, read_current(folder),
-                             audit=audit)
+        version = _version(created, _sha({"empty": True}))
+        with _folder_lock(folder):
+            _append_log(folder, {"at": created.isoformat(), "action": "audit_failed", "version": version,
+                                 "reason": audit.reason})
+        return PublishResult(False, version, audit.reason, read_current(folder), audit=audit)
     refresh = refresh[0]
     table, counts = _beliefs_table(con, settings, refresh["as_of"])
     staged, manifest = stage_snapshot(
