@@ -103,6 +103,18 @@ def percentiles(samples_ns: list[int]) -> dict[str, float]:
     return {"p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "p99.9": at(0.999), "max": ordered[-1] / 1000}
 
 
+def timed(call, users: list[str], clock) -> list[int]:
+    """Each call's duration by `clock` (wall or this thread's CPU time; one clock per pass, so reading
+    the other does not add to what is measured)."""
+    samples = []
+    append = samples.append
+    for user in users:
+        t0 = clock()
+        call(user)
+        append(clock() - t0)
+    return samples
+
+
 def show(name: str, stats: dict[str, float], goal: str = "") -> None:
     figures = "  ".join(f"{k} {v:8.2f}" for k, v in stats.items())
     print(f"  {name:<34} {figures}  us {goal}")
@@ -189,23 +201,16 @@ def main() -> None:
     users = [rng.choice(known) if rng.random() < 0.9 else f"unknown-{rng.randrange(10**9)}" for _ in range(args.lookups)]
     gc.collect()
 
-    print(f"\nlatency over {args.lookups:,} calls (random users, 10 % unknown), in-process; wall clock, then the\n"
-          f"calling thread's CPU time (the same calls without the time other processes on the machine took):")
+    print(f"\nlatency over {args.lookups:,} calls (random users, 10 % unknown), in-process; wall clock, then in a\n"
+          f"second pass the calling thread's CPU time (without the time other processes on the machine took):")
     clock = time.perf_counter_ns
     cpu = time.thread_time_ns
     get = store.get
     for user in users[:10_000]:  # warm up
         get(user)
-    samples, cpu_samples = [], []
-    for user in users:
-        t0, c0 = clock(), cpu()
-        get(user)
-        c1, t1 = cpu(), clock()
-        samples.append(t1 - t0)
-        cpu_samples.append(c1 - c0)
-    stats = percentiles(samples)
+    stats = percentiles(timed(get, users, clock))
     show("get", stats, f"goal p99 <= 10: {'ok' if stats['p99'] <= 10 else 'MISSED'}")
-    show("get (cpu)", percentiles(cpu_samples))
+    show("get (cpu)", percentiles(timed(get, users, cpu)))
 
     samples = []
     for user in users[: args.lookups // 4]:
@@ -218,17 +223,10 @@ def main() -> None:
     query = "How do I prepare a Bell state on two qubits?"
     for user in users[:10_000]:
         enrich(query, user)
-    samples, cpu_samples, used = [], [], 0
-    for user in users:
-        t0, c0 = clock(), cpu()
-        result = enrich(query, user)
-        c1, t1 = cpu(), clock()
-        samples.append(t1 - t0)
-        cpu_samples.append(c1 - c0)
-        used += len(result.beliefs_used)
-    stats = percentiles(samples)
+    stats = percentiles(timed(lambda user: enrich(query, user), users, clock))
     show("enrich (serving threshold 0.6)", stats, f"goal p99 <= 100: {'ok' if stats['p99'] <= 100 else 'MISSED'}")
-    show("enrich (cpu)", percentiles(cpu_samples))
+    show("enrich (cpu)", percentiles(timed(lambda user: enrich(query, user), users, cpu)))
+    used = sum(len(enrich(query, user).beliefs_used) for user in users)
     print(f"  (on average {used / len(users):.1f} beliefs used per enrichment, at most 12)")
 
     # Reload: a new version (same beliefs, later creation: a new folder and a new CURRENT).

@@ -45,6 +45,7 @@ import struct
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -133,10 +134,10 @@ class Enrichment(BaseModel):
 def _fast(cls: type[BaseModel], fields: frozenset[str], values: dict) -> Any:
     """A model instance from values already known to be valid (they come from a verified snapshot).
 
-    Equivalent to `cls.model_construct(**values)` for complete values, at a fraction of its cost.
+    Equivalent to `cls.model_construct(**values)` for complete values, at a fraction of its cost (the
+    hot paths below inline the same four steps).
     """
-    instance = cls.__new__(cls)
-    _set = object.__setattr__
+    instance = _new(cls)
     _set(instance, "__dict__", values)
     _set(instance, "__pydantic_fields_set__", fields)
     _set(instance, "__pydantic_extra__", None)
@@ -144,6 +145,7 @@ def _fast(cls: type[BaseModel], fields: frozenset[str], values: dict) -> Any:
     return instance
 
 
+_new, _set = object.__new__, object.__setattr__
 _BELIEF_FIELDS = frozenset(Belief.model_fields)
 _MODEL_FIELDS = frozenset(SelfModel.model_fields)
 _ENRICHMENT_FIELDS = frozenset(Enrichment.model_fields)
@@ -228,16 +230,13 @@ class _Snapshot:
         self.as_of = datetime.fromisoformat(self.manifest["data_as_of"])
         self.serving_threshold = float(self.manifest["serving_threshold"])
         self.min_confidence_floor = float(self.manifest.get("min_confidence", 0.0))
-        table = _read_verified_table(snapshot_dir, self.manifest)
-        if table.num_rows != self.manifest["rows"]:
-            raise SnapshotError(f"snapshot {self.version}: {table.num_rows} rows, manifest says {self.manifest['rows']}")
+        self.index, starts, table = _load_verified(snapshot_dir, self.manifest)
         self.rows = table.num_rows
-        self.index, starts = _user_index(table.column("user_id"))
         if len(self.index) != self.manifest["users"]:
             raise SnapshotError(f"snapshot {self.version}: {len(self.index)} users, manifest says {self.manifest['users']}")
         self.users = len(self.index)
         self.starts = _view(starts, "q")
-        table = table.drop_columns(["user_id"]).unify_dictionaries()  # key and value: small dictionaries
+        table = table.unify_dictionaries()  # key and value: small dictionaries
         column = {name: table.column(name).combine_chunks() for name in table.column_names}
 
         keys, values = column["key"], column["value"]
@@ -254,24 +253,31 @@ class _Snapshot:
         pa.default_memory_pool().release_unused()  # the decode's scratch buffers, back to the system
 
     def belief(self, row: int) -> Belief:
-        return _fast(Belief, _BELIEF_FIELDS, {
+        belief = _new(Belief)  # _fast, inlined: this is the per-belief cost of reading a model
+        _set(belief, "__dict__", {
             "key": self.key_names[self.key_codes[row]],
             "value": self.value_names[self.value_codes[row]],
             "confidence": self.confidence[row],
             "evidence_count": self.evidence[row],
             "last_evidence_at": _EPOCH + timedelta(microseconds=self.last_us[row]),
         })
+        _set(belief, "__pydantic_fields_set__", _BELIEF_FIELDS)
+        _set(belief, "__pydantic_extra__", None)
+        _set(belief, "__pydantic_private__", None)
+        return belief
 
     def model(self, user_id: str) -> SelfModel:
         ordinal = self.index.get(user_id)
-        if ordinal is None:
-            beliefs: Sequence[Belief] = ()
-        else:
-            beliefs = BeliefView(self, self.starts[ordinal], self.starts[ordinal + 1])
-        return _fast(SelfModel, _MODEL_FIELDS, {
+        model = _new(SelfModel)  # _fast, inlined: this is the cost of a lookup
+        _set(model, "__dict__", {
             "user_id": user_id, "snapshot_version": self.version, "as_of": self.as_of,
-            "cold_start": ordinal is None, "beliefs": beliefs,
+            "cold_start": ordinal is None,
+            "beliefs": () if ordinal is None else BeliefView(self, self.starts[ordinal], self.starts[ordinal + 1]),
         })
+        _set(model, "__pydantic_fields_set__", _MODEL_FIELDS)
+        _set(model, "__pydantic_extra__", None)
+        _set(model, "__pydantic_private__", None)
+        return model
 
     def enrich(self, query: str, user_id: str, min_confidence: float, max_beliefs: int) -> Enrichment:
         ordinal = self.index.get(user_id)
@@ -344,44 +350,57 @@ def _user_index(users: pa.ChunkedArray) -> tuple[dict[str, int], pa.Array]:
 
 
 def _int64(value: int) -> pa.Array:
-    """A one-element int64 array, built without pa.array / pa.scalar (see _read_verified_table)."""
+    """A one-element int64 array, built without pa.array / pa.scalar (see _load_verified)."""
     return pa.Array.from_buffers(pa.int64(), 1, [None, pa.py_buffer(struct.pack("=q", value))])
 
 
-def _read_verified_table(snapshot_dir: Path, manifest: dict) -> pa.Table:
-    """The served columns of beliefs.parquet, decoded only from bytes whose sha256 matches the manifest.
+def _load_verified(snapshot_dir: Path, manifest: dict) -> tuple[dict[str, int], pa.Array, pa.Table]:
+    """The user index, run starts and other served columns of beliefs.parquet, from bytes whose sha256
+    matches the manifest.
 
-    The file is memory-mapped and hashed in a second thread while Arrow decodes the same bytes (sha256
-    releases the GIL), so the check costs little time; nothing decoded is used unless the hash matched.
+    The file is memory-mapped once; three things then run at the same time: sha256 over the bytes,
+    Arrow decoding the belief columns (both release the GIL), and this thread filling the user index
+    from the decoded user ids. Nothing is returned unless the hash matched.
     """
     expected = manifest.get("files", {}).get(BELIEFS_FILE)
     if not expected:
         raise SnapshotError(f"manifest of {snapshot_dir.name} does not list {BELIEFS_FILE}")
+    name = snapshot_dir.name
     try:
-        source = pa.memory_map(str(Path(snapshot_dir) / BELIEFS_FILE))
-        data = source.read_buffer()
+        data = pa.memory_map(str(Path(snapshot_dir) / BELIEFS_FILE)).read_buffer()
     except (OSError, pa.ArrowException) as exc:
-        raise SnapshotError(f"snapshot {snapshot_dir.name}: cannot read {BELIEFS_FILE}: {exc}") from None
-    digest: list[str] = []
-    hasher = threading.Thread(target=lambda: digest.append(hashlib.sha256(memoryview(data)).hexdigest()))
-    hasher.start()
-    try:
+        raise SnapshotError(f"snapshot {name}: cannot read {BELIEFS_FILE}: {exc}") from None
+
+    def columns(names: list[str]) -> pa.Table:
         # ParquetFile.read, and no Python scalars or lists handed to Arrow: pq.read_table, pa.array and
-        # pa.scalar import pandas (a second, and ~50 MB) on their first call.
-        # One decoding thread: faster than Arrow's pool on a busy 2-core machine, and it leaves a core
-        # to the hash and to the threads still serving the old snapshot.
-        table = pq.ParquetFile(pa.BufferReader(data), read_dictionary=["user_id", "key", "value"]).read(
-            columns=_SERVED_COLUMNS, use_threads=False)
-        error = None
-    except (pa.ArrowException, OSError) as exc:
-        table, error = None, exc
-    finally:
-        hasher.join()  # the mapping itself goes when the last buffer that may point into it does
-    if data.size != expected["bytes"] or digest != [expected["sha256"]]:
-        raise SnapshotError(f"snapshot {snapshot_dir.name}: {BELIEFS_FILE} does not match the sha256 in its manifest")
-    if error is not None:
-        raise SnapshotError(f"snapshot {snapshot_dir.name}: {BELIEFS_FILE} cannot be read: {error}")
-    return table
+        # pa.scalar import pandas (a second, and ~50 MB) on their first call. One decoding thread each:
+        # Arrow's own pool only adds contention on a busy 2-core machine.
+        return pq.ParquetFile(pa.BufferReader(data), read_dictionary=["user_id", "key", "value"]).read(
+            columns=names, use_threads=False)
+
+    problem: Exception | None = None
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="snapshot-load") as pool:
+        digest = pool.submit(lambda: hashlib.sha256(memoryview(data)).hexdigest())
+        users = pool.submit(columns, ["user_id"])
+        rest = pool.submit(columns, _SERVED_COLUMNS[1:])
+        try:
+            index, starts = _user_index(users.result().column("user_id"))
+        except (pa.ArrowException, OSError, SnapshotError) as exc:
+            problem = exc
+        try:
+            table = rest.result()
+        except (pa.ArrowException, OSError) as exc:
+            problem = problem or exc
+        matches = data.size == expected["bytes"] and digest.result() == expected["sha256"]
+    if not matches:
+        raise SnapshotError(f"snapshot {name}: {BELIEFS_FILE} does not match the sha256 in its manifest")
+    if isinstance(problem, SnapshotError):
+        raise SnapshotError(f"snapshot {name}: {problem}")
+    if problem is not None:
+        raise SnapshotError(f"snapshot {name}: {BELIEFS_FILE} cannot be read: {problem}")
+    if table.num_rows != manifest["rows"]:
+        raise SnapshotError(f"snapshot {name}: {table.num_rows} rows, manifest says {manifest['rows']}")
+    return index, starts, table
 
 
 def _view(array: pa.Array, code: str) -> memoryview:

@@ -82,7 +82,7 @@ def test_importing_the_reader_pulls_in_no_duckdb_prefect_or_great_expectations(t
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
     assert imported <= {"pyarrow", "pydantic", "hashlib", "json", "logging", "os", "re", "struct", "threading", "time",
-                        "collections", "datetime", "pathlib", "typing"}
+                        "collections", "concurrent", "datetime", "pathlib", "typing"}
 
 
 def test_get_returns_the_users_beliefs_most_confident_first(store: BeliefStore) -> None:
