@@ -30,8 +30,17 @@ Enrichment format (stable; the online service may rely on it)::
 
 Only beliefs at or above `min_confidence` (default: the snapshot's serving threshold) are used, at most
 `max_beliefs` of them, the most confident first; lines follow the fixed order above and only appear
-when they have a value. `enriched_query` always ends with the original query; a user with no usable
-belief (cold start, or all below the threshold) gets the query back unchanged.
+when they have a value. Values appear as stored, on one line: line breaks and control characters
+become spaces and a value longer than 80 characters is cut (…), so a user's own words cannot add lines
+to the preamble. `enriched_query` always ends with the original query; a user with no usable belief
+(cold start, or all below the threshold) gets the query back unchanged.
+
+Operating it: open once at start-up and share the store between threads. A 1 M-user snapshot (17 M
+beliefs) takes ~0.7 GB and ~1.5-2 s to load on 2 cores; a reload builds the new snapshot beside the
+old one (twice the memory for a moment) in the watcher thread, and calls keep being served meanwhile.
+A snapshot that fails verification is never served: `open` raises SnapshotError, a reload keeps the
+old snapshot and sets `last_error`. For steady tail latency in a long-running service, `gc.freeze()`
+after start-up keeps Python's full collections from walking the start-up objects.
 """
 
 from __future__ import annotations
