@@ -143,6 +143,32 @@ def measure_open(folder: Path) -> None:
                       "users": store.users, "rows": store.manifest["rows"]}))
 
 
+def generate_and_publish(args, folder: Path) -> str:
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+
+    started = time.perf_counter()
+    con = duckdb.connect()
+    table = con.sql(GENERATE, params={"users": args.users, "as_of": AS_OF}).to_arrow_table().cast(BELIEFS_SCHEMA)
+    con.close()
+    generated = time.perf_counter() - started
+    counts = table.group_by("user_id").aggregate([("key", "count")]).column("key_count").to_pylist()
+    counts.sort()
+    print(f"snapshot: {table.num_rows:,} beliefs of {args.users:,} users (per user: median {counts[len(counts) // 2]}, "
+          f"p90 {counts[int(len(counts) * 0.9)]}, p99 {counts[int(len(counts) * 0.99)]}, max {counts[-1]}); "
+          f"generated in {generated:.1f} s")
+    del counts
+
+    started = time.perf_counter()
+    version = publish_table(folder, table, data_as_of=AS_OF, created=datetime.now(timezone.utc))
+    published = time.perf_counter() - started
+    size = sum(f.stat().st_size for f in (folder / version).iterdir())
+    print(f"publish_table (write, fsync, checks incl. one full load, CURRENT switch): {published:.2f} s, "
+          f"{size / 1e6:.1f} MB on disk")
+
+    return version
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--measure-open":
         return measure_open(Path(sys.argv[2]))
