@@ -1,0 +1,290 @@
+"""The nightly run's plain logic: its steps, what each did, what the owners hear, the run summary.
+
+flows/nightly.py wires the steps (the ingest, refresh_beliefs, evaluate and publish flows) in order and
+calls this module; nothing here imports Prefect.
+
+The steps form a chain, each needing the one before: beliefs from a partly failed ingest would be
+published as if complete, and a snapshot without a fresh evaluation would not pass its audit anyway. So a
+failed step stops every step after it. A publish whose audit refuses the snapshot is not a failure of
+the run: the refusal is recorded (`snapshot_audits`), the current snapshot stays in service, and the
+run's outcome says so. The nightly owners (`alerts.owners.nightly`) hear about both — a failed step and a
+refused snapshot — once per incident, through selfmodel.alerts, and get a recovery notice after the
+next run that publishes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import duckdb
+
+from selfmodel.alerts import AlertRecord, MetricChange, SuiteOutcome, WorstCase, notify
+from selfmodel.clock import Clock
+from selfmodel.settings import Settings
+from warehouse.db import connect, run_dicts
+
+SUITE = "nightly"  # owners under alerts.owners.nightly
+STEPS = ("ingest", "refresh_beliefs", "evaluate", "publish")
+
+# Where an owner looks first when a step fails: SQL against the warehouse.
+REPRODUCE_SQL = {
+    "ingest": ("select batch_id, source, started_at, error from ingest_batches\n"
+               "where status = 'failed' order by started_at desc limit 5;"),
+    "refresh_beliefs": ("-- a failed refresh rolls back and leaves no row: the newest row is what is in force\n"
+                        "select refresh_id, as_of, mode, ended_at, observations_folded, beliefs_total\n"
+                        "from refresh_runs order by started_at desc limit 5;"),
+    "evaluate": ("select suite, asset, validated_at, blocking_failures, data_docs from expectation_runs\n"
+                 "order by validated_at desc limit 10;\n"
+                 "select suite, ended_at, passed from eval_runs order by ended_at desc limit 10;"),
+    "publish": ("select attempted_at, version, published, reason from snapshot_audits\n"
+                "order by attempted_at desc limit 5;"),
+}
+# A failure outside any step (a bad config, the run's own time limit): the last thing each step recorded.
+REPRODUCE_SQL_ANY = ("select 'ingest' as step, max(started_at) as last from ingest_batches\n"
+                     "union all select 'refresh_beliefs', max(started_at) from refresh_runs\n"
+                     "union all select 'evaluate', max(ended_at) from eval_runs\n"
+                     "union all select 'publish', max(attempted_at) from snapshot_audits;")
+
+
+@dataclass
+class StepResult:
+    """What one step of a nightly run did; `status` is completed, failed, refused (publish) or not_run."""
+
+    step: str
+    status: str
+    seconds: float | None = None
+    rows_in: int | None = None
+    rows_out: int | None = None
+    quarantined: int | None = None
+    detail: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class StepFailed(RuntimeError):
+    """A step of the nightly run failed; the steps after it did not run."""
+
+    def __init__(self, step: str, message: str, steps: list[StepResult]) -> None:
+        super().__init__(f"nightly step {step} failed: {message}")
+        self.step = step
+        self.reason = message
+        self.steps = steps
+
+
+def not_run_after(step: str) -> list[StepResult]:
+    """The steps after `step`, each marked not run because it needs the one before."""
+    later = STEPS[STEPS.index(step) + 1:]
+    needed = (step,) + later[:-1]
+    return [StepResult(name, "not_run", detail=f"not run: needs {before}") for name, before in zip(later, needed)]
+
+
+# --- what each step did, from the subflows' return values ------------------------------------------------
+
+def ingest_step(reports: list[dict], seconds: float) -> StepResult:
+    """Rows read in, loaded, quarantined, over every source's batch."""
+    return StepResult(
+        "ingest", "completed", seconds,
+        rows_in=sum(r["rows_read"] for r in reports), rows_out=sum(r["loaded"] for r in reports),
+        quarantined=sum(r["quarantined"] for r in reports),
+        detail=", ".join(f"{r['source']}: {r['loaded']:,} loaded, {r['duplicates']:,} duplicates" for r in reports),
+    )
+
+
+def refresh_step(report: dict, seconds: float) -> StepResult:
+    """Events extracted in, observations out; what was folded into how many beliefs."""
+    return StepResult(
+        "refresh_beliefs", "completed", seconds,
+        rows_in=report.get("events_extracted"), rows_out=report.get("observations_extracted"),
+        detail=(f"{report.get('mode')} as of {report.get('as_of')}: {report.get('observations_folded', 0):,} "
+                f"observations folded into {report.get('groups_touched', 0):,} groups; "
+                f"{report.get('beliefs_total', 0):,} beliefs"),
+    )
+
+
+def evaluate_step(result: dict, seconds: float) -> StepResult:
+    """Rows validated in, suites passed out; the verdicts and blocking expectation failures."""
+    runs = [r for r in result["runs"] if not r.get("skipped")]
+    blocking = sum(v.get("blocking_failures", 0) for v in result["validations"])
+    verdicts = ", ".join(f"{r['suite']} {'passed' if r['passed'] else 'FAILED'}" for r in runs) or "no suite ran"
+    return StepResult(
+        "evaluate", "completed", seconds,
+        rows_in=sum(v.get("rows", 0) for v in result["validations"]),
+        rows_out=sum(1 for r in runs if r["passed"]),
+        detail=f"{verdicts}; {len(result['validations'])} validations, {blocking} blocking failures",
+    )
+
+
+def publish_step(result: dict, seconds: float) -> StepResult:
+    """Beliefs written out (published or refused by the audit)."""
+    if result["published"]:
+        return StepResult("publish", "completed", seconds, rows_in=result.get("rows"), rows_out=result.get("rows"),
+                          detail=f"published {result['version']} ({result.get('users', 0):,} users)")
+    return StepResult("publish", "refused", seconds, rows_in=result.get("rows"), rows_out=0,
+                      detail=f"audit refused {result['version']}: {result['reason']}; "
+                             f"{result.get('current') or 'no snapshot'} stays current")
+
+
+# --- what the owners hear ------------------------------------------------------------------------------------
+
+def _step_metrics(steps: list[StepResult]) -> dict[str, float | None]:
+    """1 per step that completed, 0 per step that failed (or a refused publish), None per step not run."""
+    status = {step.step: step.status for step in steps}
+    metrics: dict[str, float | None] = {}
+    for name in STEPS:
+        state = status.get(name, "not_run")
+        metrics[f"{name}_completed"] = None if state == "not_run" else float(state == "completed")
+    return metrics
+
+
+def failure_outcome(run_id: str, run_name: str, step: str | None, reason: str, steps: list[StepResult],
+                    data_as_of: datetime | None = None) -> SuiteOutcome:
+    """A failed nightly run (`step` None: it failed outside any step) as an alert for the nightly owners."""
+    metric = f"{step}_completed" if step else "run_completed"
+    cases = [WorstCase(step or "nightly", f"failed: {reason}")]
+    cases += [WorstCase(s.step, s.detail) for s in steps if s.status == "not_run"]
+    cases.append(WorstCase("flow run", f"{run_name} ({run_id}): prefect flow-run inspect {run_id}"))
+    return SuiteOutcome(
+        run_id=run_id,
+        bar_failures=(MetricChange(metric=metric, after=0, threshold="== 1"),),
+        worst_cases=cases,
+        reproduce_sql=REPRODUCE_SQL.get(step or "", REPRODUCE_SQL_ANY),
+        metrics=_step_metrics(steps),
+        data_as_of=data_as_of,
+    )
+
+
+def run_outcome(run_id: str, run_name: str, steps: list[StepResult], data_as_of: datetime | None) -> SuiteOutcome:
+    """A nightly run whose steps all ran: healthy when it published, an incident when the audit refused."""
+    publish = next(s for s in steps if s.step == "publish")
+    if publish.status == "completed":
+        return SuiteOutcome(run_id=run_id, metrics=_step_metrics(steps), data_as_of=data_as_of)
+    return SuiteOutcome(
+        run_id=run_id,
+        bar_failures=(MetricChange(metric="snapshot_published", after=0, threshold="== 1"),),
+        worst_cases=[WorstCase("publish", publish.detail),
+                     WorstCase("flow run", f"{run_name} ({run_id}): prefect flow-run inspect {run_id}")],
+        reproduce_sql=REPRODUCE_SQL["publish"],
+        metrics=_step_metrics(steps),
+        data_as_of=data_as_of,
+    )
+
+
+def tell_owners(settings: Settings, outcome: SuiteOutcome, clock: Clock | None = None) -> list[AlertRecord]:
+    """Alert the nightly owners (once per incident; a recovery notice when a run is healthy again)."""
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        return notify(con, settings, SUITE, outcome, clock)
+    finally:
+        con.close()
+
+
+# --- the run summary -------------------------------------------------------------------------------------------
+
+@dataclass
+class NightlySummary:
+    """What `selfmodel nightly` prints and the `nightly-summary` artifact shows."""
+
+    run_name: str
+    status: str  # published | not_published | failed | skipped
+    steps: list[StepResult]
+    warehouse: str
+    snapshots: str
+    report: str | None = None
+    data_docs: str | None = None
+    analyst_copy: str | None = None
+    snapshot: dict[str, Any] = field(default_factory=dict)  # version, content_hash, published, current, reason
+    beliefs: list[dict] = field(default_factory=list)  # per key family
+    alerts: list[dict] = field(default_factory=list)
+    reason: str | None = None
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "steps": [s.to_json() for s in self.steps]}
+
+
+def belief_summary(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[dict]:
+    """Beliefs per key family, decayed to the last refresh's as-of exactly as a snapshot holds them."""
+    from selfmodel.beliefs.refresh import key_policies_table
+    from warehouse.db import load_sql
+
+    refresh = run_dicts(con, "last_refresh_run")
+    if not refresh:
+        return []
+    con.register("key_policies", key_policies_table(settings))
+    try:
+        decayed = con.sql(load_sql("snapshot_beliefs"),
+                          params={"at": refresh[0]["as_of"], "min_confidence": 0.0}).to_arrow_table()
+    finally:
+        con.unregister("key_policies")
+    con.register("decayed_beliefs", decayed)
+    try:
+        return run_dicts(con, "nightly_belief_summary", {"threshold": settings.beliefs.serving_threshold})
+    finally:
+        con.unregister("decayed_beliefs")
+
+
+def latest_snapshot_audit(con: duckdb.DuckDBPyConnection) -> dict:
+    """The last publish attempt: version, content hash, published or why not."""
+    rows = run_dicts(con, "latest_snapshot_audit")
+    return rows[0] if rows else {}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def steps_table(steps: list[StepResult]) -> list[dict]:
+    """The steps as rows of a table artifact."""
+    return [{"step": s.step, "result": s.status, "seconds": round(s.seconds, 2) if s.seconds is not None else None,
+             "rows in": s.rows_in, "rows out": s.rows_out, "quarantined": s.quarantined, "detail": s.detail}
+            for s in steps]
+
+
+def summary_markdown(summary: NightlySummary) -> str:
+    """The nightly-summary artifact: the steps, the snapshot, the beliefs, and where to look."""
+    snapshot = summary.snapshot
+    headline = {
+        "published": f"published snapshot `{snapshot.get('version')}`",
+        "not_published": f"snapshot NOT published ({snapshot.get('current') or 'no snapshot'} stays current)",
+        "failed": "FAILED",
+        "skipped": "skipped",
+    }[summary.status]
+    lines = [f"# Nightly run {summary.run_name}: {headline}", ""]
+    if summary.reason:
+        lines += [f"**{summary.reason}**", ""]
+    lines += ["| step | result | seconds | rows in | rows out | quarantined | detail |",
+              "|---|---|---:|---:|---:|---:|---|"]
+    lines += [f"| {s.step} | {s.status} | {_cell(s.seconds)} | {_cell(s.rows_in)} | {_cell(s.rows_out)} | "
+              f"{_cell(s.quarantined)} | {_cell(s.detail)} |" for s in summary.steps]
+    if snapshot:
+        lines += ["", "## Snapshot", "",
+                  f"- version: `{snapshot.get('version')}`, content hash `{snapshot.get('content_hash')}`",
+                  f"- published: {'yes' if snapshot.get('published') else 'no'}"
+                  + (f" ({snapshot.get('reason')})" if snapshot.get("reason") else ""),
+                  f"- in service: `{snapshot.get('current')}`, data as of {snapshot.get('data_as_of')}"]
+    if summary.beliefs:
+        lines += ["", "## Beliefs in force", "", "| key family | beliefs | users | enrichable | enrichable users | mean confidence |",
+                  "|---|---:|---:|---:|---:|---:|"]
+        lines += [f"| {b['family']} | {b['beliefs']:,} | {b['users']:,} | {b['enrichable']:,} | "
+                  f"{b['enrichable_users']:,} | {b['mean_confidence']} |" for b in summary.beliefs]
+    lines += ["", "## Where to look", "", f"- warehouse: `{summary.warehouse}`"]
+    if summary.analyst_copy:
+        lines.append(f"- analysts' read-only copy: `{summary.analyst_copy}`")
+    lines.append(f"- snapshots: `{summary.snapshots}`")
+    if summary.report:
+        lines.append(f"- eval report: `{summary.report}`")
+    if summary.data_docs:
+        lines.append(f"- data docs: `{summary.data_docs}`")
+    if summary.alerts:
+        lines += ["", f"Alerts to the nightly owners: {len(summary.alerts)} "
+                  + ", ".join(f"{a['kind']} to {a['owner']} by {a['channel']}"
+                              + ("" if a.get("delivered_at") else " (undelivered)") for a in summary.alerts)]
+    return "\n".join(lines) + "\n"
