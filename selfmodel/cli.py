@@ -505,6 +505,167 @@ def analyst_copy(ctx: click.Context) -> None:
     click.echo(f"analyst copy: {target}" if target else "warehouse.analyst_copy is null: no copy configured")
 
 
+# --- the nightly run: once, now (`nightly`), or on a schedule on this machine (`serve`) ---------------------
+
+def _timestamp_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    return None if value is None else Timestamp().convert(value, param, ctx)  # Timestamp: defined below
+
+
+def _nightly_config(ctx: click.Context, config_path: str | None) -> tuple[str, Settings]:
+    """The command's --config, else the group's, else the default; absolute (the flow run may run elsewhere)."""
+    from selfmodel.settings import find_config_path
+
+    chosen = config_path or (ctx.parent.params.get("config_path") if ctx.parent else None)
+    path = str(Path(find_config_path(chosen)).resolve())
+    return path, load_settings(path)  # a bad config fails here, before a Prefect server starts
+
+
+@main.command()
+@click.option("--as-of", "as_of", default=None, metavar="TIMESTAMP", callback=_timestamp_option,
+              help="Refresh beliefs as of this time (default: beliefs.as_of in the config); for backfills.")
+@click.option("--suite", "suites", multiple=True, help="Run only this eval suite (repeatable; default: all).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (the same as `selfmodel --config`).")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...], config_path: str | None,
+            as_json: bool) -> None:
+    """Run the nightly flow once, now: ingest, refresh beliefs, evaluate, publish (a Prefect flow run).
+
+    Starts a temporary local Prefect server unless PREFECT_API_URL is set. Exits 0 when a snapshot was
+    published, 5 when its audit refused it (the current one stays in service), 1 when a step failed (the
+    steps after it did not run), 3 when another run holds the warehouse, 2 on a bad config.
+    """
+    with _clean_errors():
+        config, settings = _nightly_config(ctx, config_path)
+        from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+        from flows.nightly import nightly as nightly_flow
+
+        # One run from a terminal: a heartbeat thread would only add about a second while joined at the end.
+        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            state = nightly_flow(config_path=config, as_of=as_of, suites=list(suites) or None, return_state=True)
+    summary, exit_code = _nightly_result(state)
+    if as_json:
+        click.echo(json.dumps({**summary, "state": state.name, "flow_run_id": str(state.state_details.flow_run_id)},
+                              default=_json_default))
+    else:
+        _print_nightly(summary, state, settings)
+    if exit_code:
+        sys.exit(exit_code)
+
+
+def _nightly_result(state) -> tuple[dict, int]:
+    """The run's summary (from its result, or from the step that failed) and the command's exit code."""
+    from selfmodel.nightly import StepFailed
+
+    if state.is_completed():
+        summary = state.result()
+        if state.name == "Skipped":
+            return summary, EXIT_BUSY
+        return summary, 0 if summary["status"] == "published" else EXIT_AUDIT_FAILED
+    error = state.result(raise_on_failure=False)
+    steps = [step.to_json() for step in error.steps] if isinstance(error, StepFailed) else []
+    return {"status": "failed", "steps": steps, "reason": state.message}, EXIT_BATCH_FAILED
+
+
+def _print_nightly(summary: dict, state, settings: Settings) -> None:
+    from rich.table import Table
+
+    run_id = state.state_details.flow_run_id
+    snapshot = summary.get("snapshot") or {}
+    headline = {
+        "published": f"published snapshot {snapshot.get('version')}",
+        "not_published": "snapshot NOT published (the audit refused it)",
+        "failed": "FAILED",
+        "skipped": "skipped",
+    }.get(summary["status"], summary["status"])
+    # Plain lines (no wrapping) for what people grep and paste; a table for the steps.
+    click.echo(f"nightly flow run {summary.get('run_name') or run_id}: {headline}")
+    if summary.get("steps"):
+        table = Table()
+        for column in ("step", "result", "seconds", "rows in", "rows out", "quarantined"):
+            table.add_column(column, justify="left" if column in ("step", "result") else "right")
+        for step in summary["steps"]:
+            table.add_row(step["step"], step["status"],
+                          *("" if step[k] is None else (f"{step[k]:.1f}" if k == "seconds" else f"{step[k]:,}")
+                            for k in ("seconds", "rows_in", "rows_out", "quarantined")))
+        _console().print(table)
+        for step in summary["steps"]:
+            if step["detail"]:
+                click.echo(f"  {step['step']}: {step['detail']}")
+    if summary.get("reason"):
+        click.echo(summary["reason"])
+    where = [("warehouse", str(settings.warehouse_path))]
+    if settings.analyst_copy_path:
+        where.append(("analyst copy", f"{settings.analyst_copy_path}  (query this one, read-only)"))
+    if snapshot.get("current"):
+        where.append(("snapshot", f"{settings.snapshots_path / snapshot['current']}"
+                      + (f"  (content hash {snapshot['content_hash'][:16]})" if snapshot.get("published") else "")))
+    if summary.get("report"):
+        where.append(("report", summary["report"]))
+    if summary.get("data_docs"):
+        where.append(("data docs", summary["data_docs"]))
+    where.append(("Prefect UI", _prefect_ui_hint(run_id)))
+    click.echo()
+    for label, value in where:
+        click.echo(f"{label + ':':<14}{value}")
+
+
+def _prefect_ui_hint(flow_run_id) -> str:
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
+
+    ui = PREFECT_UI_URL.value() if PREFECT_API_URL.value() else None
+    if ui:
+        return f"{ui}/runs/flow-run/{flow_run_id}"
+    return (f"run `prefect server start` (same PREFECT_HOME), then open "
+            f"http://127.0.0.1:4200/runs/flow-run/{flow_run_id}")
+
+
+@main.command()
+@click.option("--cron", default=None, help="5-field cron (default: nightly.cron in the config, 0 2 * * *).")
+@click.option("--timezone", "timezone_name", default=None,
+              help="IANA time zone the cron is read in (default: nightly.timezone in the config, UTC).")
+@click.option("--name", default="nightly", show_default=True, help="Deployment name shown in the Prefect UI.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="Config file (the same as `selfmodel --config`).")
+@click.pass_context
+def serve(ctx: click.Context, cron: str | None, timezone_name: str | None, name: str, config_path: str | None) -> None:
+    """Schedule the nightly flow on this machine (Prefect flow.serve) and run it at each cron time until stopped.
+
+    No work pool or worker needed: this process is both. Needs PREFECT_API_URL pointing at a running
+    server (`prefect server start`): its scheduler creates the runs, and its UI shows them.
+    """
+    from selfmodel.settings import NightlySettings
+
+    with _clean_errors():
+        config, settings = _nightly_config(ctx, config_path)
+        from pydantic import ValidationError
+
+        from flows.nightly import nightly_deployment
+
+        try:
+            schedule = NightlySettings(cron=cron or settings.nightly.cron,
+                                       timezone=timezone_name or settings.nightly.timezone)
+            deployment = nightly_deployment(config, schedule.cron, schedule.timezone, name=name)
+        except ValidationError as exc:
+            raise ConfigError("invalid schedule: " + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                                                                for e in exc.errors())) from None
+        except ValueError as exc:  # Prefect's own check of the cron expression
+            raise ConfigError(f"invalid schedule: {exc}") from None
+        from prefect.settings import PREFECT_API_URL
+
+        if not PREFECT_API_URL.value():
+            # Prefect's temporary server does not run its scheduler: nothing would ever start.
+            raise ConfigError("selfmodel serve needs a Prefect server that runs schedules. Start one with "
+                              "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
+    from prefect import serve as prefect_serve
+
+    click.echo(f"serving nightly/{name}: cron '{schedule.cron}' ({schedule.timezone}), config {config}; "
+               f"runs appear at {PREFECT_API_URL.value().removesuffix('/api')}/runs")
+    prefect_serve(deployment)
+
+
 class Timestamp(click.ParamType):
     """ISO-8601 time; without a zone it is UTC."""
 
