@@ -19,17 +19,24 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-# The main job on the bundled real sample. Users: 26 answers a lot; 1044 asked one question (cold start).
+# The main job on the bundled real sample: the nightly flow (ingest, refresh beliefs, evaluate, publish) as a
+# Prefect flow run, then what it believes about two users and a query enriched from the published snapshot.
+# Users: 26 answers a lot; 1044 asked one question (cold start). Run it again: nothing changes.
 demo: install
-	$(BIN)/selfmodel ingest
-	@echo
-	$(BIN)/selfmodel quarantine --limit 3
-	@echo
-	$(BIN)/selfmodel refresh
+	$(BIN)/selfmodel nightly
 	@echo
 	$(BIN)/selfmodel beliefs 26
 	@echo
 	$(BIN)/selfmodel beliefs 1044
+	@echo
+	$(BIN)/selfmodel enrich 26 "How do I build a Toffoli gate?"
+	@echo
+	@echo "Where to look:"
+	@echo "  warehouse     .selfmodel/analyst/warehouse.duckdb (a read-only copy: duckdb -readonly, or Python)"
+	@echo "  snapshot      $(BIN)/selfmodel snapshots; $(BIN)/selfmodel lookup 26"
+	@echo "  report        .selfmodel/report.html (eval report), .selfmodel/data_docs/index.html (expectations)"
+	@echo "  Prefect UI    $(BIN)/prefect server start, then http://127.0.0.1:4200 (this run and its artifacts)"
+	@echo "  schedule it   README: prefect deploy + work pool + worker, or selfmodel serve"
 
 test: install
 	$(BIN)/python -m pytest -q
