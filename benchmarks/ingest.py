@@ -412,9 +412,9 @@ def check_run(name: str, report: dict, warehouse: Path, expected: dict) -> list[
         problems.append(f"{name}: quarantine table holds {quarantined} rows, report says {counts['quarantined']}")
     if stored != [tuple(counts.values())]:
         problems.append(f"{name}: ingest_batches holds {stored}, report says {counts}")
-    for key in counts:
-        if counts[key] != expected[key]:
-            problems.append(f"{name}: {key}={counts[key]:,} but the generator planted {expected[key]:,}")
+    for key, count in counts.items():
+        if count != expected[key]:
+            problems.append(f"{name}: {key}={count:,} but the generator planted {expected[key]:,}")
     for reason in sorted(set(reasons) | set(expected["reasons"])):
         if reasons.get(reason, 0) != expected["reasons"].get(reason, 0):
             problems.append(f"{name}: quarantine reason {reason}: {reasons.get(reason, 0):,} stored, "

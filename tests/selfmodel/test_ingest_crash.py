@@ -43,7 +43,7 @@ def write_events(path: Path, rows: int) -> dict[str, int]:
     counts = {"rows_read": rows, "loaded": 0, "duplicates": 0, "quarantined": 0}
     for line_no in range(1, rows + 1):
         if line_no % BAD_EVERY == 0:
-            lines.append('{"event_id": "broken-%d", "user_id": ' % line_no)
+            lines.append(f'{{"event_id": "broken-{line_no}", "user_id": ')
             counts["quarantined"] += 1
         elif line_no % DUPLICATE_EVERY == 0 and previous is not None:
             lines.append(previous)
@@ -137,7 +137,7 @@ def test_a_batch_killed_at_any_moment_is_all_or_nothing_and_a_rerun_completes_it
     # One undisturbed run: it must give the planted counts, and its duration spreads the kills.
     config = write_config(tmp_path / "calibration", data)
     started = time.monotonic()
-    done = subprocess.run(cli(config, "ingest", "--json"), capture_output=True, text=True, env=child_env(),
+    done = subprocess.run(cli(config, "ingest", "--json"), check=False, capture_output=True, text=True, env=child_env(),
                           timeout=120)
     duration = time.monotonic() - started
     assert done.returncode == 0, done.stderr
@@ -197,7 +197,7 @@ def hold_warehouse(config: Path) -> subprocess.Popen:
 
 def assert_refused_as_busy(config: Path, holder_pid: int) -> None:
     started = time.monotonic()
-    second = subprocess.run(cli(config, "ingest", "--json"), capture_output=True, text=True, env=child_env(),
+    second = subprocess.run(cli(config, "ingest", "--json"), check=False, capture_output=True, text=True, env=child_env(),
                             timeout=60)
     elapsed = time.monotonic() - started
     assert second.returncode == EXIT_BUSY, (second.returncode, second.stderr)
@@ -243,7 +243,8 @@ def test_a_second_ingest_fails_fast_while_a_batch_is_in_progress(tmp_path: Path)
     writer: list = []
 
     def open_pipe() -> None:
-        writer.append(open(pipe, "w", encoding="utf-8"))  # returns once the first ingest opened it
+        # Returns once the first ingest opened the pipe; closed below, which ends its input.
+        writer.append(open(pipe, "w", encoding="utf-8"))  # noqa: SIM115
         opened.set()
 
     threading.Thread(target=open_pipe, daemon=True).start()
