@@ -5,9 +5,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
 # Offline and quiet Prefect everywhere (no telemetry; a slow first start of its temporary server is fine).
+# Only warnings on the console; flow and task run logs still reach the Prefect API (the UI shows them).
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 90
-export PREFECT_LOGGING_LEVEL := WARNING
+export PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL := WARNING
 
 .PHONY: install demo test bench clean
 

@@ -124,8 +124,10 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
             raise StepFailed(name, state.message or state.name, steps)
         done = describe(result, seconds)
         steps.append(done)
-        logger.info("%s %s in %.1f s: %s rows in, %s out, %s quarantined; %s", name, done.status, seconds,
-                    done.rows_in, done.rows_out, done.quarantined, done.detail)
+        counts = ", ".join(f"{value:,} {label}" for label, value in (("rows in", done.rows_in), ("out", done.rows_out),
+                                                                       ("quarantined", done.quarantined))
+                           if value is not None)
+        logger.info("%s %s in %.1f s: %s; %s", name, done.status, seconds, counts or "no rows", done.detail)
         return result
 
     step("ingest", lambda: ingest(config_path=config_path, return_state=True), ingest_step)

@@ -511,6 +511,18 @@ def _timestamp_option(ctx: click.Context, param: click.Parameter, value: str | N
     return None if value is None else Timestamp().convert(value, param, ctx)  # Timestamp: defined below
 
 
+def _offline_quiet_prefect() -> None:
+    """Prefect as `make` runs it, unless the environment says otherwise: no telemetry (offline by default),
+    only warnings on the console (this command prints its own summary; the run's logs still reach the Prefect
+    API and UI in full), and time for a first start of its temporary server."""
+    import os
+
+    for name, value in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"),
+                        ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"),
+                        ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
+        os.environ.setdefault(name, value)
+
+
 def _nightly_config(ctx: click.Context, config_path: str | None) -> tuple[str, Settings]:
     """The command's --config, else the group's, else the default; absolute (the flow run may run elsewhere)."""
     from selfmodel.settings import find_config_path
@@ -538,6 +550,7 @@ def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...],
     """
     with _clean_errors():
         config, settings = _nightly_config(ctx, config_path)
+        _offline_quiet_prefect()
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
         from flows.nightly import nightly as nightly_flow
@@ -640,6 +653,7 @@ def serve(ctx: click.Context, cron: str | None, timezone_name: str | None, name:
 
     with _clean_errors():
         config, settings = _nightly_config(ctx, config_path)
+        _offline_quiet_prefect()
         from pydantic import ValidationError
 
         from flows.nightly import nightly_deployment
