@@ -2,8 +2,8 @@
 
 a failed step stops the rest and the nightly owner hears about it once; two nightly runs at the same time
 never write together (the second exits 3, naming the first); the next good run publishes and sends the
-recovery notice; and running the same night again changes no data table and gives the same snapshot
-content hash.
+recovery notice; running the same night again changes no data table and gives the same snapshot
+content hash; and a snapshot the audit refuses is a recorded outcome, not a failed run.
 """
 
 from __future__ import annotations
@@ -32,18 +32,20 @@ ARTIFACTS = ("nightly-summary", "nightly-steps", "belief-summary", "ingest-count
              "eval-report", "snapshot-audit")
 
 
-def _write_config(folder: Path, qc_sample: Path, webhook_url: str, broken: bool) -> Path:
+def _write_config(folder: Path, qc_sample: Path, webhook_url: str, broken: bool = False,
+                  strict: bool = False) -> Path:
     sources = [{"name": "qc", "format": "stackexchange", "path": str(qc_sample)}]
     if broken:
         sources.append({"name": "gone", "format": "jsonl", "path": "logs-that-do-not-exist"})
     config = {
         "warehouse": {"path": "wh/warehouse.duckdb", "analyst_copy": None},
-        "snapshots": {"path": "wh/snapshots"},
+        # strict: the audit also wants the ConvAI2 suite, which never runs here (no ConvAI2 data).
+        "snapshots": {"path": "wh/snapshots", **({"required_eval_suites": ["labeled_convai2"]} if strict else {})},
         "sources": sources,
         "alerts": {"owners": {"nightly": [{"name": "Ops", "webhook": webhook_url}]},
                    "retries": 0, "webhook_timeout_seconds": 5},
     }
-    path = folder / ("broken.yaml" if broken else "selfmodel.yaml")
+    path = folder / ("broken.yaml" if broken else "strict.yaml" if strict else "selfmodel.yaml")
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
@@ -84,13 +86,13 @@ def _latest_artifacts() -> dict:
 
 
 @pytest.mark.slow
-def test_nightly_fails_alerts_serialises_publishes_and_reruns_identically(prefect_server, tmp_path: Path,
-                                                                          qc_sample: Path, webhook) -> None:
+def test_nightly_fails_alerts_serialises_publishes_reruns_identically_and_refuses(
+        prefect_server, tmp_path: Path, qc_sample: Path, webhook) -> None:
     from flows.nightly import nightly
 
     shutil.copytree(REPO_ROOT / "expectations", tmp_path / "expectations")
     broken = _write_config(tmp_path, qc_sample, webhook.url, broken=True)
-    config = _write_config(tmp_path, qc_sample, webhook.url, broken=False)
+    config = _write_config(tmp_path, qc_sample, webhook.url)
     warehouse = tmp_path / "wh" / "warehouse.duckdb"
 
     # 1. A source whose files are gone: ingest fails, nothing after it runs, the owner hears it once.
@@ -151,6 +153,18 @@ def test_nightly_fails_alerts_serialises_publishes_and_reruns_identically(prefec
     assert run_two["snapshot"]["version"] in summary and run_two["snapshot"]["content_hash"] in summary
     assert "| publish | completed |" in summary and "report.html" in summary
 
+    # 4. A snapshot its audit refuses: recorded, not a failure; the current one stays; the owner hears it.
+    strict = _write_config(tmp_path, qc_sample, webhook.url, strict=True)
+    state = nightly(config_path=str(strict), as_of=AS_OF, return_state=True)
+    assert state.is_completed()
+    refused = state.result()
+    assert refused["status"] == "not_published" and refused["steps"][-1]["status"] == "refused"
+    assert "labeled_convai2" in refused["reason"]
+    assert refused["snapshot"]["current"] == run_two["snapshot"]["version"]
+    assert (tmp_path / "wh" / "snapshots" / "CURRENT").read_text().strip() == run_two["snapshot"]["version"]
+    assert [a["kind"] for a in webhook.accepted()] == ["failure", "recovery", "failure"]
+    assert "snapshot_published" in webhook.accepted()[-1]["subject"]
+
 
 def test_serve_schedules_the_nightly_flow_at_the_configured_cron_and_zone(tmp_path: Path) -> None:
     from flows.nightly import nightly_deployment
@@ -164,16 +178,23 @@ def test_serve_schedules_the_nightly_flow_at_the_configured_cron_and_zone(tmp_pa
 
 def test_serve_refuses_a_bad_schedule_or_no_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from selfmodel.cli import main
 
     config = tmp_path / "selfmodel.yaml"
     config.write_text("warehouse: {path: wh.duckdb}\nnightly: {cron: '0 4 * * *', timezone: UTC}\n")
-    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    # serve sets these when unset; set them here first so the test leaves the environment as it found it
+    for name, default in (("PREFECT_SERVER_ANALYTICS_ENABLED", "false"), ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL",
+                          "WARNING"), ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
+        monkeypatch.setenv(name, os.environ.get(name, default))
     runner = CliRunner()
-    no_server = runner.invoke(main, ["--config", str(config), "serve"])
+    # No server (whatever a session fixture set up): refused before anything is served.
+    with temporary_settings(updates={PREFECT_API_URL: None}):
+        no_server = runner.invoke(main, ["--config", str(config), "serve"])
     assert no_server.exit_code == 2 and "prefect server start" in no_server.output
-    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")  # never contacted: the schedule is checked first
-    for option, value in (("--cron", "0 25 * * *"), ("--cron", "every night"), ("--timezone", "Mars/Olympus")):
-        bad = runner.invoke(main, ["--config", str(config), "serve", option, value])
-        assert bad.exit_code == 2 and "invalid schedule" in bad.output, bad.output
+    # A server that is never contacted: a bad schedule is refused first.
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        for option, value in (("--cron", "0 25 * * *"), ("--cron", "every night"), ("--timezone", "Mars/Olympus")):
+            bad = runner.invoke(main, ["--config", str(config), "serve", option, value])
+            assert bad.exit_code == 2 and "invalid schedule" in bad.output, bad.output
