@@ -3,6 +3,8 @@
 Incremental by default: only (user, key) groups with new observations are touched, their stored
 evidence moved to the new as-of by the decay factor (exact, see selfmodel.beliefs.model). `full`
 re-extracts every event and recomputes every belief from scratch; both give the same numbers.
+`rewind` (the first night of a backfill, selfmodel.beliefs.backfill) drops what was believed from its
+as-of on and folds every stored observation up to then from scratch, without re-extracting.
 Everything happens in one transaction: a refresh lands whole or not at all.
 """
 
@@ -70,7 +72,7 @@ Extraction = Callable[[duckdb.DuckDBPyConnection, Settings, datetime], Extractio
 
 def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
                     full: bool = False, clock: Clock | None = None,
-                    extraction: Extraction = extract_pending) -> RefreshReport:
+                    extraction: Extraction = extract_pending, rewind: bool = False) -> RefreshReport:
     """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of).
 
     `extraction` stores the new observations inside the refresh's transaction: by default it runs the
@@ -81,7 +83,7 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
     refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     execute(con, "begin transaction")
     try:
-        report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction)
+        report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction, rewind)
         execute(con, "commit")
     except Exception:
         execute(con, "rollback")
@@ -93,10 +95,10 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
 
 
 def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock: Clock, started: datetime,
-             refresh_id: str, extraction: Extraction) -> RefreshReport:
-    mode = "full" if full else "incremental"
+             refresh_id: str, extraction: Extraction, rewind: bool = False) -> RefreshReport:
+    mode = "full" if full else "rewind" if rewind else "incremental"
     previous = run(con, "last_refresh")
-    prev_as_of, prev_watermark = previous[0] if previous and not full else (None, None)
+    prev_as_of, prev_watermark = previous[0] if previous and mode == "incremental" else (None, None)
     as_of = resolve_as_of(con, settings, as_of, clock)
     if as_of is None:
         return RefreshReport(refresh_id, None, mode)  # an empty warehouse: nothing to believe yet
@@ -110,6 +112,12 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         # From scratch: evidence is drawn again from every event; what we believed stays in history.
         run_script(con, "reset_observations")
         run(con, "close_all_history", {"as_of": as_of})
+        run(con, "supersede_refreshes", {"as_of": None, "superseded_at": started})
+    elif rewind:
+        # From what every observation says up to as_of: what was believed from as_of on goes, what
+        # was in force then ends there; observations are kept (the same extractors made them).
+        run_script(con, "rewind_history", {"as_of": as_of})
+        run(con, "supersede_refreshes", {"as_of": as_of, "superseded_at": started})
     extracted = extraction(con, settings, started)
     report.events_extracted, report.observations_extracted = extracted.events, extracted.observations
     [(watermark,)] = run(con, "max_extract_run")
@@ -118,7 +126,7 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
             {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
     con.unregister("key_policies")
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
-    if not full:  # a full refresh closed every row in force before extracting
+    if mode == "incremental":  # full and rewind closed every row in force before extracting
         run(con, "close_history", {"as_of": as_of})
     run(con, "open_history", {"as_of": as_of})
     [(report.beliefs_total,)] = run(con, "count_beliefs")

@@ -1,4 +1,4 @@
-"""The ingest flow on the bundled real sample, and every prefect.yaml entrypoint resolving."""
+"""The ingest and backfill flows, and every prefect.yaml entrypoint resolving."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import yaml
 from prefect.flows import load_flow_from_entrypoint
 
+from tests.belief_warehouse import T0, belief_warehouse, belief_warehouse_template  # noqa: F401
 from tests.conftest import REPO_ROOT
 
 
@@ -72,3 +73,29 @@ def test_ingest_flow_loads_the_bundled_sample_and_publishes_counts(prefect_serve
     assert Path(evaluated["report"]).read_text().count("<svg") >= 3
     assert refreshed["beliefs_total"] > 1000
     assert refreshed["as_of"].startswith("2018-09-0")  # default as-of: the newest event of the dump
+
+
+def test_backfill_flow_refreshes_every_night_under_the_writer_lock(prefect_server, belief_warehouse) -> None:
+    from datetime import timedelta
+
+    from flows.backfill import backfill
+    from selfmodel.lock import lock_path_for, read_holder
+
+    settings = belief_warehouse()
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    [(believed_as_of,)] = con.execute("select max(as_of) from refresh_runs").fetchall()
+    con.close()
+    start, end = T0 + timedelta(days=2), T0 + timedelta(days=8)
+    report = backfill(start=start, end=end, every_days=3.0, config_path=str(settings.base_dir / "selfmodel.yaml"))
+    assert [night["as_of"] for night in report["nights"]] == [
+        (start + timedelta(days=d)).isoformat() for d in (0, 3, 6)]
+    assert report["nights"][0]["mode"] == "rewind"
+    assert report["caught_up_to"] == believed_as_of.isoformat()  # the template was refreshed past the range
+    assert read_holder(lock_path_for(settings.warehouse_path))["what"] == "backfill flow run"
+
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        starts = {row[0] for row in con.execute("select distinct valid_from from belief_history").fetchall()}
+    finally:
+        con.close()
+    assert {start, start + timedelta(days=3), start + timedelta(days=6), believed_as_of} <= starts
