@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import click
@@ -38,6 +38,19 @@ def _clean_errors() -> Iterator[None]:
     except WarehouseError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BATCH_FAILED)
+
+
+@contextmanager
+def _sole_writer(settings: Settings, command: str) -> Iterator[None]:
+    """Hold the warehouse's writer lock (selfmodel.lock) while a command writes, as the nightly run does.
+
+    DuckDB's own file lock only covers the moments a connection is open; between the nightly run's steps
+    a standalone command could otherwise slip in. Busy: exit 3 naming the holder.
+    """
+    from selfmodel.lock import writer_lock
+
+    with writer_lock(settings.warehouse_path, what=f"selfmodel {command}"):
+        yield
 
 
 @click.group()
@@ -76,11 +89,12 @@ def ingest(ctx: click.Context, source_name: str | None, as_json: bool, via_prefe
             settings.source(source_name)  # unknown name: a clear error before anything opens
         if not settings.sources:
             raise ConfigError("the config declares no sources")
-        if via_prefect:
-            reports = _ingest_via_prefect(ctx, source_name)
-        else:
-            with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-                reports = run_ingest(settings, source_name, progress=progress)
+        with _sole_writer(settings, "ingest"):
+            if via_prefect:
+                reports = _ingest_via_prefect(ctx, source_name)
+            else:
+                with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
+                    reports = run_ingest(settings, source_name, progress=progress)
     if as_json:
         click.echo(json.dumps({"batches": [report.to_json() for report in reports]}, default=str))
     else:
@@ -204,8 +218,9 @@ def eval_command(ctx: click.Context, suites: tuple[str, ...], as_json: bool) -> 
     from selfmodel.evals.run import run_evals
     from warehouse.db import connect
 
-    with _clean_errors():
+    with _clean_errors(), ExitStack() as stack:
         settings = _settings(ctx)
+        stack.enter_context(_sole_writer(settings, "eval"))
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             try:
@@ -293,8 +308,9 @@ def expectations(ctx: click.Context, suites: tuple[str, ...], batch_ids: tuple[s
     from selfmodel.quality import QualityError, blocking_failures, data_docs_folder, validate
     from warehouse.db import connect
 
-    with _clean_errors():
+    with _clean_errors(), ExitStack() as stack:
         settings = _settings(ctx)
+        stack.enter_context(_sole_writer(settings, "expectations"))
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             try:
@@ -372,7 +388,8 @@ def publish(ctx: click.Context, as_json: bool) -> None:
 
     with _snapshot_errors():
         settings = _settings(ctx)
-        result = run_publish(settings)
+        with _sole_writer(settings, "publish"):
+            result = run_publish(settings)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -521,6 +538,26 @@ def _offline_quiet_prefect() -> None:
                         ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"),
                         ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
         os.environ.setdefault(name, value)
+    _quiet_interpreter_teardown()
+
+
+def _quiet_interpreter_teardown() -> None:
+    """Send stderr to /dev/null for the interpreter's very last moments, after every exit handler ran.
+
+    When Prefect's background threads still hold DuckDB objects at exit, DuckDB's Python binding (nanobind)
+    prints dozens of "leaked instance" lines while the interpreter tears its modules down: harmless (the
+    process is ending; the database was closed and committed long before), but they bury the run's
+    summary. atexit runs handlers last-registered first, and this one is registered before Prefect is
+    imported, so Prefect's own exit handlers (flushing logs to its API) still report any problem.
+    """
+    import atexit
+    import os
+
+    def silence() -> None:
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    atexit.register(silence)
 
 
 def _nightly_config(ctx: click.Context, config_path: str | None) -> tuple[str, Settings]:
@@ -706,8 +743,9 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
     from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
     from warehouse.db import connect
 
-    with _clean_errors():
+    with _clean_errors(), ExitStack() as stack:
         settings = _settings(ctx)
+        stack.enter_context(_sole_writer(settings, "refresh"))
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             report = refresh_beliefs(con, settings, as_of=as_of, full=full)
@@ -727,6 +765,47 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
     console.print(f"  observations new      {report.observations_extracted:>10,}")
     console.print(f"  observations folded   {report.observations_folded:>10,}  into {report.groups_touched:,} (user, key) groups")
     console.print(f"  beliefs in total      {report.beliefs_total:>10,}")
+
+
+@main.command()
+@click.option("--from", "start", type=Timestamp(), required=True, help="The first night (an ISO time).")
+@click.option("--to", "end", type=Timestamp(), required=True, help="The last night (an ISO time, included).")
+@click.option("--every", "every_days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Days between nights.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: float, as_json: bool) -> None:
+    """Rebuild belief history night by night over a range, as nightly refreshes would have written it.
+
+    The first night drops what was believed from then on and folds every stored observation up to it;
+    each later night is an incremental refresh; beliefs already as of a later time are brought back to
+    it. Events must be ingested first. No snapshot is published.
+    """
+    from selfmodel.beliefs.backfill import BackfillError, backfill_beliefs
+    from warehouse.db import connect
+
+    console = _stderr_console()
+    with _clean_errors(), ExitStack() as stack:
+        settings = _settings(ctx)
+        stack.enter_context(_sole_writer(settings, "backfill"))
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        stack.callback(con.close)
+        try:
+            report = backfill_beliefs(
+                con, settings, start, end, timedelta(days=every_days),
+                on_night=None if as_json else lambda night: console.print(
+                    f"  {night.as_of.isoformat()}  {night.mode:<11} {night.observations_folded:>9,} observations "
+                    f"folded, {night.beliefs_total:>9,} beliefs", markup=False, highlight=False))
+        except BackfillError as exc:
+            raise ConfigError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(report.to_json()))
+        return
+    out = _console()
+    out.print(f"backfilled {len(report.nights)} nights from {start.isoformat()} to {end.isoformat()}",
+              markup=False, highlight=False)
+    if report.caught_up_to:
+        out.print(f"beliefs brought back up to {report.caught_up_to.isoformat()}", markup=False, highlight=False)
 
 
 @main.command()
@@ -786,8 +865,9 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
 
     if not yes and not click.confirm(f"Delete everything held about {user_id}?", default=False):
         sys.exit(EXIT_BATCH_FAILED)
-    with _clean_errors():
+    with _clean_errors(), ExitStack() as stack:
         settings = _settings(ctx)
+        stack.enter_context(_sole_writer(settings, "forget"))
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             counts = forget_user(con, user_id)

@@ -104,3 +104,21 @@ def test_quarantine_before_any_ingest_says_so(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(config), "quarantine"])
     assert result.exit_code == 1
     assert "run `selfmodel ingest` first" in result.stderr
+
+
+@pytest.mark.parametrize("command", [
+    ["ingest"], ["refresh"], ["eval"], ["expectations"], ["publish"], ["forget", "u1", "--yes"],
+    ["backfill", "--from", "2024-05-01", "--to", "2024-05-02"],
+])
+def test_every_writing_command_exits_3_while_another_run_holds_the_writer_lock(jsonl_config: Path,
+                                                                                 command: list[str]) -> None:
+    """Between the nightly run's steps DuckDB's own file lock is free: the writer lock must still stop a writer."""
+    import duckdb
+
+    from selfmodel.lock import writer_lock
+
+    duckdb.connect(str(jsonl_config.parent / "wh.duckdb")).close()  # a warehouse DuckDB itself would let in
+    with writer_lock(jsonl_config.parent / "wh.duckdb", what="nightly flow run test-night"):
+        result = CliRunner().invoke(main, ["--config", str(jsonl_config), *command])
+    assert result.exit_code == 3, result.output
+    assert "nightly flow run test-night" in result.stderr and "Traceback" not in result.output
