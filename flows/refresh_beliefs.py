@@ -42,11 +42,13 @@ def refresh_sharded(config_path: str, as_of: datetime | None, full: bool, shards
 
 @flow(name="refresh_beliefs")
 def refresh_beliefs(config_path: str | None = None, as_of: datetime | None = None, full: bool = False,
-                    shards: int = 1, dask_address: str | None = None) -> dict:
+                    shards: int | None = None, dask_address: str | None = None) -> dict:
     """Refresh per-user beliefs from new evidence (incremental unless full), as of a time; shards > 1 scales out."""
     config_path = str(Path(find_config_path(config_path)).resolve())
+    settings = load_settings(config_path)
+    shards = shards or settings.beliefs.shards  # unset: beliefs.shards and beliefs.dask_address in the config
+    dask_address = dask_address or settings.beliefs.dask_address
     if shards > 1:
-        settings = load_settings(config_path)
         # Shards live beside the warehouse; on a multi-machine cluster that folder must be shared storage.
         work_folder = settings.warehouse_path.parent / "shards" / f"refresh-{uuid.uuid4().hex[:8]}"
         try:

@@ -163,6 +163,12 @@ class BeliefSettings(StrictModel):
     extractors: dict[str, ExtractorSettings] = Field(default_factory=dict)
     # Worker processes for extraction when at least 50,000 events per worker are queued (1 = in-process).
     extract_workers: int = Field(default_factory=lambda: max(1, min(os.cpu_count() or 1, 8)), ge=1)
+    # Scale-out of the refresh_beliefs flow (and so the nightly run): users are split by a hash of user_id
+    # into this many shards, extracted in parallel as Dask tasks (prefect-dask). 1 = no Dask at all.
+    shards: int = Field(default=1, ge=1, le=4096)
+    # The Dask scheduler to run shards on (tcp://host:8786); null = a LocalCluster on this machine. Shards
+    # are written beside the warehouse, so on a multi-machine cluster that folder must be shared storage.
+    dask_address: str | None = None
 
     @field_validator("keys")
     @classmethod
