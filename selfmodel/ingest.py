@@ -26,9 +26,15 @@ from selfmodel.settings import Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
 from selfmodel.sources.base import Adapter, FileRead, Label, file_sha256
 from selfmodel.version import code_version
-from warehouse.db import connect, execute, load_sql, run
+from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, run, run_over_classified
 
 log = logging.getLogger("selfmodel.ingest")
+
+def classify_chunk_sql() -> str:
+    """normalize_records feeding classify_records (which reads it as `normalized`), as one query."""
+    return ("with normalized as materialized (\n" + load_sql("normalize_records") + "\n)\n"
+            "select * from (\n" + load_sql("classify_records") + "\n)")
+
 
 # progress(source name, bytes done, bytes in total)
 ProgressCallback = Callable[[str, int, int], None]
@@ -222,16 +228,19 @@ class SourceIngestor:
     def _store_chunk(self, chunk: pa.Table, report: BatchReport, watermark: datetime | None,
                      normalize_params: dict, now: datetime) -> None:
         con = self.con
-        con.register("chunk", chunk)
-        execute(con, "create or replace temp table normalized as " + load_sql("normalize_records"),
-                normalize_params)
-        con.unregister("chunk")
-        execute(con, "create or replace temp table classified as " + load_sql("classify_records"),
-                {"source": self.source.name, "watermark": watermark})
-        run(con, "insert_events", {"source": self.source.name, "batch_id": report.batch_id, "ingested_at": now})
-        run(con, "insert_quarantine",
-            {"source": self.source.name, "batch_id": report.batch_id, "quarantined_at": now})
-        [(rows_read, loaded, duplicates, quarantined, late)] = run(con, "count_outcomes")
+        # Raw records to outcomes in one statement, fetched as Arrow and dropped after this chunk.
+        # Nothing is registered or created in the catalog: inside the batch's transaction every
+        # temp table version and registered view (with the Arrow data it holds) lives until commit.
+        classified = query_arrow_over_chunk(
+            con, classify_chunk_sql(), {**normalize_params, "source": self.source.name, "watermark": watermark},
+            chunk)
+        run_over_classified(con, "insert_events",
+                            {"source": self.source.name, "batch_id": report.batch_id, "ingested_at": now}, classified)
+        run_over_classified(con, "insert_quarantine",
+                            {"source": self.source.name, "batch_id": report.batch_id, "quarantined_at": now},
+                            classified)
+        [(rows_read, loaded, duplicates, quarantined, late)] = run_over_classified(con, "count_outcomes", None,
+                                                                                    classified)
         report.rows_read += rows_read
         report.loaded += loaded
         report.duplicates += duplicates

@@ -146,3 +146,18 @@ def run_script(con: duckdb.DuckDBPyConnection, name: str, params: dict | None = 
             continue
         wanted = {key: value for key, value in (params or {}).items() if f"${key}" in code}
         con.execute(code, wanted).fetchall()
+
+
+def query_arrow_over_chunk(con: duckdb.DuckDBPyConnection, sql: str, params: dict, chunk) -> "pa.Table":
+    """Run `sql`, which reads the Arrow table `chunk`, and fetch the result as Arrow.
+
+    DuckDB finds `chunk` as a local of this frame (a replacement scan) instead of through
+    con.register: a registered view, like a temp table, is kept until the transaction ends, so in a
+    long batch every chunk would stay in memory.
+    """
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def run_over_classified(con: duckdb.DuckDBPyConnection, name: str, params: dict | None, classified) -> list[tuple]:
+    """Like `run`, for a query reading the Arrow table `classified` (found by replacement scan, see above)."""
+    return con.execute(load_sql(name), params or {}).fetchall()

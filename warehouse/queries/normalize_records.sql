@@ -33,8 +33,7 @@ objects as (
 extracted as (
     select
         *,
-        case when is_object then json_extract(document, $paths) end as found,
-        case when is_object then json_extract_string(document, $paths) end as found_text
+        case when is_object then json_extract(document, $paths) end as found
     from objects
 ),
 
@@ -43,25 +42,25 @@ field_values as (
     select
         *,
         coalesce(nullif(found[1], 'null'), ($defaults::json[])[1]) as v_event_id,
-        case when coalesce(found[1], 'null') = 'null' then ($default_texts::varchar[])[1] else found_text[1] end as s_event_id,
+        case when coalesce(found[1], 'null') = 'null' then ($default_texts::varchar[])[1] else json_extract_string(found[1], '$') end as s_event_id,
         coalesce(nullif(found[2], 'null'), ($defaults::json[])[2]) as v_user_id,
-        case when coalesce(found[2], 'null') = 'null' then ($default_texts::varchar[])[2] else found_text[2] end as s_user_id,
+        case when coalesce(found[2], 'null') = 'null' then ($default_texts::varchar[])[2] else json_extract_string(found[2], '$') end as s_user_id,
         coalesce(nullif(found[3], 'null'), ($defaults::json[])[3]) as v_occurred_at,
-        case when coalesce(found[3], 'null') = 'null' then ($default_texts::varchar[])[3] else found_text[3] end as s_occurred_at,
+        case when coalesce(found[3], 'null') = 'null' then ($default_texts::varchar[])[3] else json_extract_string(found[3], '$') end as s_occurred_at,
         coalesce(nullif(found[4], 'null'), ($defaults::json[])[4]) as v_kind,
-        case when coalesce(found[4], 'null') = 'null' then ($default_texts::varchar[])[4] else found_text[4] end as s_kind,
+        case when coalesce(found[4], 'null') = 'null' then ($default_texts::varchar[])[4] else json_extract_string(found[4], '$') end as s_kind,
         coalesce(nullif(found[5], 'null'), ($defaults::json[])[5]) as v_text,
-        case when coalesce(found[5], 'null') = 'null' then ($default_texts::varchar[])[5] else found_text[5] end as s_text,
+        case when coalesce(found[5], 'null') = 'null' then ($default_texts::varchar[])[5] else json_extract_string(found[5], '$') end as s_text,
         coalesce(nullif(found[6], 'null'), ($defaults::json[])[6]) as v_session_id,
-        case when coalesce(found[6], 'null') = 'null' then ($default_texts::varchar[])[6] else found_text[6] end as s_session_id,
+        case when coalesce(found[6], 'null') = 'null' then ($default_texts::varchar[])[6] else json_extract_string(found[6], '$') end as s_session_id,
         coalesce(nullif(found[7], 'null'), ($defaults::json[])[7]) as v_reply_to,
-        case when coalesce(found[7], 'null') = 'null' then ($default_texts::varchar[])[7] else found_text[7] end as s_reply_to,
+        case when coalesce(found[7], 'null') = 'null' then ($default_texts::varchar[])[7] else json_extract_string(found[7], '$') end as s_reply_to,
         coalesce(nullif(found[8], 'null'), ($defaults::json[])[8]) as v_rating,
-        case when coalesce(found[8], 'null') = 'null' then ($default_texts::varchar[])[8] else found_text[8] end as s_rating,
+        case when coalesce(found[8], 'null') = 'null' then ($default_texts::varchar[])[8] else json_extract_string(found[8], '$') end as s_rating,
         coalesce(nullif(found[9], 'null'), ($defaults::json[])[9]) as v_tags,
-        case when coalesce(found[9], 'null') = 'null' then ($default_texts::varchar[])[9] else found_text[9] end as s_tags,
+        case when coalesce(found[9], 'null') = 'null' then ($default_texts::varchar[])[9] else json_extract_string(found[9], '$') end as s_tags,
         coalesce(nullif(found[10], 'null'), ($defaults::json[])[10]) as v_attributes,
-        case when coalesce(found[10], 'null') = 'null' then ($default_texts::varchar[])[10] else found_text[10] end as s_attributes
+        case when coalesce(found[10], 'null') = 'null' then ($default_texts::varchar[])[10] else json_extract_string(found[10], '$') end as s_attributes
     from extracted
 ),
 
@@ -188,8 +187,7 @@ shaped as (
         *,
         coalesce(tags_found, []::varchar[]) as tags,
         -- Merging onto '{}' drops null members, so a Parquet null and an empty CSV cell are the same.
-        case when problem is null then json_merge_patch('{}', json_merge_patch(json_merge_patch(document, $strip),
-                                                        coalesce(v_attributes, '{}'))) end as attributes
+        case when problem is null then json_merge_patch('{}', document, $strip, coalesce(v_attributes, '{}')) end as attributes
     from checked
 ),
 
@@ -208,7 +206,7 @@ final as (
         byte_offset,
         raw_text,
         raw_bytes,
-        md5(raw_text) as raw_hash,
+        case when problem is not null then md5(raw_text) end as raw_hash,
         problem.reason as reason,
         problem.detail as detail,
         coalesce(source_event_id, 'h:' || content_hash) as event_id,
