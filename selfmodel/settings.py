@@ -12,11 +12,11 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS
 
@@ -25,6 +25,18 @@ CONFIG_ENV_VAR = "SELFMODEL_CONFIG"
 OVERRIDE_ENV_PREFIX = "SELFMODEL__"
 
 SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2"]
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+    return value
+
+
+# An IANA time zone name, checked when the config loads.
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class ConfigError(Exception):
@@ -49,20 +61,11 @@ class TimestampHints(StrictModel):
     """How to read a source's timestamps when they are not self-describing."""
 
     # Zone of timestamps written without one (Stack Exchange and ConvAI2 dumps are UTC).
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     # Numbers are epoch seconds or milliseconds; "auto" decides per value by magnitude.
     epoch_unit: Literal["auto", "s", "ms"] = "auto"
     # An strptime format (DuckDB dialect) tried when ISO-8601 parsing fails, e.g. "%d/%m/%Y %H:%M".
     format: str | None = None
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
-        return value
 
 
 class SourceSettings(StrictModel):
@@ -338,7 +341,7 @@ class NightlySettings(StrictModel):
 
     # Standard 5-field cron, read in `timezone` (an IANA name): 02:00 every night.
     cron: str = "0 2 * * *"
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
     # How long a run waits for another writer (a nightly still running) before it exits without writing.
     lock_wait_seconds: float = Field(default=0.0, ge=0)
 
@@ -347,15 +350,6 @@ class NightlySettings(StrictModel):
     def _five_fields(cls, value: str) -> str:
         if len(value.split()) != 5:
             raise ValueError("must be a 5-field cron expression such as '0 2 * * *'")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
         return value
 
 
