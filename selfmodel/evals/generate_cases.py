@@ -11,6 +11,7 @@ accepted answers, persona lines given to them, having written only once, being a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import sys
 from datetime import timedelta
 
@@ -21,6 +22,11 @@ from selfmodel.beliefs.extractors.fact import normalise_fact
 from selfmodel.evals.labeled import facts_match
 from selfmodel.settings import load_settings
 from selfmodel.sources.stackexchange import ANONYMOUS_VOTER
+
+
+def label_hash(line: str) -> str:
+    """How a case names a label line without holding its text: a prefix of its sha256."""
+    return hashlib.sha256(line.encode("utf-8")).hexdigest()[:16]
 
 
 def _iso(moment) -> str:
@@ -83,17 +89,18 @@ def convai2_cases(con: duckdb.DuckDBPyConnection, source: str) -> list[dict]:
         seen_users[user] = seen_users.get(user, 0) + 1
         lines = personas.get((user, session), [])
         said = [fact for text in texts or [] for sentence in (text or "").split(".") if (fact := normalise_fact(sentence))]
-        expressed = [(index, line) for index, line in enumerate(lines) if any(facts_match(s, line) for s in said)]
+        expressed = sorted(line for line in set(lines) if any(facts_match(s, line) for s in said))
         if not expressed:
             continue
         tag = "switched" if seen_users[user] > 1 else "persona"
         cases.append({"id": f"{source}-{tag}-{session.split(':')[1][:8]}", "user_id": user,
                       "as_of": _iso(ended + timedelta(minutes=1)), "tags": [tag],
-                      "expect": [{"key": "fact", "value_from_label": {"label": "persona", "context": session, "index": index},
-                                  "min_confidence": 0.3} for index, _ in expressed[:2]],
+                      "expect": [{"key": "fact", "value_from_label": {"label": "persona", "context": session,
+                                                                      "sha256": label_hash(line)},
+                                  "min_confidence": 0.3} for line in expressed[:2]],
                       "why": ("dialog " + str(seen_users[user]) + " of this user, with a new persona; " if tag == "switched" else "")
-                             + "the user stated persona line(s) " + ", ".join(str(i) for i, _ in expressed[:2])
-                             + " in this dialog: one statement gives confidence 1/3"})
+                             + f"the user stated {min(len(expressed), 2)} of the dialog's persona lines in it: one statement"
+                             " gives confidence 1/3"})
     return cases
 
 

@@ -9,14 +9,16 @@ when the warehouse has no events from it), `criterion` (how a case passes, in wo
       expect:
         - {key: topic, value: quantum-gate, min_confidence: 0.6}
         - {key: role, absent: true}
-        - {key: fact, value_from_label: {label: persona, context: "dlg:...", index: 2}, min_confidence: 0.3}
+        - {key: fact, value_from_label: {label: persona, context: "dlg:...", sha256: 3f9a0c1d2e4b}, min_confidence: 0.3}
       why: answers dozens of quantum-gate questions
 
 An expectation {key, value, min_confidence} passes when the user's belief key=value, recomputed as of
 the case's as_of, has at least that confidence. {key, absent: true} passes when no value of the key
 reaches the serving threshold. `fact` values match by meaning, not spelling: a believed fact matches an
 expected one when they share at least 60 % of their content words (Jaccard). `value_from_label` takes
-the expected value from the labels table at eval time (persona lines stay out of this repository).
+the expected value from the labels table at eval time (persona lines stay out of this repository): the
+line of that label and context whose sha256 starts with the given hex prefix. Not a position: labels
+have no order (rows inserted in one statement land in any order).
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class LabelRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     label: str
     context: str | None = None
-    index: int = 0
+    sha256: str = Field(pattern=r"^[0-9a-f]{8,64}$")  # hex prefix of the line's sha256 (utf-8)
 
 
 class Expectation(BaseModel):
@@ -111,11 +113,11 @@ def resolve_value(con: duckdb.DuckDBPyConnection, source: str, user_id: str, exp
         return expectation.value
     ref = expectation.value_from_label
     rows = con.execute(
-        "select value from labels where source = ? and user_id = ? and label = ? "
-        "and context is not distinct from ? order by rowid",
-        [source, user_id, ref.label, ref.context],
+        "select distinct value from labels where source = ? and user_id = ? and label = ? "
+        "and context is not distinct from ? and starts_with(sha256(value), ?)",
+        [source, user_id, ref.label, ref.context, ref.sha256],
     ).fetchall()
-    return rows[ref.index][0] if len(rows) > ref.index else None
+    return rows[0][0] if len(rows) == 1 else None  # none, or a prefix too short to tell lines apart
 
 
 def evaluate_case(con: duckdb.DuckDBPyConnection, settings: Settings, source: str, case: Case) -> CaseResult:
