@@ -199,6 +199,10 @@ class PredictiveEvalSettings(StrictModel):
     # Size of the random sample of active users that stands for "production" beside the demo users.
     production_sample: int = Field(default=200, gt=0)
     seed: int = 20181122
+    # The source whose data end sets the cutoff and whose window observations are checked; null = all
+    # sources. Set it when sources cover different periods: the newest one's end would leave the others
+    # with an empty window.
+    source: str | None = None
 
 
 class EvalSettings(StrictModel):
@@ -372,6 +376,10 @@ class Settings(StrictModel):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        predictive_source = self.eval.predictive.source
+        if predictive_source is not None and predictive_source not in names:
+            raise ValueError(f"eval.predictive.source {predictive_source!r} is not a configured source; "
+                             f"known: {names}")
         return self
 
     def resolve(self, path: str | Path) -> Path:

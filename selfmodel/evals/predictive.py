@@ -48,10 +48,10 @@ class SubsetMetrics:
 
 def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings) -> PredictiveData | None:
     """Judgements and active users for the configured cutoff; None when the warehouse has no events."""
-    [(data_end,)] = run(con, "latest_event_time")
+    options = settings.eval.predictive
+    [(data_end,)] = run(con, "predictive_data_end", {"source": options.source})
     if data_end is None:
         return None
-    options = settings.eval.predictive
     cutoff = data_end - timedelta(days=options.cutoff_days)
     horizon_end = cutoff + timedelta(days=options.horizon_days)
     con.register("key_policies", key_policies_table(settings))
@@ -60,7 +60,7 @@ def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings) -> 
                 {"cutoff": cutoff})
     finally:
         con.unregister("key_policies")
-    window = {"cutoff": cutoff, "horizon_end": horizon_end}
+    window = {"cutoff": cutoff, "horizon_end": horizon_end, "source": options.source}
     judgements = [
         Judgement(row["user_id"], row["key"], row["confidence"], bool(row["holds"]), row["prior_interactions"],
                   row["days_known"])

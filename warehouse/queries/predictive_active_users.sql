@@ -1,12 +1,14 @@
 -- predictive_active_users: users with evidence in the window (cutoff, horizon_end] and the highest
 -- confidence any of their beliefs had at the cutoff (NULL for users unknown then).
--- Parameters: $cutoff, $horizon_end
+-- Only the window's observations from $source count (all sources when it is null).
+-- Parameters: $cutoff, $horizon_end, $source
 with
 
 active as (
     select distinct user_id
     from observations
     where observed_at > $cutoff and observed_at <= $horizon_end
+      and ($source is null or source = $source)
 ),
 
 best as (

@@ -1,13 +1,15 @@
 -- predictive_judgements: each belief held at the cutoff (temp table beliefs_at_cutoff) whose key the user's
 -- next window (cutoff, horizon_end] says something about, and whether it held: for a one-value key, the
 -- value is the window's best-supported value; for a many-value key, the value is observed in the window.
--- Parameters: $cutoff, $horizon_end
+-- Only the window's observations from $source count (all sources when it is null).
+-- Parameters: $cutoff, $horizon_end, $source
 with
 
 window_support as (
     select user_id, key, value, sum(weight) as support
     from observations
     where observed_at > $cutoff and observed_at <= $horizon_end
+      and ($source is null or source = $source)
     group by user_id, key, value
 ),
 

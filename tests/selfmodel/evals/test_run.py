@@ -89,6 +89,36 @@ def test_predictive_judges_beliefs_at_the_cutoff_against_the_next_window(warehou
     assert topic["beliefs_served"] == 0  # nine mentions in 26 days stay under the threshold (prior 4)
 
 
+def test_predictive_source_sets_the_cutoff_when_sources_cover_different_periods(make_settings, tmp_path: Path) -> None:
+    """A second source running 100 days later would push the cutoff past the chat data: the window would be
+    empty for its users. eval.predictive.source keeps the chat's own cutoff and window."""
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(e) + "\n" for e in chat_history()))
+    later = [message(1000 + n, "late-user", "I love jazz music so much.", 140 + n) for n in range(3)]
+    (tmp_path / "later.jsonl").write_text("".join(json.dumps(e) + "\n" for e in later))
+    shutil.copytree(REPO_ROOT / "expectations", tmp_path / "expectations")
+    sources = [{"name": "chat", "format": "jsonl", "path": "chat.jsonl"},
+               {"name": "later", "format": "jsonl", "path": "later.jsonl"}]
+    verdicts = {}
+    for chosen in (None, "chat"):
+        settings = make_settings(sources, eval={"predictive": {"source": chosen}})
+        ingest(settings, clock=FixedClock(T0 + timedelta(days=160)))
+        con = connect(settings.warehouse_path)
+        refresh_beliefs(con, settings)
+        [verdicts[chosen]] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=161)))
+        con.close()
+    assert verdicts[None].details["cutoff"].startswith("2024-07-07")  # the later source's end minus 14 days
+    assert verdicts[None].metrics["active_users"] == 1  # only late-user speaks in that window
+    assert verdicts["chat"].details["cutoff"].startswith("2024-03-27")
+    assert verdicts["chat"].metrics["active_users"] == 3  # nurse, cook, newcomer, as with the chat alone
+
+
+def test_a_predictive_source_that_is_not_configured_is_a_config_error(make_settings) -> None:
+    from selfmodel.settings import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.predictive.source 'nope' is not a configured source"):
+        make_settings([{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}], eval={"predictive": {"source": "nope"}})
+
+
 def test_labeled_cases_bar_and_storage(warehouse, tmp_path: Path) -> None:
     write_cases(tmp_path, [
         case("nurse-role", "nurse", [{"key": "role", "value": "nurse", "min_confidence": 0.6}]),
