@@ -431,9 +431,10 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
                   f"serving threshold {threshold})", markup=False, highlight=False)
     if model.cold_start:
         console.print("  cold start: the snapshot holds nothing about this user", markup=False)
+    key_width = min(40, max([28, *(len(belief.key) for belief in model.beliefs)]))
     for belief in model.beliefs:
         mark = "*" if belief.confidence >= threshold else " "
-        console.print(f" {mark} {belief.key:<28} {belief.value[:40]:<40} {belief.confidence:.3f}  "
+        console.print(f" {mark} {belief.key:<{key_width}} {belief.value[:40]:<40} {belief.confidence:.3f}  "
                       f"({belief.evidence_count} observations, last {belief.last_evidence_at:%Y-%m-%d})",
                       markup=False, highlight=False)
 
@@ -841,9 +842,10 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
     if not model["beliefs"]:
         console.print("  no evidence about this user")
     shown = model["beliefs"] if show_all else model["beliefs"][:30]
+    key_width = min(40, max([28, *(len(belief["key"]) for belief in shown)]))
     for belief in shown:
         mark = "*" if belief["confidence"] >= threshold else " "
-        console.print(f" {mark} {belief['key']:<28} {belief['value'][:40]:<40} {belief['confidence']:.3f}  "
+        console.print(f" {mark} {belief['key']:<{key_width}} {belief['value'][:40]:<40} {belief['confidence']:.3f}  "
                       f"({belief['evidence_count']} observations, last {belief['last_evidence_at']:%Y-%m-%d})",
                       markup=False, highlight=False)
         for evidence in belief.get("evidence", [])[:5]:
