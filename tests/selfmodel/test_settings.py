@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from selfmodel.settings import ConfigError, load_settings
+from selfmodel.beliefs.extractors import EXTRACTOR_NAMES
+from selfmodel.settings import (
+    DEFAULT_KEYS,
+    ConfigError,
+    ExtractorSettings,
+    Settings,
+    load_settings,
+)
+from tests.conftest import REPO_ROOT
+
+EXAMPLE = REPO_ROOT / "selfmodel.example.yaml"
 
 MINIMAL = """
 warehouse: {path: .selfmodel/warehouse.duckdb}
@@ -83,3 +98,83 @@ def test_the_committed_configs_load() -> None:
     for name in ("selfmodel.yaml", "selfmodel.example.yaml"):
         settings = load_settings(REPO_ROOT / name, environ={})
         assert settings.sources[0].name == "qc"
+
+
+# --- selfmodel.example.yaml lists every setting with its default ---------------------------------------
+
+# A commented-out example setting: "# " at the key's own indentation, then `key:` or a list item `- `.
+COMMENTED_SETTING = re.compile(r"^(\s*)# (\s*(?:- |[A-Za-z_][\w.]*:(?:\s|$)).*)$")
+# Sections the example shows only commented out (they have no default), and the sources' own fields.
+SHOWN_COMMENTED = ("alerts.owners", "alerts.smtp", "sources")
+
+
+def uncommented(text: str) -> str:
+    return "\n".join(COMMENTED_SETTING.sub(r"\1\2", line) for line in text.splitlines()) + "\n"
+
+
+def _model_inside(annotation: Any, values: list[Any]) -> tuple[type[BaseModel] | None, list[Any]]:
+    """The settings model inside a field's type, and the YAML values standing for it (through list, dict, | None)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, values
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is list:
+        return _model_inside(args[0], [item for value in values if isinstance(value, list) for item in value])
+    if origin is dict:
+        return _model_inside(args[1], [item for value in values if isinstance(value, dict) for item in value.values()])
+    if origin in (Union, UnionType):
+        inner = [arg for arg in args if arg is not type(None)]
+        if len(inner) == 1:
+            return _model_inside(inner[0], values)
+    return None, []
+
+
+def undocumented(model: type[BaseModel], nodes: list[Any], path: str = "") -> list[str]:
+    """Dotted paths of the model's fields (recursively) that none of the YAML mappings in `nodes` spells out.
+
+    Fields of models inside lists and dicts (sources, beliefs.keys, alerts.owners) count as documented when
+    any entry shows them."""
+    missing = []
+    for name, field in model.model_fields.items():
+        if name == "base_dir":  # set from the file's location, never written in it
+            continue
+        values = [node[name] for node in nodes if isinstance(node, dict) and name in node]
+        if not values:
+            missing.append(path + name)
+            continue
+        inner, inner_nodes = _model_inside(field.annotation, values)
+        if inner is not None:
+            missing += undocumented(inner, inner_nodes, f"{path}{name}.")
+    return missing
+
+
+def test_the_example_config_documents_every_setting_at_its_path() -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    assert undocumented(Settings, [yaml.safe_load(uncommented(text))]) == [], \
+        "selfmodel.example.yaml misses these settings (add each with its default and a comment)"
+    only_in_comments = undocumented(Settings, [yaml.safe_load(text)])
+    assert [path for path in only_in_comments
+            if not any(path == shown or path.startswith(shown + ".") for shown in SHOWN_COMMENTED)] == [], \
+        "these settings have a default, so the example shows them as real keys, not commented out"
+
+
+def test_the_example_configs_commented_out_examples_are_valid(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, uncommented(EXAMPLE.read_text(encoding="utf-8"))), environ={})
+    assert [source.name for source in settings.sources] == ["qc", "convai2", "app"]
+    assert set(settings.alerts.owners) == {"predictive", "nightly"}
+    assert settings.alerts.smtp is not None and settings.alerts.smtp.password_env
+
+
+def test_the_example_config_shows_the_defaults() -> None:
+    example, defaults = load_settings(EXAMPLE, environ={}), Settings()
+    for section in ("warehouse", "ingest", "alerts", "eval", "snapshots", "quality", "nightly"):
+        assert getattr(example, section) == getattr(defaults, section), section
+    # extract_workers depends on the machine; extractors (default: none listed) are shown with the values
+    # every unlisted one has, checked below.
+    apart = {"extract_workers", "extractors"}
+    assert example.beliefs.model_dump(exclude=apart) == defaults.beliefs.model_dump(exclude=apart)
+    assert example.beliefs.keys == DEFAULT_KEYS
+    raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["beliefs"]
+    assert list(raw["keys"]) == list(DEFAULT_KEYS)  # every family shown (missing ones would be merged back in)
+    assert list(raw["extractors"]) == list(EXTRACTOR_NAMES)
+    for name in EXTRACTOR_NAMES:
+        assert example.beliefs.extractor(name) == defaults.beliefs.extractor(name) == ExtractorSettings()
