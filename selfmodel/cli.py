@@ -785,7 +785,7 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
     from selfmodel.beliefs.backfill import BackfillError, backfill_beliefs
     from warehouse.db import connect
 
-    console = _stderr_console()
+    console = _console()
     with _clean_errors(), ExitStack() as stack:
         settings = _settings(ctx)
         stack.enter_context(_sole_writer(settings, "backfill"))
@@ -795,18 +795,17 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
             report = backfill_beliefs(
                 con, settings, start, end, timedelta(days=every_days),
                 on_night=None if as_json else lambda night: console.print(
-                    f"  {night.as_of.isoformat()}  {night.mode:<11} {night.observations_folded:>9,} observations "
-                    f"folded, {night.beliefs_total:>9,} beliefs", markup=False, highlight=False))
+                    f"  {night.as_of:%Y-%m-%d %H:%M}  {night.mode:<11} {night.observations_folded:>10,} folded "
+                    f"{night.beliefs_total:>10,} beliefs", markup=False, highlight=False))
         except BackfillError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
-    out = _console()
-    out.print(f"backfilled {len(report.nights)} nights from {start.isoformat()} to {end.isoformat()}",
+    console.print(f"backfilled {len(report.nights)} nights from {start.isoformat()} to {end.isoformat()}",
               markup=False, highlight=False)
     if report.caught_up_to:
-        out.print(f"beliefs brought back up to {report.caught_up_to.isoformat()}", markup=False, highlight=False)
+        console.print(f"beliefs brought back up to {report.caught_up_to.isoformat()}", markup=False, highlight=False)
 
 
 @main.command()
