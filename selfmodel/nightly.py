@@ -105,16 +105,30 @@ def refresh_step(report: dict, seconds: float) -> StepResult:
 
 
 def evaluate_step(result: dict, seconds: float) -> StepResult:
-    """Rows validated in, suites passed out; the verdicts and blocking expectation failures."""
+    """Rows validated in, suites passed out; the verdicts, blocking expectation failures and, per suite, each
+    metric of the bar beside its threshold (one line each: what the owner reads first)."""
     runs = [r for r in result["runs"] if not r.get("skipped")]
     blocking = sum(v.get("blocking_failures", 0) for v in result["validations"])
     verdicts = ", ".join(f"{r['suite']} {'passed' if r['passed'] else 'FAILED'}" for r in runs) or "no suite ran"
+    lines = [f"{verdicts}; {len(result['validations'])} validations, {blocking} blocking failures"]
+    for run in runs:
+        measured = ", ".join(bar_line(metric, verdict) for metric, verdict in (run.get("bar") or {}).items())
+        regressions = f"; {len(run['regressions'])} regression(s)" if run.get("regressions") else ""
+        lines.append(f"    {run['suite']}: {measured or 'no bar'}{regressions}")
     return StepResult(
         "evaluate", "completed", seconds,
         rows_in=sum(v.get("rows", 0) for v in result["validations"]),
         rows_out=sum(1 for r in runs if r["passed"]),
-        detail=f"{verdicts}; {len(result['validations'])} validations, {blocking} blocking failures",
+        detail="\n".join(lines),
     )
+
+
+def bar_line(metric: str, verdict: dict) -> str:
+    """`precision_at_threshold 0.797 (>= 0.75)`, with FAILED when the bar is not met (n/a when unmeasured)."""
+    value = verdict.get("value")
+    shown = "n/a" if value is None else f"{value:.3g}"
+    failed = "" if verdict.get("passed") else " FAILED"
+    return f"{metric} {shown} ({verdict.get('op')} {verdict.get('threshold')}){failed}"
 
 
 def publish_step(result: dict, seconds: float) -> StepResult:
@@ -238,7 +252,8 @@ def _cell(value) -> str:
         return f"{value:.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-    return str(value).replace("|", "\\|")
+    # A markdown table row is one line: a multi-line detail (the evaluate step's) joins with <br>.
+    return "<br>".join(line.strip() for line in str(value).splitlines()).replace("|", "\\|")
 
 
 def steps_table(steps: list[StepResult]) -> list[dict]:

@@ -6,8 +6,8 @@ from datetime import datetime, timezone
 
 from selfmodel.alerts import Incident, render
 from selfmodel.nightly import (
-    STEPS, NightlySummary, StepResult, failure_outcome, ingest_step, not_run_after, publish_step, run_outcome,
-    summary_markdown,
+    STEPS, NightlySummary, StepResult, evaluate_step, failure_outcome, ingest_step, not_run_after, publish_step,
+    run_outcome, summary_markdown,
 )
 
 AS_OF = datetime(2018, 9, 2, tzinfo=timezone.utc)
@@ -72,6 +72,22 @@ def test_steps_count_rows_in_out_and_quarantined() -> None:
     refused = publish_step({"published": False, "version": "v", "reason": "eval failed", "current": "old",
                             "rows": 9}, 0.5)
     assert (refused.status, refused.rows_out) == ("refused", 0) and "old stays current" in refused.detail
+
+
+def test_the_evaluate_step_shows_each_bar_metric_beside_its_threshold() -> None:
+    bar = {"precision_at_threshold": {"op": ">=", "threshold": 0.75, "value": 0.7966, "passed": True},
+           "ece": {"op": "<=", "threshold": 0.1, "value": 0.19, "passed": False},
+           "precision_gap": {"op": "<=", "threshold": 0.2, "value": None, "passed": False}}
+    step = evaluate_step({"validations": [{"rows": 5, "blocking_failures": 0}],
+                          "runs": [{"suite": "predictive", "passed": False, "bar": bar, "regressions": [{}]},
+                                   {"suite": "labeled_convai2", "skipped": True}]}, 2.0)
+    first, predictive = step.detail.splitlines()
+    assert first == "predictive FAILED; 1 validations, 0 blocking failures"
+    assert predictive == ("    predictive: precision_at_threshold 0.797 (>= 0.75), ece 0.19 (<= 0.1) FAILED, "
+                          "precision_gap n/a (<= 0.2) FAILED; 1 regression(s)")
+    summary = NightlySummary("n", "published", [step], "/wh", "/snapshots")
+    [row] = [line for line in summary_markdown(summary).splitlines() if line.startswith("| evaluate |")]
+    assert "blocking failures<br>predictive: precision_at_threshold" in row  # a table row stays one line
 
 
 def test_the_summary_shows_steps_snapshot_beliefs_and_where_to_look() -> None:
