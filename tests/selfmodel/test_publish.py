@@ -86,6 +86,24 @@ def test_identical_content_gives_identical_content_hashes_whatever_the_time(beli
     assert (folder / first.version / "beliefs.parquet").read_bytes() == (folder / second.version / "beliefs.parquet").read_bytes()
 
 
+def test_a_backfill_that_reaches_the_same_beliefs_publishes_the_same_content_hash(belief_warehouse) -> None:
+    """A backfill folds from scratch what refreshes folded step by step: equal to ~1e-15, and equal in the snapshot."""
+    from selfmodel.beliefs.backfill import backfill_beliefs
+    from tests.belief_warehouse import T0
+
+    settings = belief_warehouse()
+    before = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=1)))
+    con = connect(settings.warehouse_path)
+    try:
+        report = backfill_beliefs(con, settings, T0 + timedelta(days=1), T0 + timedelta(days=9), timedelta(days=2))
+    finally:
+        con.close()
+    assert report.caught_up_to is not None  # the beliefs are as of the same time as before
+    after = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=2)))
+    assert before.published and after.published
+    assert after.content_hash == before.content_hash
+
+
 def test_a_failed_audit_keeps_the_current_snapshot_records_why_and_alerts(belief_warehouse) -> None:
     settings = belief_warehouse()
     good = publish_with_quality(settings, clock=FixedClock(REFRESHED_AT + timedelta(days=1)))
