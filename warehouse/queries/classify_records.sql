@@ -68,8 +68,10 @@ invalid_decided as (
 ),
 
 final as (
-    select * exclude (reason, detail), reason, detail,
-           outcome = 'load' and $watermark is not null and occurred_at < $watermark as is_late
+    select * exclude (reason, detail, raw_text), reason, detail,
+           outcome = 'load' and $watermark is not null and occurred_at < $watermark as is_late,
+           -- only a quarantined record keeps its raw text: the rest would be carried for nothing
+           case when outcome = 'quarantine' then raw_text end as raw_text
     from conflicts_named
     union all by name
     select *, false as is_late from invalid_decided
