@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from selfmodel.lock import writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.ingest import ingest_source_task
 
@@ -24,12 +25,15 @@ def ingest(config_path: str | None = None, source: str | None = None) -> list[di
     reports, failures = [], []
     # One after another on purpose: DuckDB allows one writer, so parallel sources would only queue.
     # A failed source does not stop the others; the flow fails at the end, naming it.
-    for name in names:
-        state = ingest_source_task(config_path, name, return_state=True)
-        if state.is_completed():
-            reports.append(state.result())
-        else:
-            failures.append(name)
+    # The whole run holds the writer lock (re-entrant: the nightly run already holds it), so no other
+    # writer slips in between two sources.
+    with writer_lock(settings.warehouse_path, what="ingest flow run", wait_seconds=settings.nightly.lock_wait_seconds):
+        for name in names:
+            state = ingest_source_task(config_path, name, return_state=True)
+            if state.is_completed():
+                reports.append(state.result())
+            else:
+                failures.append(name)
     create_table_artifact(
         key="ingest-counts",
         table=[{column: report[column] for column in COUNT_COLUMNS} for report in reports],

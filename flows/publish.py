@@ -7,7 +7,8 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from selfmodel.settings import find_config_path
+from selfmodel.lock import writer_lock
+from selfmodel.settings import find_config_path, load_settings
 from tasks.publish import publish_snapshot_task
 
 
@@ -19,7 +20,9 @@ class AuditFailed(RuntimeError):
 def publish(config_path: str | None = None) -> dict:
     """Publish an audited snapshot of the current beliefs for the online service (or keep the current one)."""
     config_path = str(Path(find_config_path(config_path)).resolve())
-    result = publish_snapshot_task(config_path)
+    settings = load_settings(config_path)
+    with writer_lock(settings.warehouse_path, what="publish flow run", wait_seconds=settings.nightly.lock_wait_seconds):
+        result = publish_snapshot_task(config_path)
     create_table_artifact(
         key="snapshot-audit",
         table=result["checks"],

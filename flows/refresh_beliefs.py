@@ -16,6 +16,7 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
+from selfmodel.lock import writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.beliefs import export_shards_task, extract_shard_task, fold_shards_task, refresh_beliefs_task
 
@@ -48,16 +49,18 @@ def refresh_beliefs(config_path: str | None = None, as_of: datetime | None = Non
     settings = load_settings(config_path)
     shards = shards or settings.beliefs.shards  # unset: beliefs.shards and beliefs.dask_address in the config
     dask_address = dask_address or settings.beliefs.dask_address
-    if shards > 1:
-        # Shards live beside the warehouse; on a multi-machine cluster that folder must be shared storage.
-        work_folder = settings.warehouse_path.parent / "shards" / f"refresh-{uuid.uuid4().hex[:8]}"
-        try:
-            report = refresh_sharded.with_options(task_runner=dask_runner(shards, dask_address))(
-                config_path, as_of, full, shards, str(work_folder))
-        finally:
-            shutil.rmtree(work_folder, ignore_errors=True)
-    else:
-        report = refresh_beliefs_task(config_path, as_of, full)
+    with writer_lock(settings.warehouse_path, what="refresh_beliefs flow run",
+                     wait_seconds=settings.nightly.lock_wait_seconds):
+        if shards > 1:
+            # Shards live beside the warehouse; on a multi-machine cluster that folder must be shared storage.
+            work_folder = settings.warehouse_path.parent / "shards" / f"refresh-{uuid.uuid4().hex[:8]}"
+            try:
+                report = refresh_sharded.with_options(task_runner=dask_runner(shards, dask_address))(
+                    config_path, as_of, full, shards, str(work_folder))
+            finally:
+                shutil.rmtree(work_folder, ignore_errors=True)
+        else:
+            report = refresh_beliefs_task(config_path, as_of, full)
     create_table_artifact(
         key="belief-refresh",
         table=[{name: report[name] for name in SUMMARY_COLUMNS} | {"shards": shards}],

@@ -38,6 +38,9 @@ def _clean_errors() -> Iterator[None]:
     except WarehouseError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_BATCH_FAILED)
+    except OSError as exc:  # the machine, not the data: a folder that cannot be made, a full disk
+        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        sys.exit(EXIT_BATCH_FAILED)
 
 
 @contextmanager
@@ -144,6 +147,10 @@ def _console():
     from rich.console import Console
 
     return Console() if sys.stdout.isatty() else Console(width=120)
+
+
+def _observations(count: int) -> str:
+    return f"{count} observation" if count == 1 else f"{count} observations"
 
 
 def _print_batches(reports, settings: Settings) -> None:
@@ -435,7 +442,7 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
     for belief in model.beliefs:
         mark = "*" if belief.confidence >= threshold else " "
         console.print(f" {mark} {belief.key:<{key_width}} {belief.value[:40]:<40} {belief.confidence:.3f}  "
-                      f"({belief.evidence_count} observations, last {belief.last_evidence_at:%Y-%m-%d})",
+                      f"({_observations(belief.evidence_count)}, last {belief.last_evidence_at:%Y-%m-%d})",
                       markup=False, highlight=False)
 
 
@@ -845,7 +852,7 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
     for belief in shown:
         mark = "*" if belief["confidence"] >= threshold else " "
         console.print(f" {mark} {belief['key']:<{key_width}} {belief['value'][:40]:<40} {belief['confidence']:.3f}  "
-                      f"({belief['evidence_count']} observations, last {belief['last_evidence_at']:%Y-%m-%d})",
+                      f"({_observations(belief['evidence_count'])}, last {belief['last_evidence_at']:%Y-%m-%d})",
                       markup=False, highlight=False)
         for evidence in belief.get("evidence", [])[:5]:
             console.print(f"       {evidence['observed_at']:%Y-%m-%d} {evidence['event_id']:<24} w={evidence['weight']:.2f} "

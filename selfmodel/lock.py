@@ -17,16 +17,23 @@ import fcntl
 import json
 import os
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
 
-from warehouse.db import WarehouseBusyError
+from warehouse.db import WarehouseBusyError, WarehouseError
 
 LOCK_SUFFIX = ".lock"
 POLL_SECONDS = 0.25
+
+# Locks this process holds, by lock file: a flow that takes the lock may run inside another that holds
+# it already (a step of the nightly run, `selfmodel ingest --prefect`). A second flock on a new
+# descriptor would wait for ourselves, so inside the process the lock is re-entrant.
+_held: dict[Path, list] = {}
+_held_guard = threading.Lock()
 
 
 class WriterLockBusy(WarehouseBusyError):
@@ -67,10 +74,24 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
 
     Waits up to `wait_seconds` for a current holder to finish, then raises WriterLockBusy naming it.
     """
-    path = lock_path_for(warehouse_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Opened without truncating: the current holder's record stays readable until we hold the lock.
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    path = lock_path_for(warehouse_path).resolve()
+    with _held_guard:
+        entry = _held.get(path)
+        if entry is not None:
+            entry[1] += 1
+    if entry is not None:
+        try:
+            yield entry[0]
+        finally:
+            with _held_guard:
+                entry[1] -= 1
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Opened without truncating: the current holder's record stays readable until we hold the lock.
+        descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise WarehouseError(f"cannot create the writer lock file {path}: {exc.strerror or exc}") from None
     try:
         started = time.monotonic()
         while True:
@@ -86,9 +107,13 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
                   "since": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(holder).encode(), 0)
+        with _held_guard:
+            _held[path] = [holder, 1]
         try:
             yield holder
         finally:
+            with _held_guard:
+                del _held[path]
             # The record stays (it names the last holder); the kernel drops the lock on close or exit.
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:

@@ -32,7 +32,10 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseError(f"warehouse {path} does not exist yet: run `selfmodel ingest` first")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WarehouseError(f"cannot create the warehouse folder {path.parent}: {exc.strerror or exc}") from None
     try:
         con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:

@@ -99,3 +99,21 @@ def test_backfill_flow_refreshes_every_night_under_the_writer_lock(prefect_serve
     finally:
         con.close()
     assert {start, start + timedelta(days=3), start + timedelta(days=6), believed_as_of} <= starts
+
+
+@pytest.mark.parametrize("entrypoint", ["flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs",
+                                        "flows/evaluate.py:evaluate", "flows/publish.py:publish"])
+def test_a_step_flow_run_on_its_own_refuses_while_another_process_writes(prefect_server, tmp_path: Path,
+                                                                         entrypoint: str) -> None:
+    """A deployment of one step must not slip in between the steps of a nightly run in another process."""
+    from tests.lock_holder import lock_held_elsewhere
+
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh/warehouse.duckdb}\nnightly: {lock_wait_seconds: 0}\n"
+                      "sources:\n  - {name: app, format: jsonl, path: logs}\n")
+    with lock_held_elsewhere(tmp_path / "wh" / "warehouse.duckdb", "nightly elsewhere"):
+        flow = load_flow_from_entrypoint(str(REPO_ROOT / entrypoint), use_placeholder_flow=False)
+        state = flow(config_path=str(config), return_state=True)
+    assert state.is_failed()
+    assert "only one writer" in state.message and "nightly elsewhere" in state.message
+    assert not (tmp_path / "wh" / "warehouse.duckdb").exists()  # refused before opening anything

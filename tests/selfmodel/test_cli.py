@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from selfmodel.cli import main
+from tests.lock_holder import lock_held_elsewhere
 
 JSONL_LINES = [
     {"event_id": "e1", "user_id": "u1", "occurred_at": "2024-05-01T10:00:00Z", "kind": "message", "text": "hello"},
@@ -83,6 +84,19 @@ def test_bad_config_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.parametrize("command", [["ingest"], ["refresh"], ["publish"]])
+def test_a_warehouse_folder_that_cannot_be_made_exits_1_with_one_line(tmp_path: Path, command: list[str]) -> None:
+    (tmp_path / "a-file").write_text("a file where the warehouse folder should be")
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: a-file/wh/warehouse.duckdb}\n"
+                      "sources:\n  - {name: app, format: jsonl, path: logs}\n")
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(config), *command],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    assert result.stderr.startswith("error: ") and "a-file" in result.stderr
+
+
 def test_unknown_source_exits_2(jsonl_config: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--source", "nope"])
     assert result.exit_code == 2
@@ -115,10 +129,9 @@ def test_every_writing_command_exits_3_while_another_run_holds_the_writer_lock(j
     """Between the nightly run's steps DuckDB's own file lock is free: the writer lock must still stop a writer."""
     import duckdb
 
-    from selfmodel.lock import writer_lock
-
     duckdb.connect(str(jsonl_config.parent / "wh.duckdb")).close()  # a warehouse DuckDB itself would let in
-    with writer_lock(jsonl_config.parent / "wh.duckdb", what="nightly flow run test-night"):
+    # Held by another process: inside one process the lock is re-entrant (a step flow inside the nightly run).
+    with lock_held_elsewhere(jsonl_config.parent / "wh.duckdb", "nightly flow run test-night"):
         result = CliRunner().invoke(main, ["--config", str(jsonl_config), *command])
     assert result.exit_code == 3, result.output
     assert "nightly flow run test-night" in result.stderr and "Traceback" not in result.output

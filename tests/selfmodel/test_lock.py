@@ -14,15 +14,7 @@ from pathlib import Path
 import pytest
 
 from selfmodel.lock import WriterLockBusy, lock_path_for, read_holder, writer_lock
-
-HOLDER = """
-import sys
-from selfmodel.lock import writer_lock
-with writer_lock(sys.argv[1], what="test holder"):
-    print("locked", flush=True)
-    sys.stdin.read()  # hold until the test closes our stdin
-"""
-
+from tests.lock_holder import HOLDER
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
@@ -30,7 +22,7 @@ def warehouse(tmp_path: Path) -> Path:
 
 
 def _start_holder(warehouse: Path) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(warehouse)], stdin=subprocess.PIPE,
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(warehouse), "test holder"], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
     return holder
@@ -89,3 +81,37 @@ def test_a_killed_holder_leaves_no_stale_lock(warehouse: Path) -> None:
 
 def test_the_lock_file_sits_beside_the_warehouse(tmp_path: Path) -> None:
     assert lock_path_for(tmp_path / "wh.duckdb") == tmp_path / "wh.duckdb.lock"
+
+
+def test_the_holder_may_take_the_lock_again_and_other_processes_stay_out(warehouse: Path) -> None:
+    # A step flow takes the lock inside the nightly run, which holds it already: that must not wait for itself.
+    with writer_lock(warehouse, what="nightly") as outer:
+        seen_in_thread = []
+        thread = threading.Thread(target=lambda: seen_in_thread.append(
+            _nested_holder(warehouse)))
+        thread.start()
+        thread.join(10)
+        with writer_lock(warehouse, what="step") as inner:
+            assert inner is outer
+        assert seen_in_thread == ["nightly"]
+        other = subprocess.run([sys.executable, "-c", HOLDER, str(warehouse), "test holder"], input="",
+                               capture_output=True, text=True, timeout=30)
+        assert other.returncode != 0 and "WriterLockBusy" in other.stderr  # still ours after the nested release
+    holder = _start_holder(warehouse)  # and free once the outermost holder is done
+    holder.stdin.close()
+    holder.wait(10)
+
+
+def _nested_holder(warehouse: Path) -> str:
+    with writer_lock(warehouse, what="task thread") as record:
+        return record["what"]
+
+
+def test_a_warehouse_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path) -> None:
+    from warehouse.db import WarehouseError
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(WarehouseError, match="cannot create the writer lock file"):
+        with writer_lock(blocker / "wh" / "warehouse.duckdb", what="x"):
+            pass
