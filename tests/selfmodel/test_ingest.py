@@ -653,6 +653,12 @@ def test_convai2_volunteers_reconciles(shared_real_data: Path, make_settings) ->
     ({"timezone": "Europe/Berlin"}, "2024-01-01 12:00:00", datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
     ({"timezone": "Europe/Berlin"}, "2024-07-01T12:00:00", datetime(2024, 7, 1, 10, tzinfo=timezone.utc)),
     ({"timezone": "Europe/Berlin"}, "2024-01-01T12:00:00Z", datetime(2024, 1, 1, 12, tzinfo=timezone.utc)),
+    # a zone written in the time wins over the hint, however it is written
+    ({"timezone": "America/New_York"}, "2024-01-01 12:00:00 UTC", datetime(2024, 1, 1, 12, tzinfo=timezone.utc)),
+    ({"timezone": "America/New_York"}, "2024-01-01 12:00:00 Europe/Berlin",
+     datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
+    ({"timezone": "America/New_York"}, "2024-01-01T12:00:00 +01:00", datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
+    ({}, "2024-01-01T12:00:00 -0230", datetime(2024, 1, 1, 14, 30, tzinfo=timezone.utc)),
     ({"epoch_unit": "ms"}, 1_704_067_200_000, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"epoch_unit": "s"}, 1_704_067_200, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"format": "%d/%m/%Y %H:%M"}, "31/12/2023 23:30", datetime(2023, 12, 31, 23, 30, tzinfo=timezone.utc)),

@@ -125,8 +125,12 @@ timed as (
                      then to_timestamp(occurred_number / (case $epoch_unit when 's' then 1 when 'ms' then 1000
                           else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end)) end)
             when occurred_text is not null then coalesce(
-                case when regexp_matches(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$')
-                     then try_cast(occurred_text as timestamptz)
+                -- A time that names its zone (Z, an offset, with or without a space before it, or a zone
+                -- name such as UTC or Europe/Berlin) is read in that zone; a cast to a plain timestamp would
+                -- drop the zone silently, so only a time without one is read in the source's timezone hint.
+                case when regexp_matches(occurred_text,
+                          '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
+                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2})?)$', '\1') as timestamptz)
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
