@@ -226,13 +226,14 @@ class SourceIngestor:
         }
 
     def _store_chunk(self, chunk: pa.Table, report: BatchReport, watermark: datetime | None,
-                     normalize_params: dict, now: datetime) -> None:
+                     normalize_params: dict, now: datetime, reread_files: list[str]) -> None:
         con = self.con
         # Raw records to outcomes in one statement, fetched as Arrow and dropped after this chunk.
         # Nothing is registered or created in the catalog: inside the batch's transaction every
         # temp table version and registered view (with the Arrow data it holds) lives until commit.
         classified = query_arrow_over_chunk(
-            con, classify_chunk_sql(), {**normalize_params, "source": self.source.name, "watermark": watermark},
+            con, classify_chunk_sql(), {**normalize_params, "source": self.source.name, "watermark": watermark,
+                                        "batch_id": report.batch_id, "reread_files": reread_files},
             chunk)
         run_over_classified(con, "insert_events",
                             {"source": self.source.name, "batch_id": report.batch_id, "ingested_at": now}, classified)
@@ -285,8 +286,10 @@ class SourceIngestor:
         normalize_params = self._normalize_params(started)
         labels: list[Label] = []
         done_bytes = 0
+        # Files read again from their start, whose bad lines may have moved (see classify_records.sql).
+        reread_files = [entry["path"] for entry in actions if entry["action"] in ("rewritten", "reread")]
         for chunk in adapter.read(reads, labels) if reads else ():
-            self._store_chunk(chunk, report, watermark, normalize_params, started)
+            self._store_chunk(chunk, report, watermark, normalize_params, started, reread_files)
             if self.progress and chunk.num_rows:
                 offsets = chunk.column("byte_offset")
                 last = offsets[-1].as_py()

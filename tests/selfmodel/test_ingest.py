@@ -417,6 +417,25 @@ def test_a_rewritten_file_gives_duplicates_not_double_loads(tmp_path: Path, make
     assert_every_batch_balances(settings)
 
 
+def test_bad_lines_that_moved_in_a_rewritten_file_are_not_quarantined_twice(tmp_path: Path, make_settings) -> None:
+    path = tmp_path / "events.jsonl"
+    write_lines(path, [record("m1"), b"not json", b"", record("m2"), b"{broken", b"not json"])
+    settings = make_settings([jsonl_source()])
+    [first] = ingest(settings, clock=CLOCK)
+    assert counts(first) == (6, 2, 0, 4)
+
+    # a line inserted at the top moves every bad line down one; one new bad line at the end
+    write_lines(path, [record("m0"), record("m1"), b"not json", b"", record("m2"), b"{broken", b"not json",
+                       b"[1, 2]"])
+    [second] = ingest(settings, clock=CLOCK)
+
+    assert second.files == [{"path": "events.jsonl", "action": "rewritten"}]
+    assert counts(second) == (8, 1, 6, 1)
+    assert query(settings, "select reason, count(*) from quarantine group by 1 order by 1") == [
+        ("blank_line", 1), ("malformed_json", 3), ("not_an_object", 1)]
+    assert_every_batch_balances(settings)
+
+
 def test_a_shorter_rewrite_is_not_mistaken_for_growth(tmp_path: Path, make_settings) -> None:
     path = tmp_path / "events.jsonl"
     write_lines(path, [record("s1"), record("s2")])

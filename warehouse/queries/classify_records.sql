@@ -3,8 +3,11 @@
 --   same event_id + same content as an event already stored (or earlier in this chunk) -> duplicate
 --   same event_id + different content -> quarantined as conflicting_duplicate; the first version stays
 -- A bad record already quarantined from the same place with the same text is a duplicate too, so a
--- re-read file does not fill quarantine with copies.
--- Parameters: $source, $watermark (newest occurred_at of the source before this batch, or NULL)
+-- re-read file does not fill quarantine with copies. In a file read again whole (rewritten, or a dump
+-- re-read as a group) lines may have moved: there a bad record with the same reason and text as one an
+-- earlier batch quarantined from that file is a duplicate wherever it now sits.
+-- Parameters: $source, $batch_id, $watermark (newest occurred_at of the source before this batch, or NULL),
+--   $reread_files (labels of the files this batch reads again from their start)
 
 with
 
@@ -18,6 +21,12 @@ stored_events as (
 
 stored_quarantine as (
     select distinct file, line_no, reason, raw_hash from quarantine where source = $source
+),
+
+moved_quarantine as (
+    select distinct file, reason, raw_hash
+    from quarantine
+    where source = $source and batch_id <> $batch_id and list_contains($reread_files, file)
 ),
 
 valid_records as (
@@ -57,13 +66,17 @@ conflicts_named as (
 invalid_decided as (
     select
         n.*,
-        case when q.raw_hash is not null then 'duplicate' else 'quarantine' end as outcome
+        case when q.raw_hash is not null or m.raw_hash is not null then 'duplicate' else 'quarantine' end as outcome
     from normalized_records as n
     left join stored_quarantine as q
         on q.file is not distinct from n.file
         and q.line_no is not distinct from n.line_no
         and q.reason = n.reason
         and q.raw_hash = n.raw_hash
+    left join moved_quarantine as m
+        on m.file = n.file
+        and m.reason = n.reason
+        and m.raw_hash = n.raw_hash
     where n.reason is not null
 ),
 
