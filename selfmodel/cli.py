@@ -868,6 +868,7 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
 @click.pass_context
 def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
     """Delete USER_ID's events, observations, beliefs and history; record that a deletion happened."""
+    from selfmodel.analyst import export_analyst_copy
     from selfmodel.beliefs.read import forget_user
     from warehouse.db import connect
 
@@ -879,6 +880,8 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             counts = forget_user(con, user_id)
+            if settings.analyst_copy_path and settings.analyst_copy_path.exists():
+                export_analyst_copy(con, settings)  # analysts must not keep reading what was just erased
         finally:
             con.close()
     click.echo(json.dumps({"user_id": user_id, "deleted": counts}))

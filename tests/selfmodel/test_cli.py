@@ -97,6 +97,27 @@ def test_a_warehouse_folder_that_cannot_be_made_exits_1_with_one_line(tmp_path: 
     assert result.stderr.startswith("error: ") and "a-file" in result.stderr
 
 
+def test_forget_erases_the_user_from_the_analyst_copy_at_once(jsonl_config: Path) -> None:
+    import duckdb
+
+    assert CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest"]).exit_code == 0
+    assert CliRunner().invoke(main, ["--config", str(jsonl_config), "analyst-copy"]).exit_code == 0
+    copy = jsonl_config.parent / ".selfmodel" / "analyst" / "warehouse.duckdb"
+
+    def held_in_copy(user: str) -> int:
+        con = duckdb.connect(str(copy), read_only=True)
+        try:
+            return con.execute("select count(*) from events where user_id = ?", [user]).fetchone()[0]
+        finally:
+            con.close()
+
+    assert held_in_copy("u1") > 0
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "forget", "u1", "--yes"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["deleted"]["events"] > 0
+    assert held_in_copy("u1") == 0
+
+
 def test_unknown_source_exits_2(jsonl_config: Path) -> None:
     result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--source", "nope"])
     assert result.exit_code == 2

@@ -11,8 +11,29 @@
 
 with
 
+forgotten_users as (
+    -- users erased by `selfmodel forget`; deletions keep only a sha256 of the id
+    select user_hash, max(deleted_at) as deleted_at from deletions group by user_hash
+),
+
 normalized_records as (
-    select * from normalized
+    -- A record of a forgotten user from before the deletion (a re-read file, a re-sent log) must not bring
+    -- the user back: it is quarantined as forgotten_user, keeping neither its text nor the user's id.
+    select
+        n.* exclude (reason, detail, raw_text, raw_bytes, raw_hash, user_id),
+        case when f.user_hash is not null then 'forgotten_user' else n.reason end as reason,
+        case when f.user_hash is not null
+             then 'the user was forgotten (selfmodel forget) on ' || strftime(f.deleted_at, '%Y-%m-%d')
+                  || '; the record is not kept'
+             else n.detail end as detail,
+        case when f.user_hash is null then n.raw_text end as raw_text,
+        case when f.user_hash is null then n.raw_bytes end as raw_bytes,
+        case when f.user_hash is not null then md5(coalesce(n.raw_text, '')) else n.raw_hash end as raw_hash,
+        case when f.user_hash is null then n.user_id end as user_id
+    from normalized as n
+    left join forgotten_users as f
+        on f.user_hash = sha256(n.user_id)
+        and (n.occurred_at is null or n.occurred_at <= f.deleted_at)
 ),
 
 stored_events as (

@@ -238,6 +238,64 @@ def test_forget_removes_the_user_and_records_only_that_it_happened(make_settings
     con.close()
 
 
+def test_a_forgotten_user_stays_forgotten_when_their_records_are_read_again(make_settings, tmp_path: Path) -> None:
+    events = [chat_event(i, "alice" if i % 2 else "bob", "I'm a teacher and I love cooking pasta.", i) for i in range(6)]
+    write_jsonl(tmp_path / "chat.jsonl", events)
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
+    ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
+    con = connect(settings.warehouse_path)
+    forget_user(con, "alice", clock=FixedClock(T0 + timedelta(days=31)))
+    con.close()
+
+    # the log is re-sent (rewritten, lines moved) with one message alice wrote after she was forgotten
+    later = chat_event(50, "alice", "Back again: I'm a nurse now.", 40)
+    write_jsonl(tmp_path / "chat.jsonl", [chat_event(40, "bob", "new here", 35), *events, later])
+    [report] = ingest(settings, clock=FixedClock(T0 + timedelta(days=41)))
+    assert (report.rows_read, report.loaded, report.duplicates, report.quarantined) == (8, 2, 3, 3)
+    con = connect(settings.warehouse_path)
+    try:
+        assert con.execute("select event_id from events where user_id = 'alice'").fetchall() == [(later["event_id"],)]
+        rows = con.execute("select reason, user_id, raw_text, raw_bytes, detail from quarantine").fetchall()
+        assert len(rows) == 3 and all(r[:4] == ("forgotten_user", None, None, None) for r in rows)
+        assert "forgotten" in rows[0][4] and "alice" not in rows[0][4]
+    finally:
+        con.close()
+    [again] = ingest(settings, clock=FixedClock(T0 + timedelta(days=42)))  # unchanged: nothing read
+    assert again.rows_read == 0
+
+
+def test_forgetting_a_stack_exchange_user_survives_a_reread_of_the_dump(make_settings, qc_sample: Path,
+                                                                        tmp_path: Path) -> None:
+    import shutil
+
+    dump = tmp_path / "qc"
+    shutil.copytree(qc_sample, dump)
+    settings = make_settings(sources=[{"name": "qc", "format": "stackexchange", "path": str(dump)}])
+    [first] = ingest(settings, clock=FixedClock(datetime(2018, 9, 3, tzinfo=timezone.utc)))
+    con = connect(settings.warehouse_path)
+    counts = forget_user(con, "26", clock=FixedClock(datetime(2018, 9, 4, tzinfo=timezone.utc)))
+    assert counts["events"] > 100 and counts["labels"] > 0
+    assert con.execute("select count(*) from events where attributes ->> 'target_user_id' = '26'").fetchone()[0] == 0
+    con.close()
+
+    with open(dump / "Votes.xml", "rb+") as votes:  # the dump is updated: every file is read again
+        body = votes.read()
+        votes.seek(0)
+        votes.write(body.replace(b"</votes>", b'  <row Id="999999" PostId="1" VoteTypeId="2" '
+                                              b'CreationDate="2018-09-02T00:00:00.000" />\r\n</votes>'))
+    [second] = ingest(settings, clock=FixedClock(datetime(2018, 9, 5, tzinfo=timezone.utc)))
+    assert second.loaded == 1 and second.rows_read == first.rows_read + 1
+    con = connect(settings.warehouse_path)
+    try:
+        for table in ("events", "labels", "quarantine"):
+            assert con.execute(f"select count(*) from {table} where user_id = '26'").fetchone()[0] == 0, table
+        assert con.execute("select count(*) from events where attributes ->> 'target_user_id' = '26'").fetchone()[0] == 0
+        [(forgotten,)] = con.execute("select count(*) from quarantine where reason = 'forgotten_user'").fetchall()
+        assert forgotten == counts["events"] + counts["quarantined"]  # bad records of theirs too
+    finally:
+        con.close()
+
+
 def test_extraction_in_worker_processes_gives_the_same_observations(make_settings, tmp_path: Path,
                                                                      monkeypatch) -> None:
     import selfmodel.beliefs.observe as observe
