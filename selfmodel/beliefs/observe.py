@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Iterator
@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors, load_yaml_mapping
-from selfmodel.beliefs.extractors.base import EventView, TargetView
+from selfmodel.beliefs.extractors.base import EventView, Finding, TargetView
 from selfmodel.settings import Settings
 from warehouse.db import execute, load_sql, run
 
@@ -122,6 +122,25 @@ class ObservationWriter:
         self.columns = {name: [] for name in OBSERVATION_COLUMNS}
 
 
+def findings_the_target_adds(with_target: list[Finding], without_target: list[Finding]) -> list[Finding]:
+    """The findings an event gives with its target beyond those it gave without (a multiset difference).
+
+    A finding only given without the target cannot be taken back here; no extractor gives one (feedback
+    is evidence only about what it rates), and `refresh --full` recomputes from scratch if one ever does.
+    """
+    left_over = Counter(without_target)
+    added = []
+    for finding in with_target:
+        if left_over[finding] > 0:
+            left_over[finding] -= 1
+        else:
+            added.append(finding)
+    if +left_over:
+        log.warning("findings given without a target but not with it stay as first extracted (refresh --full "
+                    "drops them): %s", sorted(+left_over, key=repr))
+    return added
+
+
 def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
                          ) -> dict[str, list]:
     """Run the extractors over one page of queued events; the observations as columns."""
@@ -130,7 +149,11 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
         row = dict(zip(names, values))
         event = event_view(row)
         for extractor in extractors:
-            for finding in extractor(event):
+            findings = extractor(event)
+            if row.get("target_arrived"):
+                # Extracted once already, without its target: keep only what the target adds.
+                findings = findings_the_target_adds(findings, extractor(replace(event, target=None)))
+            for finding in findings:
                 columns["user_id"].append(finding.user_id or event.user_id)
                 columns["key"].append(finding.key)
                 columns["value"].append(finding.value)

@@ -1,13 +1,39 @@
 -- events_to_extract: events of ingest batches not yet run through the extractors ($everything: all
 -- events, for a full refresh). A feedback event comes with the event it rates (its reply_to, same
 -- source), which is what feedback is evidence about.
+-- Feedback extracted before the event it rates had arrived saw no target; when that event arrives in a
+-- pending batch, the feedback is queued again with `target_arrived`, and only what the target adds is
+-- kept (selfmodel.beliefs.observe), so an incremental refresh equals a full one whatever the order.
 -- Parameters: $everything
 with
 
+extracted as (
+    select batch_id from extracted_batches
+),
+
 pending_events as (
-    select *
+    select *, false as target_arrived
     from events
-    where $everything or batch_id not in (select batch_id from extracted_batches)
+    where $everything or batch_id not in (select batch_id from extracted)
+),
+
+arrived_targets as (
+    select source, event_id
+    from events
+    where not $everything and batch_id not in (select batch_id from extracted)
+),
+
+feedback_whose_target_arrived as (
+    select f.*, true as target_arrived
+    from events as f
+    semi join arrived_targets as t on t.source = f.source and t.event_id = f.reply_to
+    where not $everything and f.kind = 'feedback' and f.batch_id in (select batch_id from extracted)
+),
+
+queued_events as (
+    select * from pending_events
+    union all
+    select * from feedback_whose_target_arrived
 ),
 
 final as (
@@ -27,8 +53,9 @@ final as (
         t.kind as target_kind,
         t.text as target_text,
         t.tags as target_tags,
-        t.attributes ->> 'post_type' as target_post_type
-    from pending_events as e
+        t.attributes ->> 'post_type' as target_post_type,
+        e.target_arrived
+    from queued_events as e
     left join events as t
         on e.kind = 'feedback' and t.source = e.source and t.event_id = e.reply_to
 )

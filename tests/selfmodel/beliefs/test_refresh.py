@@ -143,6 +143,55 @@ def test_incremental_refreshes_equal_one_full_recompute(make_settings, tmp_path:
         assert got_confidence == pytest.approx(confidence, rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", [4, 5])
+def test_incremental_equals_full_when_feedback_arrives_before_what_it_rates(make_settings, tmp_path: Path,
+                                                                           seed: int) -> None:
+    """Real events through ingest and the extractors, arriving in shuffled batches: a thumbs-down may come in
+    a batch before the long response it rates, and late messages before earlier ones."""
+    rng = random.Random(seed)
+    events = []
+    for n in range(60):
+        user, day = f"u{n % 5}", rng.randrange(0, 60)
+        events.append(chat_event(n, user, rng.choice(["I'm a teacher and I love cooking pasta.", "thanks, ok",
+                                                      "How do I sort a list in `python`?"]), day))
+        response = {"event_id": f"r{n}", "user_id": user, "kind": "response", "reply_to": f"m{n}",
+                    "occurred_at": (T0 + timedelta(days=day, hours=1)).isoformat(),
+                    "text": " ".join(["This long answer explains every step in detail."] * rng.choice([1, 12]))}
+        vote = {"event_id": f"f{n}", "user_id": user, "kind": "feedback", "reply_to": f"r{n}",
+                "rating": rng.choice([-1, 1]), "occurred_at": (T0 + timedelta(days=day, hours=2)).isoformat()}
+        events += [response, vote]
+    rng.shuffle(events)
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "batches/*.jsonl"}])
+    (tmp_path / "batches").mkdir()
+    for number in range(4):
+        write_jsonl(tmp_path / "batches" / f"{number}.jsonl", events[number::4])
+        ingest(settings, clock=FixedClock(T0 + timedelta(days=90)))
+        con = connect(settings.warehouse_path)
+        refresh_beliefs(con, settings, as_of=T0 + timedelta(days=61 + number))
+        con.close()
+
+    final = T0 + timedelta(days=64)
+
+    def current() -> dict:
+        con = connect(settings.warehouse_path)
+        try:
+            return beliefs_at(con, settings, final)
+        finally:
+            con.close()
+
+    incremental = current()
+    assert any(key == "style.verbosity" for _, key, _ in incremental), "feedback on responses is evidence"
+    con = connect(settings.warehouse_path)
+    refresh_beliefs(con, settings, as_of=final, full=True)
+    con.close()
+    full = current()
+    assert incremental.keys() == full.keys()
+    for belief, (evidence, confidence, count) in full.items():
+        assert incremental[belief][2] == count, belief
+        assert incremental[belief][0] == pytest.approx(evidence, rel=1e-9), belief
+        assert incremental[belief][1] == pytest.approx(confidence, rel=1e-9), belief
+
+
 def test_as_of_equals_a_recompute_from_observations_up_to_then(warehouse) -> None:
     settings, con = warehouse
     rows = random_observations(random.Random(11), 200)
