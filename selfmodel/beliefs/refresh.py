@@ -109,9 +109,11 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         )
     report = RefreshReport(refresh_id, as_of, mode)
     if full:
-        # From scratch: evidence is drawn again from every event; what we believed stays in history.
+        # From scratch: evidence is drawn again from every event. What we believed before as_of stays in
+        # history; a full refresh back in time also drops what later refreshes believed from as_of on
+        # (as a rewind does), so history never holds two states in force at one moment.
         run_script(con, "reset_observations")
-        run(con, "close_all_history", {"as_of": as_of})
+        run_script(con, "rewind_history", {"as_of": as_of})
         run(con, "supersede_refreshes", {"as_of": None, "superseded_at": started})
     elif rewind:
         # From what every observation says up to as_of: what was believed from as_of on goes, what

@@ -237,6 +237,7 @@ def test_an_incremental_refresh_cannot_go_back_in_time_but_a_full_one_can(make_s
     settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}])
     ingest(settings, clock=FixedClock(T0 + timedelta(days=30)))
     con = connect(settings.warehouse_path)
+    refresh_beliefs(con, settings, as_of=T0 + timedelta(days=3))
     refresh_beliefs(con, settings, as_of=T0 + timedelta(days=10))
     with pytest.raises(RefreshError, match="--full"):
         refresh_beliefs(con, settings, as_of=T0 + timedelta(days=5))
@@ -245,6 +246,13 @@ def test_an_incremental_refresh_cannot_go_back_in_time_but_a_full_one_can(make_s
     assert {row[0] for row in con.execute("select as_of from beliefs").fetchall()} == {T0 + timedelta(days=5)}
     music = con.execute("select evidence_count from beliefs where key = 'topic' and value = 'music'").fetchone()
     assert music == (6,)  # observations from days 0..5 only
+    # history holds one state per moment: the day-3 state ends at day 5, the day-10 one is dropped
+    overlapping = con.execute("""
+        select key, value, count(*) from belief_history
+        where valid_from <= $at and (valid_to is null or valid_to > $at) group by all having count(*) > 1
+    """, {"at": T0 + timedelta(days=7)}).fetchall()
+    assert overlapping == []
+    assert con.execute("select max(valid_from) from belief_history").fetchone() == (T0 + timedelta(days=5),)
     con.close()
 
 
