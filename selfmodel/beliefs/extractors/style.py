@@ -1,7 +1,10 @@
 """style.verbosity (concise / detailed) and style.format (code, math, lists).
 
 From the user's own messages (how they write) and, more strongly, from their feedback on responses
-(what they want back): a thumbs-down on a long response is evidence for "concise".
+(what they want back): a thumbs-down on a long response is evidence for "concise", a thumbs-up on a
+response with code, math or a list is evidence that they want that format. A thumbs-down says nothing
+about format (it may be the content they disliked), and style.format holds several values, none of
+which a dislike could lower.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
 from selfmodel.beliefs.extractors.text import clean
 
-NAME, VERSION = "style", "2"
+NAME, VERSION = "style", "3"
 
 # A one- or two-word message ("ok", "hi there") says nothing about how someone likes to write.
 MIN_MESSAGE_WORDS = 3
@@ -38,12 +41,18 @@ class StyleExtractor:
             return findings
         if event.kind == "feedback" and event.rating is not None and event.target is not None \
                 and event.target.kind == "response":
-            words = clean(event.target.text).words
+            text = clean(event.target.text)
             liked = event.rating > 0
-            if not liked and words >= LONG_RESPONSE_WORDS:
-                return [Finding("style.verbosity", "concise", 1.0)]
-            if not liked and 0 < words <= SHORT_RESPONSE_WORDS:
-                return [Finding("style.verbosity", "detailed", 0.5)]
-            if liked and words >= LONG_RESPONSE_WORDS:
-                return [Finding("style.verbosity", "detailed", 0.5)]
+            findings = []
+            if not liked and text.words >= LONG_RESPONSE_WORDS:
+                findings.append(Finding("style.verbosity", "concise", 1.0))
+            elif not liked and 0 < text.words <= SHORT_RESPONSE_WORDS:
+                findings.append(Finding("style.verbosity", "detailed", 0.5))
+            elif liked and text.words >= LONG_RESPONSE_WORDS:
+                findings.append(Finding("style.verbosity", "detailed", 0.5))
+            if liked:
+                for present, value in ((text.has_code, "code"), (text.has_math, "math"), (text.has_list, "lists")):
+                    if present:
+                        findings.append(Finding("style.format", value, 0.5))
+            return findings
         return []

@@ -79,3 +79,16 @@ def test_feedback_without_a_rating_a_target_or_on_a_users_post_says_nothing():
 
 def test_a_response_itself_is_not_the_users_style():
     assert extract(response("Sure!")) == []
+
+
+def test_thumbs_up_on_a_response_with_code_or_a_list_is_evidence_for_that_format():
+    with_code = "Run this:\n```\nqc.h(0)\nqc.cx(0, 1)\n```"
+    assert found(extract(feedback(bot_turn(with_code), 1.0))) == [("style.format", "code", 0.5, None)]
+    listed = "Do three things:\n- prepare\n- entangle\n- measure"
+    assert found(extract(feedback(bot_turn(listed), 1.0))) == [("style.format", "lists", 0.5, None)]
+
+
+def test_thumbs_down_on_a_response_with_code_says_nothing_about_format():
+    # it may be the content they disliked; style.format holds several values, none of which it could lower
+    findings = extract(feedback(bot_turn("Run this:\n```\nqc.h(0)\n```"), -1.0))
+    assert [f for f in findings if f.key == "style.format"] == []
