@@ -143,10 +143,10 @@ def _stderr_console():
 
 
 def _console():
-    """stdout console; wide enough for the count tables when output is piped or logged."""
+    """stdout console; wide enough for the count tables and belief lines when output is piped or logged."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=120)
+    return Console() if sys.stdout.isatty() else Console(width=140)
 
 
 def _observations(count: int) -> str:
@@ -188,6 +188,8 @@ def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, 
 
     with _clean_errors():
         settings = _settings(ctx)
+        if source_name:
+            settings.source(source_name)  # unknown name: the same clear error as ingest gives
         summary = quarantine_summary(settings.warehouse_path, source_name, reason, limit)
     if as_json:
         click.echo(json.dumps(summary, default=str))

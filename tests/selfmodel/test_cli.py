@@ -118,8 +118,47 @@ def test_forget_erases_the_user_from_the_analyst_copy_at_once(jsonl_config: Path
     assert held_in_copy("u1") == 0
 
 
-def test_unknown_source_exits_2(jsonl_config: Path) -> None:
-    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--source", "nope"])
+def test_refresh_and_beliefs_json_follow_the_contract_and_explain_names_the_evidence(tmp_path: Path) -> None:
+    texts = ["I'm a nurse and I love jazz music.", "As a nurse I work nights, jazz helps.",
+             "I'm a nurse. Any tips for sleeping after night shifts?", "Jazz again tonight, I love jazz music."]
+    lines = [{"event_id": f"n{i}", "user_id": "nina", "occurred_at": f"2024-05-0{i + 1}T10:00:00Z", "kind": "message",
+              "text": text} for i, text in enumerate(texts)]
+    (tmp_path / "logs.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: app, format: jsonl, path: logs.jsonl}\n")
+    run = lambda *args: CliRunner().invoke(main, ["--config", str(config), *args])  # noqa: E731
+    assert run("ingest").exit_code == 0
+    refreshed = run("refresh", "--json")
+    assert refreshed.exit_code == 0, refreshed.output
+    assert json.loads(refreshed.stdout)["events_extracted"] == 4
+
+    shown = run("beliefs", "nina", "--json")
+    payload = json.loads(shown.stdout)  # exactly one object
+    assert set(payload) == {"user_id", "as_of", "beliefs"} and payload["user_id"] == "nina"
+    assert payload["as_of"].startswith("2024-05-04T10:00:00")
+    assert all(set(b) == {"key", "value", "confidence", "evidence_count", "last_evidence_at"}
+               for b in payload["beliefs"])
+    role = next(b for b in payload["beliefs"] if b["key"] == "role")
+    assert role["value"] == "nurse" and role["evidence_count"] == 3 and 0 < role["confidence"] < 1
+
+    earlier = json.loads(run("beliefs", "nina", "--json", "--as-of", "2024-05-01T12:00:00Z").stdout)
+    assert next(b for b in earlier["beliefs"] if b["key"] == "role")["evidence_count"] == 1
+
+    explained = run("beliefs", "nina", "--explain")
+    assert explained.exit_code == 0
+    lines = explained.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line[3:].startswith("role "))
+    evidence = []
+    for line in lines[start + 1:]:
+        if not line.startswith("       "):  # the next belief
+            break
+        evidence += re.findall(r"\bn\d\b", line)
+    assert sorted(evidence) == ["n0", "n1", "n2"]  # the three role statements, not the jazz-only message
+
+
+@pytest.mark.parametrize("command", ["ingest", "quarantine"])
+def test_unknown_source_exits_2(jsonl_config: Path, command: str) -> None:
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), command, "--source", "nope"])
     assert result.exit_code == 2
     assert "no source named 'nope'" in result.stderr
 
