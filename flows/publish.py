@@ -9,7 +9,7 @@ from prefect.artifacts import create_table_artifact
 
 from selfmodel.lock import writer_lock
 from selfmodel.settings import find_config_path, load_settings
-from tasks.publish import publish_snapshot_task
+from tasks.publish import publish_snapshot_task, tell_owners_of_refused_snapshot_task
 
 
 class AuditFailed(RuntimeError):
@@ -17,12 +17,14 @@ class AuditFailed(RuntimeError):
 
 
 @flow(name="publish")
-def publish(config_path: str | None = None) -> dict:
+def publish(config_path: str | None = None, tell_owners: bool = True) -> dict:
     """Publish an audited snapshot of the current beliefs for the online service (or keep the current one)."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
     with writer_lock(settings.warehouse_path, what="publish flow run", wait_seconds=settings.nightly.lock_wait_seconds):
         result = publish_snapshot_task(config_path)
+        if not result["published"] and tell_owners:  # the nightly run tells its owners itself, once
+            tell_owners_of_refused_snapshot_task(config_path, result)
     create_table_artifact(
         key="snapshot-audit",
         table=result["checks"],

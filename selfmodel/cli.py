@@ -391,14 +391,24 @@ def publish(ctx: click.Context, as_json: bool) -> None:
 
     The audit: no blocking expectation failure, every eval suite's latest run passed (after the last
     refresh), and the snapshot's own counts and checksums. Exits 0 when published, 5 when the audit failed
-    (the current snapshot stays in service; `selfmodel snapshots` shows why).
+    (the current snapshot stays in service, the nightly owners are alerted; `selfmodel snapshots` shows why).
     """
+    from selfmodel.nightly import tell_owners_of_refused_snapshot
     from selfmodel.publish import publish as run_publish
 
     with _snapshot_errors():
         settings = _settings(ctx)
         with _sole_writer(settings, "publish"):
             result = run_publish(settings)
+            if not result.published:
+                try:
+                    alerts = tell_owners_of_refused_snapshot(settings, result.version, result.reason,
+                                                             result.data_as_of, "selfmodel publish")
+                    told = sum(1 for alert in alerts if alert.kind != "recovery")
+                    click.echo(f"nightly owners: {told} alert(s) for this refusal"
+                               + ("" if told else " (an open incident was told already, or no owners)"), err=True)
+                except ConfigError as exc:  # recorded as undelivered; the refusal itself stands
+                    click.echo(f"warning: the nightly owners could not be told: {exc}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:

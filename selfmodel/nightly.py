@@ -175,15 +175,30 @@ def run_outcome(run_id: str, run_name: str, steps: list[StepResult], data_as_of:
     publish = next(s for s in steps if s.step == "publish")
     if publish.status == "completed":
         return SuiteOutcome(run_id=run_id, metrics=_step_metrics(steps), data_as_of=data_as_of)
+    return refused_snapshot_outcome(
+        run_id, publish.detail, f"{run_name} ({run_id}): prefect flow-run inspect {run_id}", data_as_of,
+        metrics=_step_metrics(steps))
+
+
+def refused_snapshot_outcome(run_id: str, reason: str, where: str, data_as_of: datetime | None,
+                             metrics: dict[str, float | None] | None = None) -> SuiteOutcome:
+    """A snapshot the audit refused (in a nightly run or a publish on its own), as an alert for the nightly owners."""
     return SuiteOutcome(
         run_id=run_id,
         bar_failures=(MetricChange(metric="snapshot_published", after=0, threshold="== 1"),),
-        worst_cases=[WorstCase("publish", publish.detail),
-                     WorstCase("flow run", f"{run_name} ({run_id}): prefect flow-run inspect {run_id}")],
+        worst_cases=[WorstCase("publish", reason), WorstCase("run", where)],
         reproduce_sql=REPRODUCE_SQL["publish"],
-        metrics=_step_metrics(steps),
+        metrics=metrics or {"snapshot_published": 0},
         data_as_of=data_as_of,
     )
+
+
+def tell_owners_of_refused_snapshot(settings: Settings, version: str, reason: str | None,
+                                    data_as_of: datetime | None, where: str,
+                                    clock: Clock | None = None) -> list[AlertRecord]:
+    """A publish on its own (CLI, flow or deployment) that the audit refused reaches the nightly owners too."""
+    outcome = refused_snapshot_outcome(f"publish-{version}", reason or "audit failed", where, data_as_of)
+    return tell_owners(settings, outcome, clock)
 
 
 def tell_owners(settings: Settings, outcome: SuiteOutcome, clock: Clock | None = None) -> list[AlertRecord]:

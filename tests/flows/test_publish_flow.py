@@ -41,3 +41,22 @@ def test_publish_flow_publishes_then_fails_on_a_failed_audit(prefect_server, bel
     with pytest.raises(AuditFailed, match="stays current"):
         state.result()
     assert read_current(settings.snapshots_path) == result["version"]
+
+
+@pytest.mark.slow
+def test_a_publish_flow_run_on_its_own_tells_the_nightly_owners_once_when_refused(prefect_server, belief_warehouse,
+                                                                                   webhook) -> None:
+    from flows.publish import publish
+
+    settings = belief_warehouse(alerts={"owners": {"nightly": [{"name": "Ops", "webhook": webhook.url}]},
+                                        "retries": 0, "webhook_timeout_seconds": 5})
+    config = str(settings.base_dir / "selfmodel.yaml")
+    con = connect(settings.warehouse_path)
+    record_quality(con, eval_passed=False)
+    con.close()
+    assert publish(config_path=config, tell_owners=False, return_state=True).is_failed()
+    assert webhook.accepted() == []  # the nightly run tells its owners itself
+    assert publish(config_path=config, return_state=True).is_failed()
+    assert publish(config_path=config, return_state=True).is_failed()  # the same incident: no second alert
+    [alert] = webhook.accepted()
+    assert "snapshot_published" in str(alert) and "publish flow run" in str(alert)

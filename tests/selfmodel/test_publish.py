@@ -281,6 +281,21 @@ def test_cli_publish_lookup_enrich_snapshots_rollback(belief_warehouse) -> None:
     assert again.exit_code == 0 and (settings.snapshots_path / CURRENT_FILE).read_text().strip() == version
 
 
+def test_cli_publish_refused_alerts_the_nightly_owners_once_per_incident(belief_warehouse, webhook) -> None:
+    settings = belief_warehouse(alerts={"owners": {"nightly": [{"name": "Ops", "webhook": webhook.url}]},
+                                        "retries": 0, "webhook_timeout_seconds": 5})
+    config = str(settings.base_dir / "selfmodel.yaml")
+    con = connect(settings.warehouse_path)
+    record_quality(con, eval_passed=False)
+    con.close()
+    for _ in range(2):
+        result = CliRunner().invoke(main, ["--config", config, "publish", "--json"])
+        assert result.exit_code == 5
+        assert set(json.loads(result.stdout)) >= {"published", "version", "reason"}
+    [alert] = webhook.accepted()
+    assert "snapshot_published" in str(alert) and "selfmodel publish" in str(alert)
+
+
 def test_cli_lookup_before_anything_is_published_says_so(belief_warehouse) -> None:
     settings = belief_warehouse()
     result = CliRunner().invoke(main, ["--config", str(settings.base_dir / "selfmodel.yaml"), "lookup", "alice"])
