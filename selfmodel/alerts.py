@@ -35,6 +35,9 @@ Connection = duckdb.DuckDBPyConnection
 
 AlertKind = Literal["failure", "regression", "recovery"]
 ChannelKind = Literal["email", "webhook"]
+# The channel of a row that closes an incident nobody could be told about (see notify).
+NO_CHANNEL = "none"
+NO_OWNERS = "(no owners)"
 
 # How many worst cases a message lists; the reproduce SQL finds the rest.
 MAX_WORST_CASES = 10
@@ -452,10 +455,13 @@ def notify(
     elif outcome.healthy and incident is not None:
         kind = "recovery"
     if kind is not None:
+        subject, body = render(suite, kind, outcome, incident)
         if not owners:
             log.warning("suite %s: %s of run %s reaches no one: no owners in alerts.owners",
                         suite, kind, outcome.run_id)
-        subject, body = render(suite, kind, outcome, incident)
+            if kind == "recovery":
+                # The incident still ends: left open, it would swallow the next one (no alert for it).
+                touched.append(_record_closed_unsent(con, incident.incident_id, suite, subject, body, clock.now()))
         new = [
             _record_new(con, incident.incident_id, suite, kind, owner.name, channel, clock.now(), subject, body)
             for owner in owners
@@ -499,6 +505,16 @@ def _record_new(con: Connection, incident_id: str, suite: str, kind: AlertKind, 
         "owner": owner, "channel": channel, "created_at": now, "subject": subject, "body": body,
     })
     return record
+
+
+def _record_closed_unsent(con: Connection, incident_id: str, suite: str, subject: str, body: str,
+                          now: datetime) -> AlertRecord:
+    """A recovery that reached no one, recorded as settled so the incident is closed and nothing retries it."""
+    record = _record_new(con, incident_id, suite, "recovery", NO_OWNERS, NO_CHANNEL, now, subject, body)
+    error = "no owners in alerts.owners: nobody was told"
+    run(con, "record_alert_attempts", {"alert_id": record.alert_id, "attempts": 0, "last_error": error,
+                                       "delivered_at": now})
+    return replace(record, last_error=error, delivered_at=now)
 
 
 def _deliver_all(con: Connection, settings: Settings, records: list[AlertRecord], clock: Clock,

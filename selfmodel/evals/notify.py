@@ -7,6 +7,7 @@ import json
 import duckdb
 
 from selfmodel.settings import Settings
+from warehouse.db import run
 
 
 def reproduce_sql(suite_run) -> str:
@@ -48,9 +49,7 @@ def owner_alert_hook(settings: Settings):
     def hook(con: duckdb.DuckDBPyConnection, suite_run, clock=None) -> list[dict]:
         from selfmodel.alerts import SuiteOutcome, notify
 
-        previous = con.execute(
-            "select metrics from eval_runs where suite = ? and passed and run_id <> ? order by started_at desc limit 1",
-            [suite_run.suite, suite_run.run_id]).fetchall()
+        previous = run(con, "last_passing_metrics", {"suite": suite_run.suite, "run_id": suite_run.run_id})
         record = {"run_id": suite_run.run_id, "bar": suite_run.bar, "regressions": suite_run.regressions,
                   "metrics": suite_run.metrics, "data_as_of": suite_run.details.get("data_as_of")}
         outcome = SuiteOutcome.from_run(record, before=json.loads(previous[0][0]) if previous else None,

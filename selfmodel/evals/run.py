@@ -201,6 +201,7 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
         suite_run.regressions = detect_regressions(con, settings, bar, suite_run)
         suite_run.passed = suite_run.passed and not suite_run.regressions
         suite_run.run_id = f"{started:%Y%m%dT%H%M%S}-{suite_run.suite}-{uuid.uuid4().hex[:6]}"
+        suite_run.details["data_as_of"] = data_as_of  # alerts say which data the verdict is about
         _store(con, settings, suite_run, started, clock.now(), data_as_of)
         if notify is not None:
             suite_run.alerts = notify(con, suite_run, clock) or []

@@ -266,6 +266,23 @@ def test_suites_without_owners_or_with_a_passing_first_run_send_nothing(smtp_ser
     assert smtp_server.messages == [] and webhook.requests == []
 
 
+def test_a_recovery_nobody_could_be_told_still_closes_the_incident(smtp_server, webhook, warehouse, alert_settings,
+                                                                   make_settings):
+    with_owner = alert_settings(smtp_server.port, webhook.url)
+    without_owners = make_settings(sources=[], alerts={"owners": {}})
+    opened = notify(warehouse, with_owner, SUITE, failing("run-1"), night(0))
+    # the suite recovers while its owners are removed from the config: nobody hears, the incident ends anyway
+    [closed] = notify(warehouse, without_owners, SUITE, passing("run-2"), night(1))
+    assert (closed.kind, closed.owner, closed.channel, closed.incident_id) == (
+        "recovery", "(no owners)", "none", opened[0].incident_id)
+    assert closed.delivered and "no owners" in closed.last_error
+    assert notify(warehouse, with_owner, SUITE, passing("run-3"), night(2)) == []  # nothing retries it
+    # owners back, the suite fails again: a new incident they hear about (not swallowed by the old one)
+    again = notify(warehouse, with_owner, SUITE, failing("run-4"), night(3))
+    assert [a.kind for a in again] == ["failure", "failure"] and again[0].incident_id != opened[0].incident_id
+    assert len(smtp_server.messages) == 2 and len(webhook.requests) == 2
+
+
 def test_outcome_from_an_eval_runs_row_and_json_record():
     row = {
         "run_id": "run-4",

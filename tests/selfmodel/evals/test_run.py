@@ -181,6 +181,8 @@ def test_a_regression_alerts_owners_once_per_incident_and_recovery_once(warehous
     assert "nurse-0: role=chef confidence 0.00 < 0.6" in body and "and 5 more" not in body
     assert f"opened {T0 + timedelta(days=43):%Y-%m-%d}" in body  # the run's clock, not the wall clock
     assert "select case_id from eval_results" in body and "nurse-0" in body
+    [(newest_event,)] = con.execute("select max(occurred_at) from events").fetchall()
+    assert f"data as of {newest_event.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" in body
     write_cases(tmp_path, good)
     assert night(4).passed
     night(5)
