@@ -135,7 +135,8 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
                                                                  return_state=True), refresh_step)
     evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, return_state=True),
                      evaluate_step)
-    step("publish", lambda: publish(config_path=config_path, tell_owners=False, return_state=True), publish_step)
+    step("publish", lambda: publish(config_path=config_path, tell_owners=False, suites=suites, return_state=True),
+         publish_step)
 
     closing = summarize_nightly_task(config_path)
     data_as_of = datetime.fromisoformat(refreshed["as_of"]) if refreshed.get("as_of") else None

@@ -17,12 +17,13 @@ class AuditFailed(RuntimeError):
 
 
 @flow(name="publish")
-def publish(config_path: str | None = None, tell_owners: bool = True) -> dict:
+def publish(config_path: str | None = None, tell_owners: bool = True, suites: list[str] | None = None) -> dict:
     """Publish an audited snapshot of the current beliefs for the online service (or keep the current one)."""
+    # suites: the eval suites this run evaluated (the nightly run's `suites`); only they must be fresh.
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
     with writer_lock(settings.warehouse_path, what="publish flow run", wait_seconds=settings.nightly.lock_wait_seconds):
-        result = publish_snapshot_task(config_path)
+        result = publish_snapshot_task(config_path, suites)
         if not result["published"] and tell_owners:  # the nightly run tells its owners itself, once
             tell_owners_of_refused_snapshot_task(config_path, result)
     create_table_artifact(

@@ -121,14 +121,20 @@ class PublishResult:
 # --- publish ---------------------------------------------------------------------------------------------
 
 def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None, clock: Clock | None = None,
-            on_audit_failure: AuditFailureHook | Callable[[str], None] | None = None) -> PublishResult:
-    """Write the current beliefs as a snapshot, audit it, and publish it only if the audit passes."""
+            on_audit_failure: AuditFailureHook | Callable[[str], None] | None = None,
+            fresh_suites: list[str] | None = None) -> PublishResult:
+    """Write the current beliefs as a snapshot, audit it, and publish it only if the audit passes.
+
+    `fresh_suites`: the eval suites that must have run after the last refresh (default: every suite). A
+    nightly run of only some suites (`--suite`) asks only those to be fresh; every suite's latest run must
+    still have passed its bar.
+    """
     clock = clock or SystemClock()
     own = con is None
     if own:
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
-        result = _publish(con, settings, clock)
+        result = _publish(con, settings, clock, fresh_suites)
         _record(con, settings, result, clock)
         if settings.warehouse.analyst_copy is not None:
             from selfmodel.analyst import export_analyst_copy
@@ -150,7 +156,8 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None,
     return result
 
 
-def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock) -> PublishResult:
+def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock,
+             fresh_suites: list[str] | None = None) -> PublishResult:
     folder = settings.snapshots_path
     folder.mkdir(parents=True, exist_ok=True)
     with _folder_lock(folder):
@@ -178,7 +185,7 @@ def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock) -
         },
     )
     _audit_snapshot(audit, staged, table, counts, settings.snapshots.min_confidence)
-    _audit_quality(audit, con, settings, refresh)
+    _audit_quality(audit, con, settings, refresh, fresh_suites)
     result = PublishResult(audit.passed, manifest["version"], audit.reason, content_hash=manifest["content_hash"],
                            data_as_of=refresh["as_of"], refresh_id=refresh["refresh_id"],
                            rows=manifest["rows"], users=manifest["users"], audit=audit)
@@ -357,7 +364,8 @@ def _audit_snapshot(audit: Audit, staged: Path, table: pa.Table, counts: dict, f
                   else f"{user_order} rows out of user order, {rising} rows more confident than the one before")
 
 
-def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict) -> None:
+def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict, fresh_suites: list[str] | None = None
+                   ) -> None:
     """The blocking expectations and the eval bar, as recorded by the nightly evaluation."""
     require = settings.snapshots.require_eval
     validations = run_dicts(con, "latest_expectation_runs")
@@ -403,9 +411,14 @@ def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict) -> None
                   f"required eval suite(s) never ran: {', '.join(missing)}" if missing else "",
               ])) or f"latest runs of {len(evals)} eval suite(s) passed their bar")
     if settings.snapshots.require_fresh_eval:
-        stale = [e for e in evals if e["ended_at"] < refresh["ended_at"]]
+        judged = [e for e in evals if fresh_suites is None or e["suite"] in fresh_suites]
+        stale = [e for e in judged if e["ended_at"] < refresh["ended_at"]]
+        left_out = sorted({e["suite"] for e in evals} - {e["suite"] for e in judged})
         audit.add("eval_fresh", not stale,
-                  f"every latest eval run ended after the refresh {refresh['refresh_id']}" if not stale
+                  (f"every latest eval run{'' if fresh_suites is None else ' of ' + ', '.join(sorted(fresh_suites))} "
+                   f"ended after the refresh {refresh['refresh_id']}"
+                   + (f" ({', '.join(left_out)} not run this time: judged by their latest run)" if left_out else ""))
+                  if not stale
                   else f"beliefs were refreshed at {refresh['ended_at'].isoformat()}, after the latest run of "
                        + ", ".join(e["suite"] for e in stale) + ": run `selfmodel eval` again")
 

@@ -15,7 +15,7 @@ from selfmodel.settings import load_settings
 
 @task(name="publish-snapshot", retries=2, retry_delay_seconds=[10, 60],
       retry_condition_fn=lambda task, run, state: "in use by" in str(state.message or ""))
-def publish_snapshot_task(config_path: str | None) -> dict:
+def publish_snapshot_task(config_path: str | None, fresh_suites: list[str] | None = None) -> dict:
     """Write, audit and (if the audit passes) publish a snapshot of the current beliefs."""
     logger = get_run_logger()
     settings = load_settings(config_path)
@@ -23,7 +23,7 @@ def publish_snapshot_task(config_path: str | None) -> dict:
     def on_audit_failure(reason: str) -> None:
         logger.error("snapshot audit failed, the current snapshot stays in service: %s", reason)
 
-    result = publish(settings, on_audit_failure=on_audit_failure)
+    result = publish(settings, on_audit_failure=on_audit_failure, fresh_suites=fresh_suites)
     if result.published:
         logger.info("published snapshot %s: %d beliefs of %d users", result.version, result.rows, result.users)
     return {**result.to_json(), "current": result.current, "rows": result.rows, "users": result.users,

@@ -156,6 +156,25 @@ def test_what_fails_an_audit(belief_warehouse, case: str, expected: list[str]) -
     assert not list(settings.snapshots_path.glob("2*"))
 
 
+def test_a_run_of_some_suites_needs_only_those_fresh_but_every_latest_run_passing(belief_warehouse) -> None:
+    settings = belief_warehouse()
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con, suite="labeled", at=REFRESHED_AT - timedelta(hours=1))  # before the refresh
+        record_quality(con, suite="predictive")  # tonight's `nightly --suite predictive`
+        everything = publish(settings, con=con)
+        assert not everything.published and "eval_fresh" in everything.reason and "labeled" in everything.reason
+        some = publish(settings, con=con, fresh_suites=["predictive"])
+        assert some.published, some.reason
+        fresh = next(check for check in some.audit.checks if check.name == "eval_fresh")
+        assert "labeled not run this time" in fresh.detail
+        record_quality(con, suite="labeled", eval_passed=False, at=REFRESHED_AT - timedelta(minutes=30))
+        failing = publish(settings, con=con, fresh_suites=["predictive"])
+        assert not failing.published and "labeled failed its bar" in failing.reason
+    finally:
+        con.close()
+
+
 def test_a_later_clean_validation_of_the_same_asset_unblocks(belief_warehouse) -> None:
     settings = belief_warehouse()
     con = connect(settings.warehouse_path)
