@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from prefect import flow
@@ -13,13 +14,13 @@ from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
 
 
 @flow(name="evaluate", timeout_seconds=3600)
-def evaluate(config_path: str | None = None, suites: list[str] | None = None) -> dict:
+def evaluate(config_path: str | None = None, suites: list[str] | None = None, as_of: datetime | None = None) -> dict:
     """Validate the data, run the eval suites against the written success bar, alert owners on a regression."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
     with writer_lock(settings.warehouse_path, what="evaluate flow run", wait_seconds=settings.nightly.lock_wait_seconds):
         validations = validate_data_task(config_path)
-        runs = run_evals_task(config_path, suites)
+        runs = run_evals_task(config_path, suites, as_of)
         report_path = write_report_task(config_path)
     create_table_artifact(
         key="eval-metrics",

@@ -133,7 +133,8 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
     step("ingest", lambda: ingest(config_path=config_path, return_state=True), ingest_step)
     refreshed = step("refresh_beliefs", lambda: refresh_beliefs(config_path=config_path, as_of=as_of,
                                                                  return_state=True), refresh_step)
-    evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, return_state=True),
+    evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, as_of=as_of,
+                                                  return_state=True),
                      evaluate_step)
     step("publish", lambda: publish(config_path=config_path, tell_owners=False, suites=suites, return_state=True),
          publish_step)

@@ -43,6 +43,21 @@ def _clean_errors() -> Iterator[None]:
         sys.exit(EXIT_BATCH_FAILED)
 
 
+class Timestamp(click.ParamType):
+    """ISO-8601 time; without a zone it is UTC."""
+
+    name = "timestamp"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 time such as 2018-09-01 or 2018-09-01T12:00:00Z", param, ctx)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 @contextmanager
 def _sole_writer(settings: Settings, command: str) -> Iterator[None]:
     """Hold the warehouse's writer lock (selfmodel.lock) while a command writes, as the nightly run does.
@@ -217,9 +232,11 @@ EXIT_BAR_FAILED = 6
 
 @main.command(name="eval")
 @click.option("--suite", "suites", multiple=True, help="Run only this suite (repeatable; default: all).")
+@click.option("--as-of", "as_of", type=Timestamp(), default=None,
+              help="Evaluate a past night: the predictive suites see only events up to this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
-def eval_command(ctx: click.Context, suites: tuple[str, ...], as_json: bool) -> None:
+def eval_command(ctx: click.Context, suites: tuple[str, ...], as_of: datetime | None, as_json: bool) -> None:
     """Run the eval suites against the success bar (expectations/bar.yaml) and the last passing run.
 
     Exits 0 when every suite that ran passed, 6 when one failed its bar or regressed.
@@ -233,7 +250,7 @@ def eval_command(ctx: click.Context, suites: tuple[str, ...], as_json: bool) -> 
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             try:
-                runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings))
+                runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings), as_of=as_of)
             except (ValueError, FileNotFoundError) as exc:
                 raise ConfigError(str(exc)) from None
         finally:
@@ -545,7 +562,7 @@ def analyst_copy(ctx: click.Context) -> None:
 # --- the nightly run: once, now (`nightly`), or on a schedule on this machine (`serve`) ---------------------
 
 def _timestamp_option(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
-    return None if value is None else Timestamp().convert(value, param, ctx)  # Timestamp: defined below
+    return None if value is None else Timestamp().convert(value, param, ctx)
 
 
 def _offline_quiet_prefect() -> None:
@@ -735,21 +752,6 @@ def serve(ctx: click.Context, cron: str | None, timezone_name: str | None, name:
     click.echo(f"serving nightly/{name}: cron '{schedule.cron}' ({schedule.timezone}), config {config}; "
                f"runs appear at {PREFECT_API_URL.value().removesuffix('/api')}/runs")
     prefect_serve(deployment)
-
-
-class Timestamp(click.ParamType):
-    """ISO-8601 time; without a zone it is UTC."""
-
-    name = "timestamp"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, datetime):
-            return value
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO-8601 time such as 2018-09-01 or 2018-09-01T12:00:00Z", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 @main.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import get_run_logger, task
 
 from selfmodel.settings import load_settings
@@ -27,7 +29,7 @@ def validate_data_task(config_path: str) -> list[dict]:
 
 
 @task(name="run-evals")
-def run_evals_task(config_path: str, suites: list[str] | None = None) -> list[dict]:
+def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: datetime | None = None) -> list[dict]:
     """Run the eval suites against the success bar and the last passing run; alert owners on incidents."""
     from selfmodel.evals.notify import owner_alert_hook
     from selfmodel.evals.run import run_evals
@@ -35,7 +37,7 @@ def run_evals_task(config_path: str, suites: list[str] | None = None) -> list[di
     settings = load_settings(config_path)
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
-        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings))
+        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of)
     finally:
         con.close()
     logger = get_run_logger()

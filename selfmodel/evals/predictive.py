@@ -46,10 +46,15 @@ class SubsetMetrics:
     per_user: dict[str, tuple[int, int]] = field(default_factory=dict)  # user -> (held, served)
 
 
-def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings) -> PredictiveData | None:
-    """Judgements and active users for the configured cutoff; None when the warehouse has no events."""
+def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings,
+                         as_of: datetime | None = None) -> PredictiveData | None:
+    """Judgements and active users for the configured cutoff; None when the warehouse has no events.
+
+    The data ends at the newest event, or at the newest no later than `as_of` (a past night): the cutoff
+    and the window after it then see nothing that came later.
+    """
     options = settings.eval.predictive
-    [(data_end,)] = run(con, "predictive_data_end", {"source": options.source})
+    [(data_end,)] = run(con, "predictive_data_end", {"source": options.source, "as_of": as_of})
     if data_end is None:
         return None
     cutoff = data_end - timedelta(days=options.cutoff_days)

@@ -68,8 +68,8 @@ def available_suites(settings: Settings) -> list[str]:
     return [PREDICTIVE, *(labeled.load_case_file(p).suite for p in case_files(settings)), DEMO_VS_PRODUCTION]
 
 
-def _predictive_runs(con, settings: Settings, wanted: set[str]) -> list[SuiteRun]:
-    data = predictive.load_predictive_data(con, settings)
+def _predictive_runs(con, settings: Settings, wanted: set[str], as_of: datetime | None = None) -> list[SuiteRun]:
+    data = predictive.load_predictive_data(con, settings, as_of)
     threshold = settings.beliefs.serving_threshold
     runs = []
     if data is None:
@@ -181,8 +181,12 @@ def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str | No
 
 
 def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[str] | None = None,
-              clock: Clock | None = None, notify=None) -> list[SuiteRun]:
-    """Run the suites (all by default), judge them, store them; `notify(con, suite_run, clock)` is called per run."""
+              clock: Clock | None = None, notify=None, as_of: datetime | None = None) -> list[SuiteRun]:
+    """Run the suites (all by default), judge them, store them; `notify(con, suite_run, clock)` is called per run.
+
+    `as_of` evaluates a past night: the predictive suites see only events up to it (labeled cases carry
+    their own as-of).
+    """
     clock = clock or SystemClock()
     bar = load_bar(eval_folder(settings) / "bar.yaml")
     known = available_suites(settings)
@@ -191,9 +195,9 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
     if unknown:
         raise ValueError(f"unknown eval suite(s) {sorted(unknown)}; known: {known}")
     started = clock.now()
-    suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION})
+    suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION}, as_of)
     suite_runs += _labeled_runs(con, settings, wanted)
-    [(data_as_of,)] = run(con, "latest_event_time")
+    [(data_as_of,)] = run(con, "eval_data_as_of", {"as_of": as_of})
     for suite_run in suite_runs:
         if suite_run.skipped:
             continue

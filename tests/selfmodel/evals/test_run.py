@@ -89,6 +89,18 @@ def test_predictive_judges_beliefs_at_the_cutoff_against_the_next_window(warehou
     assert topic["beliefs_served"] == 0  # nine mentions in 26 days stay under the threshold (prior 4)
 
 
+def test_evaluating_a_past_night_sees_only_the_events_up_to_it(warehouse) -> None:
+    settings, con = warehouse()
+    night = T0 + timedelta(days=30, hours=12)  # the newest event by then is the nurse's on day 27
+    [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)), as_of=night)
+    [(data_as_of,)] = con.execute("select data_as_of from eval_runs where run_id = ?", [predictive.run_id]).fetchall()
+    con.close()
+    assert data_as_of == T0 + timedelta(days=27) and predictive.details["data_as_of"] == data_as_of
+    assert predictive.details["cutoff"].startswith("2024-03-14")  # day 27 minus the 14-day cutoff
+    assert predictive.details["horizon_end"].startswith("2024-03-28")  # nothing after the night is judged
+    assert predictive.metrics["active_users"] == 2  # the newcomer (day 39) had not come yet
+
+
 def test_predictive_source_sets_the_cutoff_when_sources_cover_different_periods(make_settings, tmp_path: Path) -> None:
     """A second source running 100 days later would push the cutoff past the chat data: the window would be
     empty for its users. eval.predictive.source keeps the chat's own cutoff and window."""
