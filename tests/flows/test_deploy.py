@@ -64,6 +64,9 @@ def test_prefect_yaml_deploys_every_flow_and_the_nightly_schedule(prefect_server
     assert (scheduled.schedule.cron, scheduled.schedule.timezone) == (schedule["cron"], schedule["timezone"])
     assert nightly.parameters == {"config_path": "selfmodel.yaml", "as_of": None, "suites": None}
     assert "as_of" in nightly.parameter_openapi_schema["properties"]
+    for name in ("refresh_beliefs", "evaluate"):  # the steps a past night can be rerun with
+        assert deployments[name].parameters["as_of"] is None
+        assert "as_of" in deployments[name].parameter_openapi_schema["properties"]
     assert all(not deployments[name].schedules for name in deployments if name != "nightly")  # on demand
 
 
