@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
+from selfmodel.evals.report import report_markdown
 from selfmodel.lock import writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
@@ -32,11 +33,7 @@ def evaluate(config_path: str | None = None, suites: list[str] | None = None, as
     blocking = [v for v in validations if v["blocking_failures"]]
     create_markdown_artifact(
         key="eval-report",
-        markdown=(f"# Eval report\n\nHTML report with the reliability diagram, learning curve and trends: "
-                  f"`{report_path}`\n\n"
-                  + "\n".join(f"- **{r['suite']}**: {'skipped' if r['skipped'] else ('passed' if r['passed'] else 'FAILED')}"
-                              for r in runs)
-                  + f"\n\nExpectation validations: {len(validations)}, with blocking failures: {len(blocking)}"),
-        description="Where the eval report is and the verdicts",
+        markdown=report_markdown(runs, report_path, len(validations), len(blocking)),
+        description="Verdicts, reliability and learning curves; where the HTML eval report is",
     )
     return {"validations": validations, "runs": runs, "report": report_path}

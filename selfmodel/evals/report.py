@@ -194,3 +194,29 @@ def write_report(con: duckdb.DuckDBPyConnection, path: Path, generated_at: datet
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_report(con, generated_at), encoding="utf-8")
     return path
+
+
+def report_markdown(runs: list[dict], report_path: str, validations: int, blocking: int) -> str:
+    """The eval-report artifact: verdicts, then the reliability diagram and learning curves as tables.
+
+    The Prefect UI shows markdown, not the HTML report's pictures, so the numbers behind them go here.
+    """
+    def verdict(run: dict) -> str:
+        return "skipped" if run["skipped"] else ("passed" if run["passed"] else "FAILED")
+
+    lines = [f"# Eval report\n\nHTML report with the reliability diagram, learning curve and trends: `{report_path}`\n"]
+    lines += [f"- **{run['suite']}**: {verdict(run)}" for run in runs]
+    lines.append(f"\nExpectation validations: {validations}, with blocking failures: {blocking}")
+    predictive = next((run for run in runs if run["suite"] == "predictive" and not run["skipped"]), None)
+    if predictive is not None:
+        details = predictive["details"]
+        lines += ["\n## Reliability (predictive)\n", "| confidence bin | mean confidence | share that held | beliefs |",
+                  "|---|---|---|---|"]
+        lines += [f"| {row['bin']} | {_fmt(row['mean_confidence'])} | {_fmt(row['observed_rate'])} | {row['count']} |"
+                  for row in details.get("reliability", [])]
+        for curve, rows in details.get("learning_curve", {}).items():
+            lines += [f"\n## Learning curve: {curve.replace('_', ' ')}\n",
+                      "| bucket | precision at threshold | beliefs served | users |", "|---|---|---|---|"]
+            lines += [f"| {row['bucket']} | {_fmt(row['precision'])} | {row['served']} | {row['users']} |"
+                      for row in rows]
+    return "\n".join(lines) + "\n"
