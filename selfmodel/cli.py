@@ -306,7 +306,15 @@ def report(ctx: click.Context, out_path: str | None) -> None:
     with _clean_errors():
         settings = _settings(ctx)
         target = Path(out_path) if out_path else settings.warehouse_path.parent / "report.html"
-        con = connect(settings.warehouse_path, read_only=True)
+        try:
+            con = connect(settings.warehouse_path, read_only=True)
+        except WarehouseBusyError:
+            copy = settings.analyst_copy_path
+            if copy is None or not copy.exists():
+                raise
+            # A flow is writing: the analyst copy holds every eval run up to its last step.
+            click.echo(f"the warehouse is being written; reporting from the analyst copy {copy}", err=True)
+            con = connect(copy, read_only=True)
         try:
             written = write_report(con, target, SystemClock().now())
         finally:

@@ -156,6 +156,23 @@ def test_refresh_and_beliefs_json_follow_the_contract_and_explain_names_the_evid
     assert sorted(evidence) == ["n0", "n1", "n2"]  # the three role statements, not the jazz-only message
 
 
+def test_report_reads_the_analyst_copy_while_a_flow_writes(jsonl_config: Path, tmp_path: Path) -> None:
+    assert CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest"]).exit_code == 0
+    assert CliRunner().invoke(main, ["--config", str(jsonl_config), "analyst-copy"]).exit_code == 0
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, duckdb\ncon = duckdb.connect(sys.argv[1])\nprint('open', flush=True)\n"
+         "sys.stdin.read()\n", str(jsonl_config.parent / "wh.duckdb")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        result = CliRunner().invoke(main, ["--config", str(jsonl_config), "report", "--out", str(tmp_path / "r.html")])
+    finally:
+        writer.stdin.close()
+        writer.wait(10)
+    assert result.exit_code == 0, result.output
+    assert "analyst copy" in result.stderr and (tmp_path / "r.html").read_text().startswith("<!doctype html>")
+
+
 @pytest.mark.parametrize("command", ["ingest", "quarantine"])
 def test_unknown_source_exits_2(jsonl_config: Path, command: str) -> None:
     result = CliRunner().invoke(main, ["--config", str(jsonl_config), command, "--source", "nope"])
