@@ -100,3 +100,17 @@ def record_quality(con, *, eval_passed: bool = True, blocking: int = 0, suite: s
         [uuid.uuid4().hex, suite, at - timedelta(seconds=1), at, eval_passed,
          json.dumps({"precision_at_threshold": 0.9 if eval_passed else 0.5}), REFRESHED_AT],
     ).fetchall()
+
+
+def nightly_owner_and_failing_eval(settings_for, webhook_url: str) -> tuple[Settings, str]:
+    """A warehouse whose latest eval run failed (so the audit refuses), with one nightly owner on a webhook."""
+    from warehouse.db import connect
+
+    settings = settings_for(alerts={"owners": {"nightly": [{"name": "Ops", "webhook": webhook_url}]},
+                                    "retries": 0, "webhook_timeout_seconds": 5})
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con, eval_passed=False)
+    finally:
+        con.close()
+    return settings, str(settings.base_dir / "selfmodel.yaml")

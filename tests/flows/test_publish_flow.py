@@ -7,7 +7,8 @@ import asyncio
 
 import pytest
 
-from tests.belief_warehouse import belief_warehouse, belief_warehouse_template, record_quality  # noqa: F401
+from tests.belief_warehouse import (  # noqa: F401
+    belief_warehouse, belief_warehouse_template, nightly_owner_and_failing_eval, record_quality)
 from warehouse.db import connect
 from warehouse.online import read_current
 
@@ -48,12 +49,7 @@ def test_a_publish_flow_run_on_its_own_tells_the_nightly_owners_once_when_refuse
                                                                                    webhook) -> None:
     from flows.publish import publish
 
-    settings = belief_warehouse(alerts={"owners": {"nightly": [{"name": "Ops", "webhook": webhook.url}]},
-                                        "retries": 0, "webhook_timeout_seconds": 5})
-    config = str(settings.base_dir / "selfmodel.yaml")
-    con = connect(settings.warehouse_path)
-    record_quality(con, eval_passed=False)
-    con.close()
+    _, config = nightly_owner_and_failing_eval(belief_warehouse, webhook.url)
     assert publish(config_path=config, tell_owners=False, return_state=True).is_failed()
     assert webhook.accepted() == []  # the nightly run tells its owners itself
     assert publish(config_path=config, return_state=True).is_failed()

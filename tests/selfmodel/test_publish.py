@@ -14,7 +14,8 @@ from selfmodel.beliefs.read import user_beliefs
 from selfmodel.cli import main
 from selfmodel.clock import FixedClock
 from selfmodel.publish import PublishError, list_snapshots, publish, read_log, rollback
-from tests.belief_warehouse import REFRESHED_AT, USERS, belief_warehouse, belief_warehouse_template, record_quality  # noqa: F401
+from tests.belief_warehouse import (  # noqa: F401
+    REFRESHED_AT, USERS, belief_warehouse, belief_warehouse_template, nightly_owner_and_failing_eval, record_quality)
 from warehouse.db import connect
 from warehouse.online import CURRENT_FILE, SnapshotError, read_current, verify_snapshot
 
@@ -301,12 +302,7 @@ def test_cli_publish_lookup_enrich_snapshots_rollback(belief_warehouse) -> None:
 
 
 def test_cli_publish_refused_alerts_the_nightly_owners_once_per_incident(belief_warehouse, webhook) -> None:
-    settings = belief_warehouse(alerts={"owners": {"nightly": [{"name": "Ops", "webhook": webhook.url}]},
-                                        "retries": 0, "webhook_timeout_seconds": 5})
-    config = str(settings.base_dir / "selfmodel.yaml")
-    con = connect(settings.warehouse_path)
-    record_quality(con, eval_passed=False)
-    con.close()
+    _, config = nightly_owner_and_failing_eval(belief_warehouse, webhook.url)
     for _ in range(2):
         result = CliRunner().invoke(main, ["--config", config, "publish", "--json"])
         assert result.exit_code == 5
