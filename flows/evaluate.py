@@ -19,7 +19,8 @@ def evaluate(config_path: str | None = None, suites: list[str] | None = None, as
     """Validate the data, run the eval suites against the written success bar, alert owners on a regression."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
-    with writer_lock(settings.warehouse_path, what="evaluate flow run", wait_seconds=settings.nightly.lock_wait_seconds):
+    with writer_lock(settings.warehouse_path, what="evaluate flow run",
+                     wait_seconds=settings.nightly.lock_wait_seconds):
         validations = validate_data_task(config_path)
         runs = run_evals_task(config_path, suites, as_of)
         report_path = write_report_task(config_path)

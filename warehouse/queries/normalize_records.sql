@@ -130,7 +130,8 @@ timed as (
                 -- drop the zone silently, so only a time without one is read in the source's timezone hint.
                 case when regexp_matches(occurred_text,
                           '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
-                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2})?)$', '\1') as timestamptz)
+                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2})?)$', '\1')
+                                   as timestamptz)
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
