@@ -63,7 +63,7 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
         return as_of
     if settings.beliefs.as_of == "now":
         return clock.now()
-    [(latest,)] = run(con, "latest_event_time")
+    [(latest,)] = run(con, "data_end", {"source": None, "as_of": None})
     return latest
 
 

@@ -54,7 +54,7 @@ def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings,
     and the window after it then see nothing that came later.
     """
     options = settings.eval.predictive
-    [(data_end,)] = run(con, "predictive_data_end", {"source": options.source, "as_of": as_of})
+    [(data_end,)] = run(con, "data_end", {"source": options.source, "as_of": as_of})
     if data_end is None:
         return None
     cutoff = data_end - timedelta(days=options.cutoff_days)

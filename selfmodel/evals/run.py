@@ -197,7 +197,7 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
     started = clock.now()
     suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION}, as_of)
     suite_runs += _labeled_runs(con, settings, wanted)
-    [(data_as_of,)] = run(con, "eval_data_as_of", {"as_of": as_of})
+    [(data_as_of,)] = run(con, "data_end", {"source": None, "as_of": as_of})
     for suite_run in suite_runs:
         if suite_run.skipped:
             continue

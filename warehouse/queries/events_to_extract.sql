@@ -17,16 +17,10 @@ pending_events as (
     where $everything or batch_id not in (select batch_id from extracted)
 ),
 
-arrived_targets as (
-    select source, event_id
-    from events
-    where not $everything and batch_id not in (select batch_id from extracted)
-),
-
 feedback_whose_target_arrived as (
     select f.*, true as target_arrived
     from events as f
-    semi join arrived_targets as t on t.source = f.source and t.event_id = f.reply_to
+    semi join pending_events as t on t.source = f.source and t.event_id = f.reply_to
     where not $everything and f.kind = 'feedback' and f.batch_id in (select batch_id from extracted)
 ),
 
