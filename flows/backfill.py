@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from selfmodel.analyst import export_analyst_copy
 from selfmodel.beliefs.backfill import backfill_beliefs
-from selfmodel.lock import writer_lock
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from warehouse.db import connect
 
@@ -45,8 +45,7 @@ def backfill(start: datetime, end: datetime, every_days: float = 1.0, config_pat
     """Refresh beliefs as of every night from start to end (every_days apart), as nightly runs would have."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
-    with writer_lock(settings.warehouse_path, what="backfill flow run",
-                     wait_seconds=settings.nightly.lock_wait_seconds):
+    with run_writer_lock(settings, "backfill flow run"):
         report = backfill_beliefs_task(config_path, start, end, every_days)
     create_table_artifact(
         key="belief-backfill",

@@ -7,7 +7,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from selfmodel.lock import writer_lock
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.ingest import ingest_source_task
 
@@ -27,7 +27,7 @@ def ingest(config_path: str | None = None, source: str | None = None) -> list[di
     # A failed source does not stop the others; the flow fails at the end, naming it.
     # The whole run holds the writer lock (re-entrant: the nightly run already holds it), so no other
     # writer slips in between two sources.
-    with writer_lock(settings.warehouse_path, what="ingest flow run", wait_seconds=settings.nightly.lock_wait_seconds):
+    with run_writer_lock(settings, "ingest flow run"):
         for name in names:
             state = ingest_source_task(config_path, name, return_state=True)
             if state.is_completed():

@@ -24,7 +24,7 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.publish import AuditFailed, publish
 from flows.refresh_beliefs import refresh_beliefs
-from selfmodel.lock import WriterLockBusy, writer_lock
+from selfmodel.lock import WriterLockBusy, run_writer_lock, writer_lock
 from selfmodel.nightly import (
     NightlySummary, StepFailed, StepResult, evaluate_step, failure_outcome, ingest_step, not_run_after,
     publish_step, refresh_step, run_outcome, steps_table, summary_markdown, tell_owners,
@@ -83,8 +83,7 @@ def nightly(config_path: str | None = None, as_of: datetime | None = None,
     settings = load_settings(config_path)
     run_id, run_name = _run_name()
     try:
-        with writer_lock(settings.warehouse_path, what=f"nightly flow run {run_name}",
-                         wait_seconds=settings.nightly.lock_wait_seconds):
+        with run_writer_lock(settings, f"nightly flow run {run_name}"):
             summary = _run_steps(config_path, settings, as_of, suites, run_id, run_name)
     except WriterLockBusy as busy:
         get_run_logger().warning("%s", busy)

@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from selfmodel.lock import writer_lock
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.beliefs import export_shards_task, extract_shard_task, fold_shards_task, refresh_beliefs_task
 
@@ -49,8 +49,7 @@ def refresh_beliefs(config_path: str | None = None, as_of: datetime | None = Non
     settings = load_settings(config_path)
     shards = shards or settings.beliefs.shards  # unset: beliefs.shards and beliefs.dask_address in the config
     dask_address = dask_address or settings.beliefs.dask_address
-    with writer_lock(settings.warehouse_path, what="refresh_beliefs flow run",
-                     wait_seconds=settings.nightly.lock_wait_seconds):
+    with run_writer_lock(settings, "refresh_beliefs flow run"):
         if shards > 1:
             # Shards live beside the warehouse; on a multi-machine cluster that folder must be shared storage.
             work_folder = settings.warehouse_path.parent / "shards" / f"refresh-{uuid.uuid4().hex[:8]}"

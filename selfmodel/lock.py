@@ -22,9 +22,12 @@ import time
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from warehouse.db import WarehouseBusyError, WarehouseError
+
+if TYPE_CHECKING:
+    from selfmodel.settings import Settings
 
 LOCK_SUFFIX = ".lock"
 POLL_SECONDS = 0.25
@@ -32,7 +35,7 @@ POLL_SECONDS = 0.25
 # Locks this process holds, by lock file: a flow that takes the lock may run inside another that holds
 # it already (a step of the nightly run, `selfmodel ingest --prefect`). A second flock on a new
 # descriptor would wait for ourselves, so inside the process the lock is re-entrant.
-_held: dict[Path, list] = {}
+_held: dict[Path, dict] = {}  # lock file -> its holder record, while this process holds it
 _held_guard = threading.Lock()
 
 
@@ -76,15 +79,9 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
     """
     path = lock_path_for(warehouse_path).resolve()
     with _held_guard:
-        entry = _held.get(path)
-        if entry is not None:
-            entry[1] += 1
-    if entry is not None:
-        try:
-            yield entry[0]
-        finally:
-            with _held_guard:
-                entry[1] -= 1
+        held = _held.get(path)
+    if held is not None:  # taken further up in this process, which also releases it
+        yield held
         return
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -108,7 +105,7 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
         os.ftruncate(descriptor, 0)
         os.pwrite(descriptor, json.dumps(holder).encode(), 0)
         with _held_guard:
-            _held[path] = [holder, 1]
+            _held[path] = holder
         try:
             yield holder
         finally:
@@ -118,3 +115,8 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
             fcntl.flock(descriptor, fcntl.LOCK_UN)
     finally:
         os.close(descriptor)
+
+
+def run_writer_lock(settings: "Settings", what: str):
+    """The writer lock for a whole run (a flow, the nightly run), waiting up to `nightly.lock_wait_seconds`."""
+    return writer_lock(settings.warehouse_path, what=what, wait_seconds=settings.nightly.lock_wait_seconds)
