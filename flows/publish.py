@@ -7,9 +7,9 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
-from selfmodel.lock import writer_lock
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
-from tasks.publish import publish_snapshot_task, tell_owners_of_refused_snapshot_task
+from tasks.publish import publish_snapshot_task
 
 
 class AuditFailed(RuntimeError):
@@ -22,10 +22,8 @@ def publish(config_path: str | None = None, tell_owners: bool = True, suites: li
     # suites: the eval suites this run evaluated (the nightly run's `suites`); only they must be fresh.
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
-    with writer_lock(settings.warehouse_path, what="publish flow run", wait_seconds=settings.nightly.lock_wait_seconds):
-        result = publish_snapshot_task(config_path, suites)
-        if not result["published"] and tell_owners:  # the nightly run tells its owners itself, once
-            tell_owners_of_refused_snapshot_task(config_path, result)
+    with run_writer_lock(settings, "publish flow run"):
+        result = publish_snapshot_task(config_path, suites, tell_owners)
     create_table_artifact(
         key="snapshot-audit",
         table=result["checks"],

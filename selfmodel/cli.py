@@ -418,22 +418,15 @@ def publish(ctx: click.Context, as_json: bool) -> None:
     refresh), and the snapshot's own counts and checksums. Exits 0 when published, 5 when the audit failed
     (the current snapshot stays in service, the nightly owners are alerted; `selfmodel snapshots` shows why).
     """
-    from selfmodel.nightly import tell_owners_of_refused_snapshot
+    from selfmodel.nightly import refused_snapshot_hook
     from selfmodel.publish import publish as run_publish
 
     with _snapshot_errors():
         settings = _settings(ctx)
         with _sole_writer(settings, "publish"):
-            result = run_publish(settings)
-            if not result.published:
-                try:
-                    alerts = tell_owners_of_refused_snapshot(settings, result.version, result.reason,
-                                                             result.data_as_of, "selfmodel publish")
-                    told = sum(1 for alert in alerts if alert.kind != "recovery")
-                    click.echo(f"nightly owners: {told} alert(s) for this refusal"
-                               + ("" if told else " (an open incident was told already, or no owners)"), err=True)
-                except ConfigError as exc:  # recorded as undelivered; the refusal itself stands
-                    click.echo(f"warning: the nightly owners could not be told: {exc}", err=True)
+            result = run_publish(settings, on_audit_failure=refused_snapshot_hook(settings, "selfmodel publish"))
+    if result.alert_error:  # recorded as undelivered; the refusal itself stands
+        click.echo(f"warning: the nightly owners could not be told: {result.alert_error}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:

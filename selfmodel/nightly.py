@@ -15,13 +15,13 @@ next run that publishes.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Callable
 
 import duckdb
 
 from selfmodel.alerts import AlertRecord, MetricChange, SuiteOutcome, WorstCase, notify
-from selfmodel.clock import Clock
+from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from warehouse.db import connect, run_dicts
 
@@ -193,12 +193,16 @@ def refused_snapshot_outcome(run_id: str, reason: str, where: str, data_as_of: d
     )
 
 
-def tell_owners_of_refused_snapshot(settings: Settings, version: str, reason: str | None,
-                                    data_as_of: datetime | None, where: str,
-                                    clock: Clock | None = None) -> list[AlertRecord]:
-    """A publish on its own (CLI, flow or deployment) that the audit refused reaches the nightly owners too."""
-    outcome = refused_snapshot_outcome(f"publish-{version}", reason or "audit failed", where, data_as_of)
-    return tell_owners(settings, outcome, clock)
+def refused_snapshot_hook(settings: Settings, where: str, clock: Clock | None = None) -> Callable[[str], None]:
+    """An `on_audit_failure` hook for selfmodel.publish: a publish on its own (CLI, flow, deployment) that
+    the audit refused reaches the nightly owners too, once per incident."""
+    clock = clock or SystemClock()
+
+    def hook(reason: str) -> None:
+        run_id = f"publish-{clock.now().astimezone(timezone.utc):%Y%m%dT%H%M%SZ}"
+        tell_owners(settings, refused_snapshot_outcome(run_id, reason, where, None), clock)
+
+    return hook
 
 
 def tell_owners(settings: Settings, outcome: SuiteOutcome, clock: Clock | None = None) -> list[AlertRecord]:
