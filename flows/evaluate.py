@@ -8,8 +8,8 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from selfmodel.evals.report import report_markdown
-from selfmodel.lock import writer_lock
+from selfmodel.evals.report import report_markdown, verdict
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
 
@@ -19,14 +19,13 @@ def evaluate(config_path: str | None = None, suites: list[str] | None = None, as
     """Validate the data, run the eval suites against the written success bar, alert owners on a regression."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
-    with writer_lock(settings.warehouse_path, what="evaluate flow run",
-                     wait_seconds=settings.nightly.lock_wait_seconds):
+    with run_writer_lock(settings, "evaluate flow run"):
         validations = validate_data_task(config_path)
         runs = run_evals_task(config_path, suites, as_of)
         report_path = write_report_task(config_path)
     create_table_artifact(
         key="eval-metrics",
-        table=[{"suite": r["suite"], "verdict": "skipped" if r["skipped"] else ("passed" if r["passed"] else "FAILED"),
+        table=[{"suite": r["suite"], "verdict": verdict(r),
                 **{metric: check["value"] for metric, check in r["bar"].items()},
                 "regressions": len(r["regressions"]), "alerts": len(r["alerts"])} for r in runs],
         description="Eval suites against the success bar (expectations/bar.yaml)",

@@ -196,14 +196,16 @@ def write_report(con: duckdb.DuckDBPyConnection, path: Path, generated_at: datet
     return path
 
 
+def verdict(run: dict) -> str:
+    """One word for a suite run as `selfmodel eval --json` gives it."""
+    return "skipped" if run["skipped"] else ("passed" if run["passed"] else "FAILED")
+
+
 def report_markdown(runs: list[dict], report_path: str, validations: int, blocking: int) -> str:
     """The eval-report artifact: verdicts, then the reliability diagram and learning curves as tables.
 
     The Prefect UI shows markdown, not the HTML report's pictures, so the numbers behind them go here.
     """
-    def verdict(run: dict) -> str:
-        return "skipped" if run["skipped"] else ("passed" if run["passed"] else "FAILED")
-
     lines = [f"# Eval report\n\nHTML report with the reliability diagram, learning curve and trends: `{report_path}`\n"]
     lines += [f"- **{run['suite']}**: {verdict(run)}" for run in runs]
     lines.append(f"\nExpectation validations: {validations}, with blocking failures: {blocking}")
