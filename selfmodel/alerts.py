@@ -7,7 +7,8 @@ the `alerts` table alone (migration 0003): an incident is open while it has aler
 
 Delivery goes through existing integrations, never hand-written SMTP or HTTP: email through prefect-email
 (`EmailServerCredentials` + `email_send_message`), webhooks through Prefect's
-`CustomWebhookNotificationBlock`. Each alert (one owner, one channel) is recorded before its first
+`CustomWebhookNotificationBlock`. A webhook URL is a credential: it is read only when sent, and every
+error, log line and table shows it redacted (selfmodel.redact). Each alert (one owner, one channel) is recorded before its first
 attempt, and every attempt updates its row (attempts, last_error, delivered_at). One that still fails
 after the configured retries stays undelivered in the table and is tried again by the next `notify` or
 `retry_undelivered`: it is never dropped. Prefect is imported only when something is delivered.
@@ -22,11 +23,12 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Iterable, Literal, Mapping, Protocol
+from typing import Any, Callable, Iterable, Literal, Mapping, Protocol
 
 import duckdb
 
 from selfmodel.clock import Clock, SystemClock
+from selfmodel.redact import redact_http_client_logs, redact_url, scrub
 from selfmodel.settings import AlertSettings, ConfigError, OwnerSettings, Settings, SmtpSettings
 from warehouse.db import run, run_dicts
 
@@ -260,29 +262,57 @@ class EmailChannel:
 
 
 class WebhookChannel:
-    """A JSON POST through Prefect's CustomWebhookNotificationBlock; a non-2xx answer raises."""
+    """A JSON POST through Prefect's CustomWebhookNotificationBlock; a non-2xx answer raises.
+
+    The URL is a credential (Slack, Teams and most chat tools put the token in it), so it is read only
+    when an alert is sent (`resolve_url`: a config value, an environment variable or a Prefect Secret
+    block) and every failure is raised again as WebhookFailed, whose message shows it redacted.
+    """
 
     kind: ChannelKind = "webhook"
 
-    def __init__(self, url: str, timeout_seconds: float) -> None:
-        self.url = url
+    def __init__(self, resolve_url: Callable[[], str], timeout_seconds: float) -> None:
+        self.resolve_url = resolve_url
         self.timeout_seconds = timeout_seconds
 
     def deliver(self, alert: AlertRecord) -> None:
         from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
+        url = self.resolve_url()  # a missing secret is a ConfigError here, at the point of use
+        redact_http_client_logs()  # httpx logs each request's full URL at INFO
         block = CustomWebhookNotificationBlock(
             name="selfmodel-alerts",
-            url=self.url,
+            url=url,
             method="POST",
             json_data=webhook_json(alert),
             timeout=self.timeout_seconds,
             # Owners' webhooks come from our own config and may well be internal services.
             allow_private_urls=True,
         )
-        # _sync=True: inside a running event loop notify() would otherwise return a coroutine that
-        # nobody awaits, and the alert would look sent without a request ever being made.
-        block.notify(body=alert.body, subject=alert.subject, _sync=True)
+        try:
+            # _sync=True: inside a running event loop notify() would otherwise return a coroutine that
+            # nobody awaits, and the alert would look sent without a request ever being made.
+            block.notify(body=alert.body, subject=alert.subject, _sync=True)
+        except Exception as exc:
+            raise WebhookFailed(describe_webhook_failure(exc, url, self.timeout_seconds)) from None
+
+
+class WebhookFailed(RuntimeError):
+    """A webhook delivery failed; the message names the URL only in its redacted form."""
+
+
+def describe_webhook_failure(exc: BaseException, url: str, timeout_seconds: float) -> str:
+    """What went wrong, in words that never hold the URL's credentials (HTTP clients quote the whole URL)."""
+    import httpx
+
+    where = redact_url(url)
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        return f"HTTPStatusError: {where} answered {response.status_code} {response.reason_phrase}".rstrip()
+    if isinstance(exc, httpx.TimeoutException):
+        return f"{type(exc).__name__}: {where} did not answer within {timeout_seconds:g} s"
+    first_line = (str(exc).strip().splitlines() or [""])[0]
+    return scrub(f"{type(exc).__name__}: {where}: {first_line}", [url])
 
 
 def webhook_json(alert: AlertRecord) -> dict[str, str]:
@@ -315,14 +345,15 @@ def channel_for(alerts: AlertSettings, suite: str, owner_name: str, kind: str) -
             raise _Undeliverable("alerts.smtp is not configured")
         return EmailChannel(alerts.smtp, owner.email)
     if kind == "webhook":
-        if not owner.webhook:
+        if not owner.has_webhook:
             raise _Undeliverable(f"owner {owner_name!r} of suite {suite!r} no longer has a webhook")
-        return WebhookChannel(owner.webhook, alerts.webhook_timeout_seconds)
+        return WebhookChannel(owner.webhook_url, alerts.webhook_timeout_seconds)
     raise _Undeliverable(f"unknown channel {kind!r}")
 
 
 def _channel_kinds(owner: OwnerSettings) -> list[ChannelKind]:
-    return [kind for kind, address in (("email", owner.email), ("webhook", owner.webhook)) if address]
+    return [kind for kind, reachable in (("email", owner.email is not None), ("webhook", owner.has_webhook))
+            if reachable]
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -539,7 +570,7 @@ def _deliver(con: Connection, alerts: AlertSettings, record: AlertRecord, clock:
             channel.deliver(record)
         except ConfigError as exc:
             config_errors.append(exc)
-            return _record_attempt(con, record, error=f"configuration: {exc}", delivered_at=None)
+            return _record_attempt(con, record, error=f"configuration: {scrub(str(exc))}", delivered_at=None)
         except Exception as exc:  # any failure of the receiver or the transport; recorded, never dropped
             record = _record_attempt(con, record, error=_describe_error(exc), delivered_at=None)
             log.warning("alert %s (%s, %s to %s) attempt %d failed: %s", record.alert_id, record.suite,
@@ -565,4 +596,7 @@ def _record_attempt(con: Connection, record: AlertRecord, *, error: str | None,
 
 def _describe_error(exc: BaseException) -> str:
     first_line = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {first_line}"[:MAX_ERROR_CHARS]
+    if isinstance(exc, WebhookFailed):  # already says which kind of failure it was
+        return scrub(first_line)[:MAX_ERROR_CHARS]
+    # Any URL in an error is shown as scheme and host: whatever raised may have quoted a credential.
+    return scrub(f"{type(exc).__name__}: {first_line}")[:MAX_ERROR_CHARS]

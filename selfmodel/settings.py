@@ -12,11 +12,13 @@ import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Mapping
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 
 from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS
 
@@ -215,12 +217,22 @@ class EvalSettings(StrictModel):
 
 
 class OwnerSettings(StrictModel):
-    """Someone who hears about a suite's incidents: by email, by webhook, or both."""
+    """Someone who hears about a suite's incidents: by email, by webhook, or both.
+
+    For Slack, Microsoft Teams and most chat tools the webhook URL *is* the credential, so it is best kept
+    out of this file: `webhook_env` names an environment variable holding it, `webhook_secret_block` a
+    Prefect Secret block. `webhook` (the URL itself) still works. Whichever is used, the URL is held as a
+    secret and only ever shown redacted (scheme and host: selfmodel.redact).
+    """
 
     name: str
     email: str | None = None
     # An HTTP(S) URL that receives a JSON POST per alert (see selfmodel/alerts.py for the body).
-    webhook: str | None = None
+    webhook: SecretStr | None = None
+    # The name of an environment variable holding that URL, read when an alert is sent.
+    webhook_env: str | None = None
+    # The name of a Prefect Secret block holding that URL (`prefect block create secret`), read when sent.
+    webhook_secret_block: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -238,16 +250,73 @@ class OwnerSettings(StrictModel):
 
     @field_validator("webhook")
     @classmethod
-    def _http_url(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"https?://[^\s/]+", value):
+    def _http_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_http_url(value.get_secret_value()):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("webhook_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the name of an environment variable, such as SLACK_WEBHOOK_URL")
+        return value
+
+    @field_validator("webhook_secret_block")
+    @classmethod
+    def _block_name(cls, value: str | None) -> str | None:
+        # Prefect block names: lowercase letters, digits and dashes.
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
         return value
 
     @model_validator(mode="after")
     def _reachable(self) -> "OwnerSettings":
-        if self.email is None and self.webhook is None:
+        given = [name for name in ("webhook", "webhook_env", "webhook_secret_block") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"owner {self.name!r}: give one of webhook, webhook_env, webhook_secret_block, not "
+                             + " and ".join(given))
+        if self.email is None and not given:
             raise ValueError(f"owner {self.name!r} needs an email or a webhook (or both)")
         return self
+
+    @property
+    def has_webhook(self) -> bool:
+        return any(value is not None for value in (self.webhook, self.webhook_env, self.webhook_secret_block))
+
+    def webhook_url(self, environ: Mapping[str, str] | None = None) -> str:
+        """The webhook URL, read when an alert is sent. A missing variable or block, or one that does not
+        hold an http(s) URL, is a ConfigError whose message never quotes what it holds."""
+        if self.webhook is not None:
+            return self.webhook.get_secret_value()
+        if self.webhook_env is not None:
+            where = f"the environment variable {self.webhook_env} (owner {self.name!r}'s webhook_env)"
+            value = (os.environ if environ is None else environ).get(self.webhook_env)
+        elif self.webhook_secret_block is not None:
+            where = f"the Prefect Secret block {self.webhook_secret_block!r} (owner {self.name!r}'s webhook_secret_block)"
+            value = _prefect_secret(self.webhook_secret_block, where)
+        else:
+            raise ConfigError(f"owner {self.name!r} has no webhook")
+        if not value:
+            raise ConfigError(f"{where} is not set (or empty): set it to the webhook URL")
+        if not is_http_url(value.strip()):
+            raise ConfigError(f"{where} does not hold an http:// or https:// URL")
+        return value.strip()
+
+
+def is_http_url(value: str) -> bool:
+    return re.match(r"https?://[^\s/]+", value) is not None and not re.search(r"\s", value)
+
+
+def _prefect_secret(block_name: str, where: str) -> str | None:
+    """The value of a Prefect Secret block (Prefect is imported only here, when a webhook needs it)."""
+    try:
+        from prefect.blocks.system import Secret
+
+        value = Secret.load(block_name, _sync=True).get()
+    except Exception as exc:  # not found, no API, wrong block type: say which, never what it holds
+        raise ConfigError(f"{where} cannot be read: {type(exc).__name__}") from None
+    return value if isinstance(value, str) else None
 
 
 class SmtpSettings(StrictModel):
@@ -442,6 +511,10 @@ def _apply_env_overrides(raw: dict[str, Any], environ: dict[str, str]) -> dict[s
     return raw
 
 
+# Settings whose value may be a credential: an error about them never quotes the value.
+_SECRET_SETTING = re.compile(r"pass|secret|token|webhook|dsn|credential|api_?key|auth", re.IGNORECASE)
+
+
 def _describe(error: ValidationError, origin: str) -> str:
     lines = [f"invalid config {origin}:"]
     for problem in error.errors():
@@ -449,10 +522,19 @@ def _describe(error: ValidationError, origin: str) -> str:
         message = problem["msg"]
         if problem["type"] == "extra_forbidden":
             message = "unknown setting (check the spelling)"
-        given = problem.get("input")
-        shown = "" if isinstance(given, (dict, list)) or given is None else f" (got {given!r})"
-        lines.append(f"  {location}: {message}{shown}")
+        lines.append(f"  {location}: {message}{_shown_input(problem)}")
     return "\n".join(lines)
+
+
+def _shown_input(problem: dict) -> str:
+    """` (got 'value')`, unless the value could be a secret: a setting that holds one, or an unknown setting
+    (a misspelt `password:` is as secret as the real one), and never for whole mappings or lists."""
+    given = problem.get("input")
+    if given is None or isinstance(given, (dict, list)) or problem["type"] == "extra_forbidden":
+        return ""
+    if any(_SECRET_SETTING.search(str(part)) for part in problem["loc"]):
+        return ""
+    return f" (got {given!r})"
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -466,7 +548,11 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
     try:
         raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {config_path} is not valid YAML: {exc}") from None
+        # Where and what, never the offending line itself: it may hold a secret.
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"config file {config_path} is not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"config file {config_path} is not UTF-8 text") from None
     if not isinstance(raw, dict):

@@ -355,3 +355,116 @@ def test_the_smtp_password_is_read_from_the_named_variable(make_settings):
     assert settings.alerts.smtp.password({"SMTP_PW": "s3cret"}) == "s3cret"
     with pytest.raises(ConfigError, match="SMTP_PW"):
         settings.alerts.smtp.password({"SMTP_PW": ""})
+
+
+# --- a webhook URL is a credential: never stored, logged or printed whole -------------------------------------
+
+SECRETS = ("PASSWORD", "TOKEN", "admin")
+
+
+def secret_webhook(url: str) -> str:
+    """The receiver's URL with a user, a password and a token in it, as a Slack/Teams URL carries its secret."""
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://admin:PASSWORD@{rest}?token=TOKEN"
+
+
+def webhook_only_settings(make_settings, **owner):
+    return make_settings(sources=[], alerts={"owners": {SUITE: [{"name": "Ana", **owner}]}, "retries": 1,
+                                             "retry_delay_seconds": 0.01, "webhook_timeout_seconds": 0.5})
+
+
+@pytest.mark.parametrize("failure", ["401", "500", "closed port", "timeout"])
+def test_a_failing_webhook_never_stores_or_logs_its_credentials(make_settings, webhook, warehouse, caplog,
+                                                               failure) -> None:
+    import logging
+    import socket
+
+    url = secret_webhook(webhook.url)
+    listener = None
+    if failure in ("401", "500"):
+        webhook.status = int(failure)
+    elif failure == "closed port":
+        url = secret_webhook(f"http://127.0.0.1:{free_port()}/hooks/selfmodel")
+    else:  # a socket that accepts connections and never answers
+        listener = socket.create_server(("127.0.0.1", 0))
+        url = secret_webhook(f"http://127.0.0.1:{listener.getsockname()[1]}/hooks/selfmodel")
+    caplog.set_level(logging.DEBUG)  # httpx logs every request's URL at INFO; our own warnings too
+    settings = webhook_only_settings(make_settings, webhook=url)
+    try:
+        [alert] = notify(warehouse, settings, SUITE, failing(), night(0))
+    finally:
+        if listener is not None:
+            listener.close()
+    assert not alert.delivered and alert.attempts == 2
+    host = url.split("@", 1)[1].split("/", 1)[0]
+    assert f"http://{host}/…" in alert.last_error  # which receiver: scheme and host, no more
+    stored = warehouse.execute("select last_error, subject, body from alerts").fetchall()
+    printed = json.dumps([alert.to_json()])  # what `selfmodel eval --json` prints
+    for text in (alert.last_error, str(stored), printed, caplog.text):
+        assert not [secret for secret in SECRETS if secret in text], text
+    assert settings.alerts.owners[SUITE][0].webhook.get_secret_value() == url
+    assert "PASSWORD" not in repr(settings) and "PASSWORD" not in str(settings.model_dump())
+
+
+def test_the_webhook_url_can_come_from_an_environment_variable(make_settings, webhook, warehouse,
+                                                               monkeypatch) -> None:
+    settings = webhook_only_settings(make_settings, webhook_env="SELFMODEL_TEST_HOOK")
+    monkeypatch.setenv("SELFMODEL_TEST_HOOK", webhook.url)
+    [alert] = notify(warehouse, settings, SUITE, failing(), night(0))
+    assert alert.delivered and webhook.accepted()[0]["kind"] == "failure"
+
+
+def test_a_missing_or_wrong_webhook_variable_is_a_config_error_that_never_quotes_it(make_settings, webhook,
+                                                                                   warehouse, monkeypatch) -> None:
+    settings = webhook_only_settings(make_settings, webhook_env="SELFMODEL_TEST_HOOK")
+    monkeypatch.delenv("SELFMODEL_TEST_HOOK", raising=False)
+    with pytest.raises(ConfigError, match="SELFMODEL_TEST_HOOK .* is not set"):
+        notify(warehouse, settings, SUITE, failing(), night(0))
+    [(attempts, last_error)] = warehouse.execute("select attempts, last_error from alerts").fetchall()
+    assert attempts == 1 and last_error.startswith("configuration:") and "SELFMODEL_TEST_HOOK" in last_error
+    monkeypatch.setenv("SELFMODEL_TEST_HOOK", "admin:PASSWORD not a url")
+    with pytest.raises(ConfigError, match="does not hold an http") as raised:
+        retry_undelivered(warehouse, settings, night(1))
+    assert "PASSWORD" not in str(raised.value)
+    monkeypatch.setenv("SELFMODEL_TEST_HOOK", webhook.url)
+    [retried] = retry_undelivered(warehouse, settings, night(2))
+    assert retried.delivered and len(webhook.accepted()) == 1
+
+
+@pytest.mark.parametrize(
+    ("owner", "expected"),
+    [
+        ({"webhook": "http://a", "webhook_env": "X"}, "give one of webhook, webhook_env, webhook_secret_block"),
+        ({"webhook_env": "not a name"}, "name of an environment variable"),
+        ({"webhook_secret_block": "Not_A_Block"}, "Prefect block name"),
+    ],
+)
+def test_webhook_sources_are_checked(make_settings, owner, expected) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        make_settings(sources=[], alerts={"owners": {SUITE: [{"name": "Ana", **owner}]}})
+
+
+@pytest.mark.parametrize(
+    "alerts",
+    [
+        {"smtp": {"host": "h", "from_address": "a@b", "password": "hunter2hunter2"}},  # misspelt: unknown setting
+        {"owners": {"s": [{"name": "Ana", "webhook": "ftp://admin:hunter2hunter2@host/x"}]}},
+        {"owners": {"s": [{"name": "Ana", "webhook": 12345678}]}},
+        {"smtp": {"host": "h", "from_address": "a@b", "username": "u", "password_env": ["hunter2hunter2"]}},
+    ],
+)
+def test_a_config_error_never_echoes_a_secret(make_settings, alerts) -> None:
+    with pytest.raises(ConfigError) as raised:
+        make_settings(sources=[], alerts=alerts)
+    assert "hunter2hunter2" not in str(raised.value) and "12345678" not in str(raised.value)
+    assert "alerts." in str(raised.value)  # it still names the setting
+
+
+def test_invalid_yaml_names_the_line_but_never_quotes_it(tmp_path: Path) -> None:
+    from selfmodel.settings import load_settings
+
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text('alerts:\n  owners:\n    s: [{name: Ana, webhook: "https://hooks.example.org/T0/B0/hunter2hunter2}]\n')
+    with pytest.raises(ConfigError, match=r"not valid YAML at line \d+, column \d+") as raised:
+        load_settings(config, environ={})
+    assert "hunter2hunter2" not in str(raised.value)

@@ -156,3 +156,28 @@ def test_after_a_writer_exits_the_next_one_gets_in(tmp_path: Path) -> None:
         assert migrate(con) == []
     finally:
         con.close()
+
+
+def test_migration_0008_redacts_webhook_urls_already_stored_in_alert_errors(tmp_path: Path) -> None:
+    """Before 0008 a failed webhook's error quoted the URL whole; a warehouse made then is scrubbed on upgrade."""
+    path = tmp_path / "warehouse.duckdb"
+    con = connect(path)
+    leaked = ("HTTPStatusError: Client error '401 Unauthorized' for url "
+              "'https://admin:PASSWORD@hooks.example.org:8443/services/T0/B0/TOKEN?token=TOKEN'")
+    rows = [("a1", leaked), ("a2", "ConnectError: http://user:PASSWORD@10.0.0.1"), ("a3", "no url here"), ("a4", None)]
+    for alert_id, error in rows:
+        con.execute("insert into alerts values (?, 'i', 's', 'failure', 'o', 'webhook', now(), null, 1, ?, 's', 'b')",
+                    [alert_id, error])
+    con.execute("delete from schema_migrations where version = '0008_redact_alert_errors.sql'")
+    con.close()
+    con = connect(path)  # applies 0008 again, as on a warehouse made before it
+    try:
+        errors = dict(con.execute("select alert_id, last_error from alerts").fetchall())
+    finally:
+        con.close()
+    assert errors == {
+        "a1": "HTTPStatusError: Client error '401 Unauthorized' for url 'https://hooks.example.org:8443/…'",
+        "a2": "ConnectError: http://10.0.0.1",
+        "a3": "no url here",
+        "a4": None,
+    }

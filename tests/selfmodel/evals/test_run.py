@@ -202,3 +202,25 @@ def test_a_regression_alerts_owners_once_per_incident_and_recovery_once(warehous
     con.close()
     assert kinds == ["regression", "recovery"]
     assert len(smtp_server.messages) == 2
+
+
+def test_eval_json_and_stderr_show_a_failing_webhook_only_redacted(warehouse, tmp_path: Path, webhook) -> None:
+    """The owner's webhook URL holds a password and a token, and the receiver refuses them: the alert's
+    error, as `eval --json` prints it, stderr and the alerts table name the receiver by scheme and host."""
+    webhook.status = 401
+    scheme, rest = webhook.url.split("://", 1)
+    secret_url = f"{scheme}://admin:PASSWORD@{rest}?token=TOKEN"
+    settings, con = warehouse(alerts={"owners": {"predictive": [{"name": "Ana", "webhook": secret_url}]},
+                                      "retries": 0, "webhook_timeout_seconds": 2})
+    con.close()
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--json",
+                                       "--suite", "predictive"])
+    assert result.exit_code == 6, result.output  # the tiny warehouse fails the predictive bar: owners are alerted
+    [alert] = json.loads(result.stdout)["runs"][0]["alerts"]
+    assert not alert["delivered_at"] and "answered 401" in alert["last_error"]
+    assert f"http://{rest.split('/')[0]}/…" in alert["last_error"]
+    con = connect(settings.warehouse_path, read_only=True)
+    stored = con.execute("select * from alerts").fetchall()
+    con.close()
+    for text in (result.stdout, result.stderr, str(stored)):
+        assert "PASSWORD" not in text and "TOKEN" not in text and "admin" not in text
