@@ -882,24 +882,20 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.pass_context
 def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
-    """Delete USER_ID's events, observations, beliefs and history; record that a deletion happened."""
-    from selfmodel.analyst import export_analyst_copy
-    from selfmodel.beliefs.read import forget_user
-    from warehouse.db import connect
+    """Delete everything held about USER_ID: warehouse tables, quarantined records, eval results, alert texts,
+    published snapshots (rewritten without the user) and the analyst copy; record that a deletion happened."""
+    from selfmodel.forget import forget as forget_everywhere
 
     if not yes and not click.confirm(f"Delete everything held about {user_id}?", default=False):
         sys.exit(EXIT_BATCH_FAILED)
-    with _clean_errors(), ExitStack() as stack:
+    with _snapshot_errors(), ExitStack() as stack:
         settings = _settings(ctx)
         stack.enter_context(_sole_writer(settings, "forget"))
-        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
-        try:
-            counts = forget_user(con, user_id)
-            if settings.analyst_copy_path and settings.analyst_copy_path.exists():
-                export_analyst_copy(con, settings)  # analysts must not keep reading what was just erased
-        finally:
-            con.close()
-    click.echo(json.dumps({"user_id": user_id, "deleted": counts}))
+        report = forget_everywhere(settings, user_id)
+    for path in report.still_named_in:
+        click.echo(f"warning: {path} still names user {user_id} (a case file of the team's): remove them there",
+                   err=True)
+    click.echo(json.dumps(report.to_json()))
 
 
 def _json_default(value):

@@ -530,6 +530,10 @@ def rollback(settings: Settings, version: str, clock: Clock | None = None) -> st
     if not VERSION_PATTERN.fullmatch(version):
         raise PublishError(f"{version!r} is not a snapshot version (see `selfmodel snapshots`)")
     if not (folder / version).is_dir():
+        rewritten = _rewritten_as(folder, version)
+        if rewritten is not None:
+            raise PublishError(f"snapshot {version} was rewritten without a forgotten user (selfmodel forget) as "
+                               f"{rewritten}; roll back to that one")
         known = ", ".join(_versions(folder)) if folder.is_dir() else ""
         raise PublishError(f"no snapshot {version} in {folder} (kept: {known or 'none'})")
     try:
@@ -545,6 +549,86 @@ def rollback(settings: Settings, version: str, clock: Clock | None = None) -> st
                              "previous": previous})
     log.info("rolled back from %s to %s", previous, version)
     return previous
+
+
+# --- forgetting a user in the snapshots already written ---------------------------------------------------------
+
+def forget_in_snapshots(folder: Path, user_id: str, clock: Clock | None = None) -> list[dict]:
+    """Rewrite every kept snapshot that holds `user_id` without them; return [{"version", "rewritten_as"}].
+
+    A version folder never changes once published (readers rely on it), so each one holding the user is
+    written anew beside it: the same beliefs less the user's, the same creation time, data as-of, audit and
+    settings, a new content hash (so a new version name) and a note of the redaction (never the id). Under
+    the folder lock it is renamed into place, CURRENT is switched to it if it named the old one, and the old
+    folder goes. Killed at any point, every version folder is complete and CURRENT names one of them;
+    forgetting again finishes the job (the same rewrite gives the same version name). A rollback to an old
+    name is refused with the new one (`log.jsonl` records each rewrite). Nothing else is touched: a snapshot
+    that does not hold the user keeps its name and files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    clock = clock or SystemClock()
+    changes = []
+    with _folder_lock(folder):
+        _clean_leftovers(folder)
+        for version in _versions(folder):
+            rewritten = _rewrite_without(folder, version, user_id, clock.now())
+            if rewritten is not None:
+                changes.append({"version": version, "rewritten_as": rewritten})
+        _clean_leftovers(folder)
+    for change in changes:
+        log.info("snapshot %s rewritten without a forgotten user as %s", change["version"], change["rewritten_as"])
+    return changes
+
+
+def _rewrite_without(folder: Path, version: str, user_id: str, now: datetime) -> str | None:
+    """Called under the folder lock: the new version's name, or None when `version` does not hold the user."""
+    old = folder / version
+    manifest = verify_snapshot(old)  # a damaged snapshot is an error to see, never silently rewritten
+    table = pq.read_table(old / BELIEFS_FILE, schema=BELIEFS_SCHEMA)
+    held = pc.equal(table.column("user_id"), user_id)
+    if not pc.any(held).as_py():
+        return None
+    content_keys = {"version", "content_hash", "created_at", "schema_version", "data_as_of", "serving_threshold",
+                    "min_confidence", "rows", "users", "files"}
+    extra = {key: value for key, value in manifest.items() if key not in content_keys}
+    extra["redactions"] = [*manifest.get("redactions", []),
+                           {"at": now.isoformat(), "users_removed": 1, "replaces": version}]
+    staged, new_manifest = stage_snapshot(
+        folder, table.filter(pc.invert(held)), data_as_of=datetime.fromisoformat(manifest["data_as_of"]),
+        created=datetime.fromisoformat(manifest["created_at"]), serving_threshold=manifest["serving_threshold"],
+        min_confidence=manifest.get("min_confidence", 0.0), extra=extra)
+    _Snapshot(staged)  # the online reader opens it, checksums verified, before it can be served
+    new_version = new_manifest["version"]
+    target = folder / new_version
+    if target.exists():  # a forget killed after this rename: the same rewrite is there already
+        verify_snapshot(target)
+        shutil.rmtree(staged)
+    else:
+        os.rename(staged, target)
+        _fsync_dir(folder)
+    if read_current(folder) == version:
+        _switch_current(folder, new_version)
+    _append_log(folder, {"at": now.isoformat(), "action": "redacted", "version": new_version, "replaces": version})
+    trash = folder / TRASH_DIR
+    trash.mkdir(exist_ok=True)
+    os.rename(old, trash / version)  # a rename first: no half-deleted folder under a version's name
+    _fsync_dir(folder)
+    shutil.rmtree(trash, ignore_errors=True)
+    return new_version
+
+
+def _rewritten_as(folder: Path, version: str) -> str | None:
+    """The version a forget rewrote `version` as, following later rewrites; None if it never was."""
+    renamed = {entry["replaces"]: entry["version"] for entry in read_log(folder) if entry.get("action") == "redacted"}
+    if version not in renamed:
+        return None
+    seen = {version}
+    while version in renamed and renamed[version] not in seen:
+        version = renamed[version]
+        seen.add(version)
+    return version
 
 
 def list_snapshots(settings: Settings, failures: int = 10) -> dict:

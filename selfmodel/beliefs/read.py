@@ -1,16 +1,14 @@
-"""Reading beliefs back: one user's self-model now or at any past time, its evidence, and forgetting a user."""
+"""Reading beliefs back: one user's self-model now or at any past time, and its evidence."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import datetime
 
 import duckdb
 
 from selfmodel.beliefs.refresh import key_policies_table
-from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
-from warehouse.db import execute, run, run_dicts, run_script
+from warehouse.db import run, run_dicts
 
 BELIEF_FIELDS = ("key", "value", "confidence", "evidence_count", "last_evidence_at")
 
@@ -46,19 +44,3 @@ def user_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, user_id: st
                 for e in evidence if e["key"] == belief["key"] and e["value"] == belief["value"]
             ]
     return {"user_id": user_id, "as_of": at, "beliefs": beliefs}
-
-
-def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | None = None) -> dict:
-    """Delete the user's events, observations, beliefs, history and labels; record only that it happened."""
-    clock = clock or SystemClock()
-    execute(con, "begin transaction")
-    try:
-        [counts] = run_dicts(con, "forget_counts", {"user_id": user_id})
-        run_script(con, "forget_user", {"user_id": user_id})
-        run(con, "insert_deletion", {"deleted_at": clock.now(),
-                                     "user_hash": hashlib.sha256(user_id.encode()).hexdigest(), **counts})
-        execute(con, "commit")
-    except Exception:
-        execute(con, "rollback")
-        raise
-    return counts

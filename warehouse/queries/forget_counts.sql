@@ -1,8 +1,2 @@
--- forget_counts: how much is held about one user, per table (counted before `forget_user` deletes it).
--- Parameters: $user_id
-select
-    (select count(*) from events where user_id = $user_id) as events,
-    (select count(*) from observations where user_id = $user_id) as observations,
-    (select count(*) from beliefs where user_id = $user_id) as beliefs,
-    (select count(*) from labels where user_id = $user_id) as labels,
-    (select count(*) from quarantine where user_id = $user_id) as quarantined
+-- forget_counts: how much `forget_user` deleted or redacted, per table (its temp table forget_counts).
+select * from forget_counts

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from selfmodel.beliefs.model import KeyPolicy, Observation, confidences, decayed_evidence
-from selfmodel.beliefs.read import forget_user, user_beliefs
+from selfmodel.beliefs.read import user_beliefs
+from selfmodel.forget import forget_user
 from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
 from selfmodel.clock import FixedClock
 from selfmodel.ingest import ingest
@@ -349,6 +350,11 @@ def test_forgetting_a_stack_exchange_user_survives_a_reread_of_the_dump(make_set
         assert con.execute("select count(*) from events where attributes ->> 'target_user_id' = '26'").fetchone()[0] == 0
         [(forgotten,)] = con.execute("select count(*) from quarantine where reason = 'forgotten_user'").fetchall()
         assert forgotten == counts["events"] + counts["quarantined"]  # bad records of theirs too
+        # Bot posts that user 26 last edited (LastEditorUserId="26") name them without being theirs: their text
+        # went at forget time, and reading the dump again does not bring it back.
+        assert counts["quarantine_redacted"] == 3
+        named = con.execute("select count(*) from quarantine where raw_text like '%UserId=\"26\"%'").fetchone()[0]
+        assert named == 0
     finally:
         con.close()
 

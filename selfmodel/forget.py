@@ -1,0 +1,183 @@
+"""`selfmodel forget USER_ID`: what is held about a user goes from every table, copy and snapshot; only the
+fact that a deletion happened stays (table `deletions`: when, a sha256 of the id, how much went).
+
+Where a user is held, and what forgetting does there (README "Forgetting a user"):
+
+* events, observations, belief history (so beliefs), labels: the user's rows are deleted; others' events
+  that name the user as whose post they rate (Stack Exchange votes) lose the id.
+* quarantine: records whose user field could be read (`quarantine.user_id`), and records whose user field
+  could not be read at all (a truncated line, a bad byte) when their text names the id where records name
+  their user: as a quoted JSON string value (`"user": "1837"`), as the value of a source's user field
+  (`"user_id": 1837`), or in a Stack Exchange `...UserId="1837"` attribute. An id only written some other
+  way (escaped differently, split, in free text, a CSV cell of an unreadable row) cannot be matched.
+* eval results of the user (`case_id = 'user:<id>'`, and labeled cases about the user); regressions' worst
+  cases and alert subjects and bodies that quote those case ids show `(forgotten)` instead.
+* expectation results listing the id among unexpected values (the user_id checks) show `(forgotten)`, and
+  the Data Docs pages rendered from those values are deleted (the index is written again without them).
+* published snapshots: every kept version holding the user is rewritten without them
+  (selfmodel.publish.forget_in_snapshots), so neither CURRENT nor a rollback serves the user again.
+* the analysts' read-only copy is exported again at once.
+
+Files that are the team's own (the labeled case files and demo users naming the user) are not edited: the
+report lists them, so someone removes the user there. A re-read of the user's old records quarantines them
+as `forgotten_user` (classify_records.sql), so forgetting survives re-ingesting the same logs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import duckdb
+import yaml
+
+from selfmodel.clock import Clock, SystemClock
+from selfmodel.settings import Settings
+from warehouse.db import connect, execute, run, run_dicts, run_script
+
+log = logging.getLogger("selfmodel.forget")
+
+FORGOTTEN_TEMP_TABLES = ("forgotten_quarantine", "forget_counts", "forgotten_validations")
+# Characters that can be part of an id or a case id: a match must not continue into one of them.
+_ID_CHARACTER = "A-Za-z0-9_.@-"
+
+
+@dataclass
+class ForgetReport:
+    """What `selfmodel forget` did (its --json output)."""
+
+    user_id: str
+    deleted: dict[str, int]
+    snapshots: list[dict] = field(default_factory=list)  # [{"version", "rewritten_as"}]
+    data_docs_pages: int = 0
+    analyst_copy: str | None = None
+    still_named_in: list[str] = field(default_factory=list)  # the team's own files that name the user
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def re2_literal(text: str) -> str:
+    """`text` as an RE2 pattern matching exactly it (every non-alphanumeric character as \\x{...})."""
+    return "".join(char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text)
+
+
+def user_fields(settings: Settings | None) -> list[str]:
+    """The field names under which the configured sources name their user (the mapping of user_id)."""
+    names = {"user_id"}
+    for source in settings.sources if settings else ():
+        column = source.mapping.get("user_id", "user_id")
+        if column.startswith("$"):
+            column = column.rstrip("]").split(".")[-1].strip("'\"[")
+        if column:
+            names.add(column)
+    return sorted(names)
+
+
+def unreadable_record_pattern(user_id: str, fields: Iterable[str]) -> str:
+    """RE2 pattern of a record text naming `user_id` where records name their user (see the module doc)."""
+    quoted = {json.dumps(user_id), json.dumps(user_id, ensure_ascii=False)}
+    alternatives = [r":\s*" + re2_literal(form) for form in sorted(quoted)]
+    for name in fields:  # `"user_id": 1837`, the number unquoted
+        alternatives.append(re2_literal(json.dumps(name)) + r"\s*:\s*" + re2_literal(user_id) + r"(?:[^0-9.eE]|$)")
+    escaped = user_id.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
+    alternatives.append(r'UserId="' + re2_literal(escaped) + '"')  # Stack Exchange rows: OwnerUserId="1837"
+    return "|".join(f"(?:{alternative})" for alternative in alternatives)
+
+
+def case_ids_about(settings: Settings | None, user_id: str) -> tuple[list[str], list[str]]:
+    """(eval case ids about the user, the team's files naming the user): `user:<id>` (per-user predictive
+    results) and the ids of labeled cases whose user is `user_id`; the case files and demo_users.yaml that
+    name the user."""
+    case_ids, files = [f"user:{user_id}"], []
+    if settings is None:
+        return case_ids, files
+    from selfmodel.evals.run import eval_folder
+
+    folder = eval_folder(settings) / "evals"
+    for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+        try:
+            content = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue  # the eval run reports a broken case file; forgetting must not stop on it
+        if not isinstance(content, dict):
+            continue
+        named = [str(case.get("id")) for case in content.get("cases") or [] if isinstance(case, dict)
+                 and str(case.get("user_id")) == user_id]
+        case_ids += named
+        if named or user_id in map(str, content.get("users") or []):
+            files.append(str(path))
+    return case_ids, files
+
+
+def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | None = None,
+                settings: Settings | None = None) -> dict:
+    """Delete what the warehouse holds about the user in one transaction; record only that it happened.
+
+    Returns the counts per table; `data_docs_pages` lists the validation pages that quoted the id (the
+    caller deletes the files). Without settings, only the default user field and `user:<id>` cases are known.
+    """
+    clock = clock or SystemClock()
+    case_ids, _ = case_ids_about(settings, user_id)
+    alternatives = "|".join(re2_literal(case_id) for case_id in case_ids)
+    params = {
+        "user_id": user_id,
+        "unreadable_record": unreadable_record_pattern(user_id, user_fields(settings)),
+        "case_ids": case_ids,
+        "case_in_json": "|".join(re2_literal(json.dumps(case_id)) for case_id in case_ids),
+        "case_in_text": f"(^|[^{_ID_CHARACTER}])(?:{alternatives})([^{_ID_CHARACTER}]|$)",
+        "id_json": json.dumps(user_id),
+    }
+    execute(con, "begin transaction")
+    try:
+        run_script(con, "forget_user", params)
+        [counts] = run_dicts(con, "forget_counts")
+        pages = [page for (page,) in run(con, "forgotten_validation_pages")]
+        run(con, "insert_deletion", {
+            "deleted_at": clock.now(), "user_hash": hashlib.sha256(user_id.encode()).hexdigest(),
+            **{name: counts[name] for name in ("events", "observations", "beliefs", "labels", "quarantined")}})
+        for table in FORGOTTEN_TEMP_TABLES:
+            execute(con, f"drop table if exists temp.{table}")  # names from the constant above, not from data
+        execute(con, "commit")
+    except Exception:
+        execute(con, "rollback")
+        raise
+    return {**counts, "data_docs_pages": pages}
+
+
+def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> ForgetReport:
+    """Forget the user everywhere selfmodel keeps data (see the module doc); the caller holds the writer lock."""
+    from selfmodel.analyst import export_analyst_copy
+    from selfmodel.publish import forget_in_snapshots
+    from selfmodel.quality import data_docs_folder, write_index
+    from warehouse.online import SnapshotError
+
+    clock = clock or SystemClock()
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        counts = forget_user(con, user_id, clock, settings)
+        pages = counts.pop("data_docs_pages")
+        for page in pages:
+            Path(page).unlink(missing_ok=True)
+        if pages:
+            write_index(con, data_docs_folder(settings))
+        report = ForgetReport(user_id, counts, data_docs_pages=len(pages))
+        copy = settings.analyst_copy_path
+        if copy is not None and copy.exists():
+            export_analyst_copy(con, settings, clock=clock)  # analysts must not keep reading what was erased
+            report.analyst_copy = str(copy)
+    finally:
+        con.close()
+    try:
+        report.snapshots = forget_in_snapshots(settings.snapshots_path, user_id, clock)
+    except (SnapshotError, OSError) as exc:
+        raise SnapshotError(f"the warehouse and its copy forgot the user, but the snapshots in "
+                            f"{settings.snapshots_path} could not all be rewritten ({exc}); fix that and run "
+                            "`selfmodel forget` again: until then a snapshot may still serve the user") from None
+    report.still_named_in = case_ids_about(settings, user_id)[1]
+    log.info("forgot a user: %s; %d snapshot(s) rewritten", counts, len(report.snapshots))
+    return report
