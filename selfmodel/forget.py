@@ -16,7 +16,9 @@ Where a user is held, and what forgetting does there (README "Forgetting a user"
   the Data Docs pages rendered from those values are deleted (the index is written again without them).
 * published snapshots: every kept version holding the user is rewritten without them
   (selfmodel.publish.forget_in_snapshots), so neither CURRENT nor a rollback serves the user again.
-* the analysts' read-only copy is exported again at once.
+* the warehouse file is rewritten with live rows only (DuckDB keeps deleted rows' bytes in free blocks),
+  the analysts' read-only copy is exported again at once, and a killed sharded refresh's leftover copies of
+  events are removed.
 
 Files that are the team's own (the labeled case files and demo users naming the user) are not edited: the
 report lists them, so someone removes the user there. A re-read of the user's old records quarantines them
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -37,7 +40,7 @@ import yaml
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
-from warehouse.db import connect, execute, run, run_dicts, run_script
+from warehouse.db import compact, connect, execute, run, run_dicts, run_script
 
 log = logging.getLogger("selfmodel.forget")
 
@@ -152,6 +155,7 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
 def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> ForgetReport:
     """Forget the user everywhere selfmodel keeps data (see the module doc); the caller holds the writer lock."""
     from selfmodel.analyst import export_analyst_copy
+    from selfmodel.beliefs.observe import shard_work_root
     from selfmodel.publish import forget_in_snapshots
     from selfmodel.quality import data_docs_folder, write_index
     from warehouse.online import SnapshotError
@@ -160,6 +164,13 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         counts = forget_user(con, user_id, clock, settings)
+    except BaseException:
+        con.close()
+        raise
+    # Deleted rows' bytes stay in the file's free blocks: the file is rewritten with live rows only.
+    compact(con, settings.warehouse_path)
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
         pages = counts.pop("data_docs_pages")
         for page in pages:
             Path(page).unlink(missing_ok=True)
@@ -172,6 +183,9 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
             report.analyst_copy = str(copy)
     finally:
         con.close()
+    # A sharded refresh killed with -9 leaves its copies of events behind; no refresh runs now (the caller
+    # holds the writer lock), so whatever is there is such a leftover.
+    shutil.rmtree(shard_work_root(settings), ignore_errors=True)
     try:
         report.snapshots = forget_in_snapshots(settings.snapshots_path, user_id, clock)
     except (SnapshotError, OSError) as exc:

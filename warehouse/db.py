@@ -8,6 +8,7 @@ so a second writer fails fast and clearly instead of with a driver traceback.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from functools import cache
 from importlib import resources
@@ -56,6 +57,40 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     if not read_only:
         migrate(con)
     return con
+
+
+def quote_identifier(name: str) -> str:
+    """A name as a DuckDB identifier: in double quotes, any double quote doubled (a database name comes
+    from the file name, and identifiers cannot be bound as parameters)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """Rewrite the warehouse at `path`, which `con` holds open read-write, into a fresh file, and close `con`.
+
+    DuckDB leaves deleted rows' bytes in the file's free blocks until they happen to be reused (a deleted
+    text can still be read off the disk), so after a deletion that must be real (`selfmodel forget`) the
+    database is copied (`COPY FROM DATABASE`, which writes only live rows) into a temporary file beside it,
+    fsynced, and renamed over the original; readers see the old file or the new one, never a mix.
+    """
+    path = Path(path)
+    temporary = path.parent / f".{path.name}.compact-{os.getpid()}"
+    temporary.unlink(missing_ok=True)
+    [(source,)] = execute(con, "select current_database()")
+    execute(con, "attach ? as compacted", [str(temporary)])
+    try:
+        execute(con, f"copy from database {quote_identifier(source)} to compacted")
+    finally:
+        execute(con, "detach compacted")  # checkpoints: the new file is complete, no WAL beside it
+    con.close()
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    descriptor = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _validated_size(size: str) -> str:

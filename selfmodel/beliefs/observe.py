@@ -238,6 +238,12 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
 
 # --- sharded extraction (scale-out: each shard runs where a task runner puts it) -----------------------
 
+def shard_work_root(settings: Settings) -> Path:
+    """Where a sharded refresh writes its per-shard copies of events (one folder per run, removed after it;
+    a run killed with -9 leaves its folder, which `selfmodel forget` clears, since it holds users' texts)."""
+    return settings.warehouse_path.parent / "shards"
+
+
 @dataclass
 class ShardPlan:
     """The events one refresh must extract, split by user into Parquet files any worker can read."""

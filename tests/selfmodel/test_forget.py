@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
+from selfmodel.beliefs.observe import shard_work_root
 from selfmodel.cli import main
 from selfmodel.clock import FixedClock
 from selfmodel.forget import forget, forget_user, unreadable_record_pattern
@@ -73,8 +74,13 @@ def test_forget_reaches_quarantined_records_even_where_the_user_field_cannot_be_
     assert CliRunner().invoke(main, ["--config", config, "analyst-copy"]).exit_code == 0
     assert sum("alice" in text for text in quarantined_texts(settings.analyst_copy_path)) == len(ALICE_BAD)
 
+    # Deleted rows' bytes would stay in the file's free blocks: the warehouse file itself must not hold them.
+    assert settings.warehouse_path.read_bytes().count(b"love jazz music") > 0
+
     result = CliRunner().invoke(main, ["--config", config, "forget", "alice", "--yes"])
     assert result.exit_code == 0, result.output
+    assert settings.warehouse_path.read_bytes().count(b"love jazz music") == 0
+    assert settings.warehouse_path.read_bytes().count(b"cooking pasta") > 0  # bob's are still there
     report = json.loads(result.stdout)
     assert report["deleted"]["events"] == 4
     assert report["deleted"]["quarantined"] + report["deleted"]["quarantine_redacted"] == len(ALICE_BAD)
@@ -155,7 +161,12 @@ def test_forget_reaches_eval_results_and_every_text_quoting_the_users_cases(beli
                 "'block', false, 2, ?)", [json.dumps({"partial_unexpected_list": ["alice", "bob"]})])
     con.close()
 
+    leftover = shard_work_root(settings) / "refresh-killed" / "events-shard-0000.parquet"  # a kill -9's remains
+    leftover.parent.mkdir(parents=True)
+    leftover.write_text("alice's events")
+
     report = forget(settings, "alice", clock=FixedClock(REFRESHED_AT))
+    assert not leftover.exists()
     assert report.deleted["eval_results"] == 2 and report.deleted["alerts_redacted"] == 1
     assert report.data_docs_pages == 1 and not page.exists()
     assert sorted(Path(p).name for p in report.still_named_in) == ["demo_users.yaml", "labeled_chat.yaml"]
