@@ -893,8 +893,8 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
         stack.enter_context(_sole_writer(settings, "forget"))
         report = forget_everywhere(settings, user_id)
     for path in report.still_named_in:
-        click.echo(f"warning: {path} still names user {user_id} (a case file of the team's): remove them there",
-                   err=True)
+        click.echo(f"warning: {path} still names user {user_id} (the team's own eval file, which forget does not "
+                   "edit): remove the user there", err=True)
     click.echo(json.dumps(report.to_json()))
 
 
