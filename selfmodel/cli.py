@@ -648,6 +648,7 @@ def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...],
     """
     with _clean_errors():
         config, settings = _nightly_config(ctx, config_path)
+        _refuse_future_as_of(settings, as_of)  # before a Prefect server starts and the ingest step writes
         _offline_quiet_prefect()
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -664,6 +665,15 @@ def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...],
         _print_nightly(summary, state, settings)
     if exit_code:
         sys.exit(exit_code)
+
+
+def _refuse_future_as_of(settings: Settings, as_of: datetime | None) -> None:
+    from selfmodel.beliefs.refresh import RefreshError, refuse_future_as_of
+
+    try:
+        refuse_future_as_of(as_of, settings)
+    except RefreshError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _nightly_result(state) -> tuple[dict, int]:
@@ -829,6 +839,7 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
     it. Events must be ingested first. No snapshot is published.
     """
     from selfmodel.beliefs.backfill import BackfillError, backfill_beliefs
+    from selfmodel.beliefs.refresh import RefreshError
     from warehouse.db import connect
 
     console = _console()
@@ -843,7 +854,7 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
                 on_night=None if as_json else lambda night: console.print(
                     f"  {night.as_of:%Y-%m-%d %H:%M}  {night.mode:<11} {night.observations_folded:>10,} folded "
                     f"{night.beliefs_total:>10,} beliefs", markup=False, highlight=False))
-        except BackfillError as exc:
+        except (BackfillError, RefreshError) as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json()))
