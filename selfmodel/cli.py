@@ -4,6 +4,7 @@ the flows in flows/ wrap the same code for deployments and the nightly run."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -62,7 +63,28 @@ class Timestamp(click.ParamType):
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time such as 2018-09-01 or 2018-09-01T12:00:00Z", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        try:
+            parsed.astimezone(timezone.utc)  # the warehouse works in UTC: 0001-01-01T00:00+01:00 has no UTC time
+        except OverflowError:
+            self.fail(f"{value!r} is out of range: it has no UTC time between years 1 and 9999", param, ctx)
+        return parsed
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan, which every comparison with a bound lets through."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+# Bounds of numeric options: generous for any real use, far below what DuckDB (BIGINT) or timedelta hold.
+MAX_EXAMPLE_RECORDS = 1_000_000
+MAX_BELIEFS_USED = 10_000
+MAX_DAYS_BETWEEN_NIGHTS = 366
 
 
 @contextmanager
@@ -202,7 +224,8 @@ def _print_batches(reports, settings: Settings) -> None:
 @main.command()
 @click.option("--source", "source_name", default=None, help="Only this source.")
 @click.option("--reason", default=None, help="Only this reason (e.g. malformed_json).")
-@click.option("--limit", default=20, show_default=True, help="How many example records to show.")
+@click.option("--limit", type=click.IntRange(0, MAX_EXAMPLE_RECORDS), default=20, show_default=True,
+              help="How many example records to show (0: only the counts).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, limit: int, as_json: bool) -> None:
@@ -496,9 +519,9 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("user_id")
 @click.argument("query")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+@click.option("--min-confidence", type=FiniteFloatRange(0, 1), default=None,
               help="Use beliefs at or above this confidence (default: the snapshot's serving threshold).")
-@click.option("--max-beliefs", type=click.IntRange(min=1), default=12, show_default=True,
+@click.option("--max-beliefs", type=click.IntRange(1, MAX_BELIEFS_USED), default=12, show_default=True,
               help="Use at most this many beliefs, the most confident first.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
@@ -827,8 +850,8 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
 @main.command()
 @click.option("--from", "start", type=Timestamp(), required=True, help="The first night (an ISO time).")
 @click.option("--to", "end", type=Timestamp(), required=True, help="The last night (an ISO time, included).")
-@click.option("--every", "every_days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Days between nights.")
+@click.option("--every", "every_days", type=FiniteFloatRange(0, MAX_DAYS_BETWEEN_NIGHTS, min_open=True),
+              default=1.0, show_default=True, help="Days between nights.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: float, as_json: bool) -> None:
