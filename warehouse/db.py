@@ -58,6 +58,15 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
     return con
 
 
+def quote_identifier(name: str) -> str:
+    """`name` as an identifier in SQL text: in double quotes, each `"` doubled.
+
+    Only for names a statement cannot take as a bound parameter (the database in `COPY FROM DATABASE`,
+    `USE`, `DETACH`); a database is named after its file, so the name is whatever the file is called.
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _validated_size(size: str) -> str:
     # SET does not take bound parameters; accept only a plain size so nothing else can be injected.
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", size, flags=re.IGNORECASE):
