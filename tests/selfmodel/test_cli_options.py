@@ -55,7 +55,8 @@ def assert_usage_error(result, *named: str) -> str:
 
 
 @pytest.mark.parametrize("args, named", [
-    pytest.param(["quarantine", "--limit", "-1"], "'--limit': -1 is not in the range 0<=x<=1000000", id="limit-negative"),
+    pytest.param(["quarantine", "--limit", "-1"], "'--limit': -1 is not in the range 0<=x<=1000000",
+                 id="limit-negative"),
     pytest.param(["quarantine", "--limit", "99999999999999999999"], "'--limit'", id="limit-above-bigint"),
     pytest.param(["quarantine", "--json", "--limit", "1000001"], "'--limit'", id="limit-above-the-bound"),
     pytest.param(["backfill", *RANGE, "--every", "1e308"], "'--every'", id="every-huge"),

@@ -385,8 +385,12 @@ def test_extraction_in_worker_processes_gives_the_same_observations(make_setting
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
+def _jazz_events(days: int) -> list[dict]:
+    return [chat_event(day, "u", "I love jazz music so much, really.", day) for day in range(days)]
+
+
 def _jazz_warehouse(make_settings, tmp_path: Path, now: datetime):
-    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, "u", "I love jazz music so much, really.", i) for i in range(8)])
+    write_jsonl(tmp_path / "chat.jsonl", _jazz_events(8))
     settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}],
                              ingest={"max_clock_skew_seconds": 300})
     ingest(settings, clock=FixedClock(now))
@@ -425,7 +429,7 @@ def test_beliefs_left_in_the_far_future_name_the_way_out_and_a_full_refresh_take
 
     refresh_beliefs(con, settings, full=True, clock=FixedClock(now))  # the way out the message names
     later = now + timedelta(days=1)
-    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, "u", "I love jazz music so much, really.", i) for i in range(9)])
+    write_jsonl(tmp_path / "chat.jsonl", _jazz_events(9))
     ingest(settings, clock=FixedClock(later))
     report = refresh_beliefs(con, settings, clock=FixedClock(later))  # and the nightly refresh goes on from there
     assert report.mode == "incremental" and report.as_of == T0 + timedelta(days=8)
