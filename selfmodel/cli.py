@@ -14,7 +14,7 @@ from typing import Iterator
 import click
 
 from selfmodel.settings import ConfigError, Settings, load_settings
-from selfmodel.terminal import printable
+from selfmodel.terminal import PrintableFormatter, printable
 from warehouse.db import WarehouseBusyError, WarehouseError
 
 EXIT_BATCH_FAILED = 1
@@ -114,6 +114,16 @@ def main(ctx: click.Context, config_path: str | None) -> None:
         return cache["settings"]
 
     ctx.obj = {"settings_loader": loader}
+    _printable_last_resort_logs()
+
+
+def _printable_last_resort_logs() -> None:
+    """With no logging configured, Python prints WARNING records raw on stderr (logging.lastResort): the
+    same, through printable, so a warning quoting a file name cannot act on the terminal."""
+    import logging
+
+    if logging.lastResort is not None:  # it writes to whatever sys.stderr is at the time
+        logging.lastResort.setFormatter(PrintableFormatter())
 
 
 @main.command()
@@ -623,6 +633,22 @@ def _offline_quiet_prefect() -> None:
                         ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
         os.environ.setdefault(name, value)
     _quiet_interpreter_teardown()
+    _printable_prefect_console()
+
+
+def _printable_prefect_console() -> None:
+    """Prefect's console handler prints run logs as they are; they quote data (file names, records), so
+    its lines go through printable too. Set Prefect's logging up now (with the settings above), as importing
+    prefect would; later set-ups in the process are incremental and keep these handlers."""
+    import logging
+
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, PrintableFormatter):
+            handler.setFormatter(PrintableFormatter(handler.formatter))
 
 
 def _quiet_interpreter_teardown() -> None:

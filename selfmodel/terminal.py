@@ -18,6 +18,7 @@ the same, and neither acts on the terminal.
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
@@ -53,3 +54,15 @@ def _escaped(char: str) -> str:
     if code <= 0xFFFF:
         return f"\\u{code:04x}"
     return f"\\U{code:08x}"
+
+
+class PrintableFormatter(logging.Formatter):
+    """Formats a log record as `inner` does, then as `printable` text: log lines quote data too (a failed
+    batch names its files). Line breaks stay, so a traceback still reads as one."""
+
+    def __init__(self, inner: logging.Formatter | None = None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(self.inner.format(record), multiline=True)

@@ -177,3 +177,32 @@ def test_nightly_summary_shows_step_details_and_paths(make_settings) -> None:
     assert "run\\x1b]0;title\\x07: FAILED" in printed and "x\\x1b[2J\\u202e.jsonl" in printed
     assert "missing\\x1b[2J/*.jsonl" in printed and "/tmp/r\\u202e.html" in printed
 
+
+
+def test_warnings_logged_by_a_command_show_the_escapes_too(tmp_path: Path) -> None:
+    """Without logging configured, Python prints WARNING records on stderr itself (a failed batch names its files)."""
+    import subprocess
+    import sys
+
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text(yaml.safe_dump({"warehouse": {"path": "wh.duckdb"},
+                                      "sources": [{"name": "gone", "format": "jsonl", "path": f"missing{CLEAR}{RLO}/*"}]}))
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(config), "ingest", "--json"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "of source gone failed" in result.stderr
+    assert not any(char in result.stderr + result.stdout for char in RAW), result.stderr
+    assert "missing\\x1b[2J\\u202e/*" in result.stderr
+
+
+def test_prefect_console_logs_of_nightly_and_serve_show_the_escapes_too() -> None:
+    """Run logs printed by Prefect's own console handler (set up as `selfmodel nightly` sets it up)."""
+    import subprocess
+    import sys
+
+    script = ("import logging\nfrom selfmodel.cli import _offline_quiet_prefect\n_offline_quiet_prefect()\n"
+              "from prefect import flow\nimport prefect.main\n"
+              f"logging.getLogger('selfmodel.ingest').warning({f'no files found at missing{CLEAR}{RLO}'!r})\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "| WARNING | selfmodel.ingest - no files found at missing\\x1b[2J\\u202e" in result.stderr
+    assert not any(char in result.stderr for char in RAW), result.stderr
