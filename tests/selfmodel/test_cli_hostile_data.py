@@ -185,8 +185,8 @@ def test_warnings_logged_by_a_command_show_the_escapes_too(tmp_path: Path) -> No
     import sys
 
     config = tmp_path / "selfmodel.yaml"
-    config.write_text(yaml.safe_dump({"warehouse": {"path": "wh.duckdb"},
-                                      "sources": [{"name": "gone", "format": "jsonl", "path": f"missing{CLEAR}{RLO}/*"}]}))
+    gone = {"name": "gone", "format": "jsonl", "path": f"missing{CLEAR}{RLO}/*"}
+    config.write_text(yaml.safe_dump({"warehouse": {"path": "wh.duckdb"}, "sources": [gone]}))
     result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(config), "ingest", "--json"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "of source gone failed" in result.stderr
