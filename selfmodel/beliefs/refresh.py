@@ -128,7 +128,7 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
             raise RefreshError(
                 f"beliefs are as of {prev_as_of.isoformat()}, in the future: a refresh was given an as-of past now, "
                 f"so no incremental refresh can go on from them. Rebuild them with `selfmodel refresh --full` "
-                f"(as of the newest event; add --as-of to choose), or `selfmodel backfill --from T --to T` to "
+                f"(at the usual as-of, beliefs.as_of; --as-of to choose), or `selfmodel backfill --from T --to T` to "
                 f"rebuild the history night by night; later refreshes and nightly runs go on from there."
             )
         raise RefreshError(
