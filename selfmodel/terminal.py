@@ -3,9 +3,9 @@
 Events, tags, user ids, file names and error messages are written by whoever sent the data. Printed raw,
 an escape sequence acts on the reader's terminal instead of being read (`ESC [2J` clears the screen,
 `ESC ]0;...BEL` retitles the window, `ESC ]8;;url` hides a link behind text) and a bidi control reorders
-what follows it (U+202E shows `gpj.exe` for `exe.jpg`). `printable` shows each such character as a
-visible escape, `\\x1b` or `\\u202e`, so the reader sees that something was there and what; it never
-drops one silently. Everything else, other scripts and emoji included, is left as it is.
+what follows it (`invoice`, U+202E, `gpj.exe` displays as `invoiceexe.jpg`). `printable` shows each such
+character as a visible escape, `\\x1b` or `\\u202e`, so the reader sees that something was there and
+what; it never drops one silently. Everything else, other scripts and emoji included, is left as it is.
 
 Escaped: C0 and C1 control characters and DEL (a line break and a tab too, unless the text may span
 lines), format characters (category Cf: bidi controls, zero-width spaces, the byte-order mark, the
