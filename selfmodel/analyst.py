@@ -23,7 +23,7 @@ import duckdb
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from selfmodel.beliefs.refresh import key_policies_table
-from warehouse.db import connect, execute, load_sql, run_script
+from warehouse.db import connect, execute, load_sql, quote_identifier, run_script
 
 log = logging.getLogger("selfmodel.analyst")
 
@@ -45,18 +45,21 @@ def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, cloc
     # Only the warehouse's one writer exports, so any other temporary copy was left by a killed writer.
     for leftover in target.parent.glob(f".{target.name}.tmp-*"):
         leftover.unlink(missing_ok=True)
-    [(source,)] = execute(con, "select current_database()")
-    execute(con, "attach ? as " + EXPORT_ALIAS, [str(temporary)])
+    [(name,)] = execute(con, "select current_database()")  # the warehouse file's name: any characters
+    source = quote_identifier(name)
+    # A warehouse file called analyst_export.duckdb is itself the database analyst_export.
+    export = quote_identifier(EXPORT_ALIAS if name != EXPORT_ALIAS else f"{EXPORT_ALIAS}_2")
+    execute(con, f"attach ? as {export}", [str(temporary)])
     try:
-        execute(con, f'copy from database "{source}" to {EXPORT_ALIAS}')
-        execute(con, f"use {EXPORT_ALIAS}")
+        execute(con, f"copy from database {source} to {export}")
+        execute(con, f"use {export}")
         try:
             run_script(con, "analyst_views", {"exported_at": clock.now(), "source": str(settings.warehouse_path)})
             _create_beliefs_as_of(con, settings)
         finally:
-            execute(con, f'use "{source}"')
+            execute(con, f"use {source}")
     finally:
-        execute(con, f"detach {EXPORT_ALIAS}")  # checkpoints: the file is complete, no WAL beside it
+        execute(con, f"detach {export}")  # checkpoints: the file is complete, no WAL beside it
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, target)

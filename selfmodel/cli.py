@@ -4,6 +4,7 @@ the flows in flows/ wrap the same code for deployments and the nightly run."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Iterator
 import click
 
 from selfmodel.settings import ConfigError, Settings, load_settings
+from selfmodel.terminal import PrintableFormatter, printable
 from warehouse.db import WarehouseBusyError, WarehouseError
 
 EXIT_BATCH_FAILED = 1
@@ -30,17 +32,23 @@ def _clean_errors() -> Iterator[None]:
     try:
         yield
     except ConfigError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         sys.exit(EXIT_USAGE)
     except WarehouseBusyError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         sys.exit(EXIT_BUSY)
     except WarehouseError as exc:
-        click.echo(f"error: {exc}", err=True)
+        _echo_error(exc)
         sys.exit(EXIT_BATCH_FAILED)
     except OSError as exc:  # the machine, not the data: a folder that cannot be made, a full disk
-        click.echo(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+        _echo_error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(EXIT_BATCH_FAILED)
+
+
+def _echo_error(error: object) -> None:
+    # Messages quote file names, ids and values from the data: a control character in them is shown as its
+    # escape, so it never acts on the terminal.
+    click.echo(f"error: {printable(error, multiline=True)}", err=True)
 
 
 class Timestamp(click.ParamType):
@@ -55,7 +63,28 @@ class Timestamp(click.ParamType):
             parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time such as 2018-09-01 or 2018-09-01T12:00:00Z", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        try:
+            parsed.astimezone(timezone.utc)  # the warehouse works in UTC: 0001-01-01T00:00+01:00 has no UTC time
+        except OverflowError:
+            self.fail(f"{value!r} is out of range: it has no UTC time between years 1 and 9999", param, ctx)
+        return parsed
+
+
+class FiniteFloatRange(click.FloatRange):
+    """A FloatRange that also refuses nan, which every comparison with a bound lets through."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if math.isnan(number):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        return number
+
+
+# Bounds of numeric options: generous for any real use, far below what DuckDB (BIGINT) or timedelta hold.
+MAX_EXAMPLE_RECORDS = 1_000_000
+MAX_BELIEFS_USED = 10_000
+MAX_DAYS_BETWEEN_NIGHTS = 366
 
 
 @contextmanager
@@ -85,6 +114,16 @@ def main(ctx: click.Context, config_path: str | None) -> None:
         return cache["settings"]
 
     ctx.obj = {"settings_loader": loader}
+    _printable_last_resort_logs()
+
+
+def _printable_last_resort_logs() -> None:
+    """With no logging configured, Python prints WARNING records raw on stderr (logging.lastResort): the
+    same, through printable, so a warning quoting a file name cannot act on the terminal."""
+    import logging
+
+    if logging.lastResort is not None:  # it writes to whatever sys.stderr is at the time
+        logging.lastResort.setFormatter(PrintableFormatter())
 
 
 @main.command()
@@ -161,7 +200,8 @@ def _console():
     """stdout console; wide enough for the count tables and belief lines when output is piped or logged."""
     from rich.console import Console
 
-    return Console() if sys.stdout.isatty() else Console(width=140)
+    # emoji=False: a ":warning:" in someone's text is printed as written, not as an emoji.
+    return Console(emoji=False) if sys.stdout.isatty() else Console(width=140, emoji=False)
 
 
 def _observations(count: int) -> str:
@@ -185,8 +225,8 @@ def _print_batches(reports, settings: Settings) -> None:
     console.print(table)
     for report in reports:
         if report.error:
-            console.print(f"[red]{report.source}: batch failed: {report.error}[/red]")
-    console.print(f"warehouse: {settings.warehouse_path}")
+            console.print(f"{report.source}: batch failed: {printable(report.error)}", style="red", markup=False)
+    console.print(f"warehouse: {printable(settings.warehouse_path)}", markup=False)
     if any(report.quarantined for report in reports):
         console.print("see why records were quarantined: selfmodel quarantine")
 
@@ -194,7 +234,8 @@ def _print_batches(reports, settings: Settings) -> None:
 @main.command()
 @click.option("--source", "source_name", default=None, help="Only this source.")
 @click.option("--reason", default=None, help="Only this reason (e.g. malformed_json).")
-@click.option("--limit", default=20, show_default=True, help="How many example records to show.")
+@click.option("--limit", type=click.IntRange(0, MAX_EXAMPLE_RECORDS), default=20, show_default=True,
+              help="How many example records to show (0: only the counts).")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, limit: int, as_json: bool) -> None:
@@ -210,21 +251,23 @@ def quarantine(ctx: click.Context, source_name: str | None, reason: str | None, 
         click.echo(json.dumps(summary, default=str))
         return
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
     counts = Table(title="quarantine by reason")
     for column in ("source", "reason", "records"):
         counts.add_column(column, justify="right" if column == "records" else "left")
     for row in summary["counts"]:
-        counts.add_row(row["source"], row["reason"], f"{row['records']:,}")
+        counts.add_row(Text(printable(row["source"])), Text(printable(row["reason"])), f"{row['records']:,}")
     console.print(counts)
     if not summary["counts"]:
         console.print("nothing quarantined" + (" for that filter" if source_name or reason else ""))
     for record in summary["records"]:
         where = f"{record['file']}:{record['line_no']}" if record["line_no"] is not None else record["file"]
-        console.print(f"[bold]{record['reason']}[/bold] {where}  {record['detail'] or ''}", markup=True,
-                      highlight=False)
-        console.print("    " + (record["raw_preview"] or "<empty>"), markup=False, highlight=False)
+        console.print(Text.assemble((printable(record["reason"]), "bold"),
+                                    f" {printable(where)}  {printable(record['detail'] or '')}"), highlight=False)
+        console.print("    " + (printable(record["raw_preview"]) if record["raw_preview"] else "<empty>"),
+                      markup=False, highlight=False)
 
 
 EXIT_BAR_FAILED = 6
@@ -273,24 +316,26 @@ def _alert_hook(settings: Settings):
 def _print_eval_runs(runs) -> None:
     console = _console()
     for suite_run in runs:
+        suite = printable(suite_run.suite)  # a case file names its suite
         if suite_run.skipped:
-            console.print(f"{suite_run.suite}: skipped ({suite_run.skipped})", markup=False)
+            console.print(f"{suite}: skipped ({printable(suite_run.skipped)})", markup=False)
             continue
         verdict = "PASSED" if suite_run.passed else "FAILED"
-        console.print(f"{suite_run.suite}: {verdict}", markup=False)
+        console.print(f"{suite}: {verdict}", markup=False)
         for metric, check in suite_run.bar.items():
             value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
             mark = "ok  " if check["passed"] else "FAIL"
-            console.print(f"  {mark} {metric:<36} {value:>8}  (bar {check['op']} {check['threshold']})", markup=False)
+            console.print(f"  {mark} {printable(metric):<36} {value:>8}  (bar {check['op']} {check['threshold']})",
+                          markup=False)
         shown = {k: v for k, v in suite_run.metrics.items() if k not in suite_run.bar and isinstance(v, (int, float))}
         if shown:
-            console.print("       " + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                                               for k, v in shown.items()), markup=False)
+            console.print("       " + ", ".join(f"{printable(k)}={v:.3g}" if isinstance(v, float)
+                                               else f"{printable(k)}={v}" for k, v in shown.items()), markup=False)
         for regression in suite_run.regressions:
-            console.print(f"  REGRESSION {regression['metric']}: {regression['before']:.3f} -> {regression['after']:.3f}",
-                          markup=False)
+            console.print(f"  REGRESSION {printable(regression['metric'])}: {regression['before']:.3f} -> "
+                          f"{regression['after']:.3f}", markup=False)
         for alert in suite_run.alerts:
-            console.print(f"  alert: {alert}", markup=False)
+            console.print(f"  alert: {printable(alert)}", markup=False)
 
 
 @main.command()
@@ -313,13 +358,13 @@ def report(ctx: click.Context, out_path: str | None) -> None:
             if copy is None or not copy.exists():
                 raise
             # A flow is writing: the analyst copy holds every eval run up to its last step.
-            click.echo(f"the warehouse is being written; reporting from the analyst copy {copy}", err=True)
+            click.echo(f"the warehouse is being written; reporting from the analyst copy {printable(copy)}", err=True)
             con = connect(copy, read_only=True)
         try:
             written = write_report(con, target, SystemClock().now())
         finally:
             con.close()
-    click.echo(f"report: {written}")
+    click.echo(f"report: {printable(written)}")
 
 
 EXIT_BLOCKED = 4  # a block-severity data-quality expectation fails
@@ -376,18 +421,20 @@ def _print_validations(reports, blocking: list[dict], index) -> None:
         failed = "\n".join(f"{o.severity}: {o.expectation}"
                            + (f" ({o.unexpected_count} unexpected)" if o.unexpected_count else "")
                            for o in report.failures())
-        table.add_row(escape(report.suite), escape(report.asset), f"{report.rows:,}", result, escape(failed))
+        table.add_row(escape(printable(report.suite)), escape(printable(report.asset)), f"{report.rows:,}", result,
+                      escape(printable(failed, multiline=True)))
     console = _console()
     if reports:
         console.print(table)
     else:
         console.print("nothing new to validate")
     for failure in blocking:
-        console.print(f"[red]BLOCKING[/red] {escape(failure['suite'])} on {escape(failure['asset'])}: "
-                      f"{escape(failure['expectation'])}"
+        console.print(f"[red]BLOCKING[/red] {escape(printable(failure['suite']))} on "
+                      f"{escape(printable(failure['asset']))}: "
+                      f"{escape(printable(failure['expectation']))}"
                       f" ({failure['unexpected_count'] if failure['unexpected_count'] is not None else 'crashed'})"
-                      f"  {escape(failure['data_docs'] or '')}", highlight=False)
-    console.print(f"data docs: {index}", highlight=False)
+                      f"  {escape(printable(failure['data_docs'] or ''))}", highlight=False)
+    console.print(f"data docs: {printable(index)}", markup=False, highlight=False)
 
 
 EXIT_AUDIT_FAILED = 5  # a snapshot failed its audit; the current one stays in service
@@ -426,7 +473,7 @@ def publish(ctx: click.Context, as_json: bool) -> None:
         with _sole_writer(settings, "publish"):
             result = run_publish(settings, on_audit_failure=refused_snapshot_hook(settings, "selfmodel publish"))
     if result.alert_error:  # recorded as undelivered; the refusal itself stands
-        click.echo(f"warning: the nightly owners could not be told: {result.alert_error}", err=True)
+        click.echo(f"warning: the nightly owners could not be told: {printable(result.alert_error)}", err=True)
     if as_json:
         click.echo(json.dumps(result.to_json()))
     else:
@@ -436,9 +483,9 @@ def publish(ctx: click.Context, as_json: bool) -> None:
                           f"data as of {result.data_as_of.isoformat()}", markup=False, highlight=False)
         else:
             console.print(f"NOT published: the audit of {result.version} failed; "
-                          f"{result.current or 'no snapshot'} stays current", markup=False, highlight=False)
+                          f"{printable(result.current or 'no snapshot')} stays current", markup=False, highlight=False)
         for check in result.audit.checks:
-            console.print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<17} {check.detail}",
+            console.print(f"  {'ok  ' if check.passed else 'FAIL'} {check.name:<17} {printable(check.detail)}",
                           markup=False, highlight=False)
     if not result.published:
         sys.exit(EXIT_AUDIT_FAILED)
@@ -461,17 +508,20 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
         model = store.get(user_id)
         threshold = store.manifest["serving_threshold"]
     if as_json:
-        click.echo(model.model_dump_json())
+        # json.dumps, not pydantic's model_dump_json: it writes U+202E and C1 controls raw (see _json_text).
+        click.echo(_json_text(model.model_dump(mode="json")))
         return
     console = _console()
-    console.print(f"user {user_id} in snapshot {model.snapshot_version} (data as of {model.as_of.isoformat()}, "
-                  f"serving threshold {threshold})", markup=False, highlight=False)
+    console.print(f"user {printable(user_id)} in snapshot {printable(model.snapshot_version)} "
+                  f"(data as of {model.as_of.isoformat()}, serving threshold {threshold})",
+                  markup=False, highlight=False)
     if model.cold_start:
         console.print("  cold start: the snapshot holds nothing about this user", markup=False)
-    key_width = min(40, max([28, *(len(belief.key) for belief in model.beliefs)]))
-    for belief in model.beliefs:
+    keys = [printable(belief.key) for belief in model.beliefs]
+    key_width = min(40, max([28, *map(len, keys)]))
+    for key, belief in zip(keys, model.beliefs):
         mark = "*" if belief.confidence >= threshold else " "
-        console.print(f" {mark} {belief.key:<{key_width}} {belief.value[:40]:<40} {belief.confidence:.3f}  "
+        console.print(f" {mark} {key:<{key_width}} {printable(belief.value)[:40]:<40} {belief.confidence:.3f}  "
                       f"({_observations(belief.evidence_count)}, last {belief.last_evidence_at:%Y-%m-%d})",
                       markup=False, highlight=False)
 
@@ -479,9 +529,9 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
 @main.command()
 @click.argument("user_id")
 @click.argument("query")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+@click.option("--min-confidence", type=FiniteFloatRange(0, 1), default=None,
               help="Use beliefs at or above this confidence (default: the snapshot's serving threshold).")
-@click.option("--max-beliefs", type=click.IntRange(min=1), default=12, show_default=True,
+@click.option("--max-beliefs", type=click.IntRange(1, MAX_BELIEFS_USED), default=12, show_default=True,
               help="Use at most this many beliefs, the most confident first.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
@@ -495,12 +545,12 @@ def enrich(ctx: click.Context, user_id: str, query: str, min_confidence: float |
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
-        click.echo(enrichment.model_dump_json(include={"user_id", "enriched_query", "beliefs_used",
-                                                       "snapshot_version", "min_confidence"}))
+        click.echo(_json_text(enrichment.model_dump(mode="json", include={
+            "user_id", "enriched_query", "beliefs_used", "snapshot_version", "min_confidence"})))
         return
-    click.echo(enrichment.enriched_query)
+    click.echo(printable(enrichment.enriched_query, multiline=True))  # the user's query is theirs to write
     click.echo(f"\n({len(enrichment.beliefs_used)} beliefs at or above {enrichment.min_confidence} used, "
-               f"snapshot {enrichment.snapshot_version})", err=True)
+               f"snapshot {printable(enrichment.snapshot_version)})", err=True)
 
 
 @main.command()
@@ -516,25 +566,31 @@ def snapshots(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(listing, default=_json_default))
         return
     from rich.table import Table
+    from rich.text import Text
 
     console = _console()
-    table = Table(title=f"snapshots in {listing['path']}")
+    table = Table(title=Text(f"snapshots in {printable(listing['path'])}"))
     for column in ("", "version", "created", "data as of", "users", "beliefs", "audit", "eval"):
         table.add_column(column, justify="right" if column in ("users", "beliefs") else "left",
                          no_wrap=column in ("version", "created", "data as of"))
     for snap in listing["snapshots"]:
+        # A snapshot folder's name and its manifest are files anyone with write access could have made.
         if "error" in snap:
-            table.add_row("", snap["version"], "", "", "", "", "unreadable", snap["error"])
+            table.add_row("", Text(printable(snap["version"])), "", "", "", "", "unreadable",
+                          Text(printable(snap["error"])))
             continue
-        table.add_row("*" if snap["current"] else "", snap["version"], (snap["created_at"] or "")[:16],
-                      (snap["data_as_of"] or "")[:10], f"{snap['users']:,}", f"{snap['rows']:,}",
-                      "passed" if snap["audit_passed"] else "FAILED",
-                      ", ".join(f"{suite} {'ok' if ok else 'FAILED'}" for suite, ok in snap["eval"].items()) or "-")
+        table.add_row("*" if snap["current"] else "", Text(printable(snap["version"])),
+                      Text(printable((snap["created_at"] or "")[:16])),
+                      Text(printable((snap["data_as_of"] or "")[:10])),
+                      f"{snap['users']:,}", f"{snap['rows']:,}", "passed" if snap["audit_passed"] else "FAILED",
+                      Text(printable(", ".join(f"{suite} {'ok' if ok else 'FAILED'}"
+                                               for suite, ok in snap["eval"].items()) or "-")))
     console.print(table)
-    console.print(f"current: {listing['current'] or 'none (nothing published yet)'}", highlight=False)
+    console.print(f"current: {printable(listing['current'] or 'none (nothing published yet)')}", markup=False,
+                  highlight=False)
     for failure in listing["failed_audits"]:
-        console.print(f"audit failed {failure['at'][:19]} {failure['version']}: {failure['reason']}",
-                      markup=False, highlight=False)
+        console.print(f"audit failed {printable(failure['at'][:19])} {printable(failure['version'])}: "
+                      f"{printable(failure['reason'])}", markup=False, highlight=False)
 
 
 @main.command()
@@ -546,7 +602,7 @@ def rollback(ctx: click.Context, version: str) -> None:
 
     with _snapshot_errors():
         previous = run_rollback(_settings(ctx), version)
-    click.echo(f"CURRENT: {previous or 'none'} -> {version}")
+    click.echo(f"CURRENT: {printable(previous or 'none')} -> {printable(version)}")
 
 
 @main.command(name="analyst-copy")
@@ -557,7 +613,7 @@ def analyst_copy(ctx: click.Context) -> None:
 
     with _clean_errors():
         target = refresh_analyst_copy(_settings(ctx))
-    click.echo(f"analyst copy: {target}" if target else "warehouse.analyst_copy is null: no copy configured")
+    click.echo(f"analyst copy: {printable(target)}" if target else "warehouse.analyst_copy is null: no copy configured")
 
 
 # --- the nightly run: once, now (`nightly`), or on a schedule on this machine (`serve`) ---------------------
@@ -577,6 +633,22 @@ def _offline_quiet_prefect() -> None:
                         ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
         os.environ.setdefault(name, value)
     _quiet_interpreter_teardown()
+    _printable_prefect_console()
+
+
+def _printable_prefect_console() -> None:
+    """Prefect's console handler prints run logs as they are; they quote data (file names, records), so
+    its lines go through printable too. Set Prefect's logging up now (with the settings above), as importing
+    prefect would; later set-ups in the process are incremental and keep these handlers."""
+    import logging
+
+    from prefect.logging.configuration import ensure_logging_setup
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    ensure_logging_setup()
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, PrintableFormatter):
+            handler.setFormatter(PrintableFormatter(handler.formatter))
 
 
 def _quiet_interpreter_teardown() -> None:
@@ -625,6 +697,7 @@ def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...],
     """
     with _clean_errors():
         config, settings = _nightly_config(ctx, config_path)
+        _refuse_future_as_of(settings, as_of)  # before a Prefect server starts and the ingest step writes
         _offline_quiet_prefect()
         from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -641,6 +714,15 @@ def nightly(ctx: click.Context, as_of: datetime | None, suites: tuple[str, ...],
         _print_nightly(summary, state, settings)
     if exit_code:
         sys.exit(exit_code)
+
+
+def _refuse_future_as_of(settings: Settings, as_of: datetime | None) -> None:
+    from selfmodel.beliefs.refresh import RefreshError, refuse_future_as_of
+
+    try:
+        refuse_future_as_of(as_of, settings)
+    except RefreshError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _nightly_result(state) -> tuple[dict, int]:
@@ -669,7 +751,7 @@ def _print_nightly(summary: dict, state, settings: Settings) -> None:
         "skipped": "skipped",
     }.get(summary["status"], summary["status"])
     # Plain lines (no wrapping) for what people grep and paste; a table for the steps.
-    click.echo(f"nightly flow run {summary.get('run_name') or run_id}: {headline}")
+    click.echo(f"nightly flow run {printable(summary.get('run_name') or run_id)}: {printable(headline)}")
     if summary.get("steps"):
         table = Table()
         for column in ("step", "result", "seconds", "rows in", "rows out", "quarantined"):
@@ -680,10 +762,10 @@ def _print_nightly(summary: dict, state, settings: Settings) -> None:
                             for k in ("seconds", "rows_in", "rows_out", "quarantined")))
         _console().print(table)
         for step in summary["steps"]:
-            if step["detail"]:
-                click.echo(f"  {step['step']}: {step['detail']}")
+            if step["detail"]:  # error texts: they quote file names and records
+                click.echo(f"  {step['step']}: {printable(step['detail'])}")
     if summary.get("reason"):
-        click.echo(summary["reason"])
+        click.echo(printable(summary["reason"], multiline=True))
     where = [("warehouse", str(settings.warehouse_path))]
     if settings.analyst_copy_path:
         where.append(("analyst copy", f"{settings.analyst_copy_path}  (query this one, read-only)"))
@@ -697,7 +779,7 @@ def _print_nightly(summary: dict, state, settings: Settings) -> None:
     where.append(("Prefect UI", _prefect_ui_hint(run_id)))
     click.echo()
     for label, value in where:
-        click.echo(f"{label + ':':<14}{value}")
+        click.echo(f"{label + ':':<14}{printable(value)}")
 
 
 def _prefect_ui_hint(flow_run_id) -> str:
@@ -750,7 +832,8 @@ def serve(ctx: click.Context, cron: str | None, timezone_name: str | None, name:
                               "`prefect server start` and set PREFECT_API_URL=http://127.0.0.1:4200/api")
     from prefect import serve as prefect_serve
 
-    click.echo(f"serving nightly/{name}: cron '{schedule.cron}' ({schedule.timezone}), config {config}; "
+    click.echo(f"serving nightly/{printable(name)}: cron '{schedule.cron}' ({schedule.timezone}), "
+               f"config {printable(config)}; "
                f"runs appear at {PREFECT_API_URL.value().removesuffix('/api')}/runs")
     prefect_serve(deployment)
 
@@ -793,8 +876,8 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
 @main.command()
 @click.option("--from", "start", type=Timestamp(), required=True, help="The first night (an ISO time).")
 @click.option("--to", "end", type=Timestamp(), required=True, help="The last night (an ISO time, included).")
-@click.option("--every", "every_days", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Days between nights.")
+@click.option("--every", "every_days", type=FiniteFloatRange(0, MAX_DAYS_BETWEEN_NIGHTS, min_open=True),
+              default=1.0, show_default=True, help="Days between nights.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: float, as_json: bool) -> None:
@@ -805,6 +888,7 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
     it. Events must be ingested first. No snapshot is published.
     """
     from selfmodel.beliefs.backfill import BackfillError, backfill_beliefs
+    from selfmodel.beliefs.refresh import RefreshError
     from warehouse.db import connect
 
     console = _console()
@@ -819,7 +903,7 @@ def backfill(ctx: click.Context, start: datetime, end: datetime, every_days: flo
                 on_night=None if as_json else lambda night: console.print(
                     f"  {night.as_of:%Y-%m-%d %H:%M}  {night.mode:<11} {night.observations_folded:>10,} folded "
                     f"{night.beliefs_total:>10,} beliefs", markup=False, highlight=False))
-        except BackfillError as exc:
+        except (BackfillError, RefreshError) as exc:
             raise ConfigError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json()))
@@ -859,19 +943,22 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
     if model["as_of"] is None:
         console.print("no beliefs yet: run `selfmodel refresh` first")
         return
-    console.print(f"user {user_id} as of {model['as_of'].isoformat()} (serving threshold {threshold})")
+    console.print(f"user {printable(user_id)} as of {model['as_of'].isoformat()} (serving threshold {threshold})",
+                  markup=False, highlight=False)
     if not model["beliefs"]:
         console.print("  no evidence about this user")
     shown = model["beliefs"] if show_all else model["beliefs"][:30]
-    key_width = min(40, max([28, *(len(belief["key"]) for belief in shown)]))
-    for belief in shown:
+    keys = [printable(belief["key"]) for belief in shown]  # tags become keys (expertise@<tag>) and values
+    key_width = min(40, max([28, *map(len, keys)]))
+    for key, belief in zip(keys, shown):
         mark = "*" if belief["confidence"] >= threshold else " "
-        console.print(f" {mark} {belief['key']:<{key_width}} {belief['value'][:40]:<40} {belief['confidence']:.3f}  "
+        console.print(f" {mark} {key:<{key_width}} {printable(belief['value'])[:40]:<40} {belief['confidence']:.3f}  "
                       f"({_observations(belief['evidence_count'])}, last {belief['last_evidence_at']:%Y-%m-%d})",
                       markup=False, highlight=False)
         for evidence in belief.get("evidence", [])[:5]:
-            console.print(f"       {evidence['observed_at']:%Y-%m-%d} {evidence['event_id']:<24} w={evidence['weight']:.2f} "
-                          f"{(evidence['event_text'] or '')[:70]}", markup=False, highlight=False)
+            console.print(f"       {evidence['observed_at']:%Y-%m-%d} {printable(evidence['event_id']):<24} "
+                          f"w={evidence['weight']:.2f} {printable(evidence['event_text'] or '')[:70]}",
+                          markup=False, highlight=False)
     if len(shown) < len(model["beliefs"]):
         console.print(f"  ... {len(model['beliefs']) - len(shown)} less confident beliefs (--all lists them)")
     console.print("  * = enrichable (confidence >= serving threshold)")
@@ -886,7 +973,7 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
     published snapshots (rewritten without the user) and the analyst copy; record that a deletion happened."""
     from selfmodel.forget import forget as forget_everywhere
 
-    if not yes and not click.confirm(f"Delete everything held about {user_id}?", default=False):
+    if not yes and not click.confirm(f"Delete everything held about {printable(user_id)}?", default=False):
         sys.exit(EXIT_BATCH_FAILED)
     with _snapshot_errors(), ExitStack() as stack:
         settings = _settings(ctx)
@@ -896,6 +983,12 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
         click.echo(f"warning: {path} still names user {user_id} (the team's own eval file, which forget does not "
                    "edit): remove the user there", err=True)
     click.echo(json.dumps(report.to_json()))
+
+
+def _json_text(payload) -> str:
+    """One JSON document for programs: valid and faithful, in ASCII, so a control or bidi character in the
+    data travels as a \\u escape (decoded back exactly) and never reaches a terminal raw."""
+    return json.dumps(payload, default=_json_default)
 
 
 def _json_default(value):

@@ -60,8 +60,11 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
 
 
 def quote_identifier(name: str) -> str:
-    """A name as a DuckDB identifier: in double quotes, any double quote doubled (a database name comes
-    from the file name, and identifiers cannot be bound as parameters)."""
+    """`name` as an identifier in SQL text: in double quotes, each `"` doubled.
+
+    Only for names a statement cannot take as a bound parameter (the database in `COPY FROM DATABASE`,
+    `USE`, `DETACH`); a database is named after its file, so the name is whatever the file is called.
+    """
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -76,12 +79,14 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     path = Path(path)
     temporary = path.parent / f".{path.name}.compact-{os.getpid()}"
     temporary.unlink(missing_ok=True)
-    [(source,)] = execute(con, "select current_database()")
-    execute(con, "attach ? as compacted", [str(temporary)])
+    [(name,)] = execute(con, "select current_database()")
+    # A warehouse file called compacted.duckdb is itself the database `compacted`.
+    target = quote_identifier("compacted" if name != "compacted" else "compacted_2")
+    execute(con, f"attach ? as {target}", [str(temporary)])
     try:
-        execute(con, f"copy from database {quote_identifier(source)} to compacted")
+        execute(con, f"copy from database {quote_identifier(name)} to {target}")
     finally:
-        execute(con, "detach compacted")  # checkpoints: the new file is complete, no WAL beside it
+        execute(con, f"detach {target}")  # checkpoints: the new file is complete, no WAL beside it
     con.close()
     with open(temporary, "rb+") as handle:
         os.fsync(handle.fileno())

@@ -24,8 +24,10 @@ from typing import Callable
 
 import duckdb
 
-from selfmodel.beliefs.refresh import RefreshReport, refresh_beliefs
-from selfmodel.clock import Clock
+from selfmodel.beliefs.refresh import (
+    RefreshError, RefreshReport, latest_allowed_as_of, refresh_beliefs, refuse_future_as_of,
+)
+from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from warehouse.db import run
 
@@ -80,8 +82,18 @@ def backfill_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, start: 
     done, and running the same backfill again redoes it from `start`.
     """
     nights = backfill_nights(start, end, every)
+    clock = clock or SystemClock()
+    try:  # before the first night rewinds anything
+        refuse_future_as_of(end, settings, clock, what="the range's end")
+    except RefreshError as exc:
+        raise BackfillError(str(exc)) from None
     previous = run(con, "last_refresh")
     latest_before = previous[0][0] if previous else None
+    if latest_before is not None and latest_before > latest_allowed_as_of(settings, clock):
+        # Left by a refresh given an as-of past now (before refreshes refused one): nothing to come back to.
+        log.warning("beliefs were as of %s, in the future; the backfill leaves them as of %s",
+                    latest_before.isoformat(), nights[-1].isoformat())
+        latest_before = None
     report = BackfillReport(start, end, every)
     for number, night in enumerate(nights):
         night_report = refresh_beliefs(con, settings, as_of=night, clock=clock, rewind=number == 0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Callable
 
 import duckdb
@@ -55,6 +55,26 @@ def key_policies_table(settings: Settings) -> pa.Table:
         "half_life_days": pa.array([k.half_life_days for k in keys.values()], pa.float64()),
         "prior": pa.array([k.prior for k in keys.values()], pa.float64()),
     })
+
+
+def latest_allowed_as_of(settings: Settings, clock: Clock) -> datetime:
+    """Now plus the clock-skew tolerance ingest allows an event (ingest.max_clock_skew_seconds)."""
+    return clock.now() + timedelta(seconds=settings.ingest.max_clock_skew_seconds)
+
+
+def refuse_future_as_of(as_of: datetime | None, settings: Settings, clock: Clock | None = None,
+                        what: str = "as-of") -> None:
+    """An as-of later than now (plus the skew tolerance) is a typo, not a night: refuse it before anything is
+    written. Beliefs as of the far future would decay every confidence to 0, and every later refresh
+    would be "going back"."""
+    if as_of is None:
+        return
+    latest = latest_allowed_as_of(settings, clock or SystemClock())
+    if as_of > latest:
+        raise RefreshError(
+            f"{what} {as_of.isoformat()} is in the future: later than now plus the clock-skew tolerance "
+            f"(ingest.max_clock_skew_seconds = {settings.ingest.max_clock_skew_seconds:g}), {latest.isoformat()}"
+        )
 
 
 def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None,
@@ -102,10 +122,19 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     as_of = resolve_as_of(con, settings, as_of, clock)
     if as_of is None:
         return RefreshReport(refresh_id, None, mode)  # an empty warehouse: nothing to believe yet
+    refuse_future_as_of(as_of, settings, clock)
     if prev_as_of is not None and as_of < prev_as_of:
+        if prev_as_of > latest_allowed_as_of(settings, clock):  # left by a refresh before the check above
+            raise RefreshError(
+                f"beliefs are as of {prev_as_of.isoformat()}, in the future: a refresh was given an as-of past now, "
+                f"so no incremental refresh can go on from them. Rebuild them with `selfmodel refresh --full` "
+                f"(at the usual as-of, beliefs.as_of; --as-of to choose), or `selfmodel backfill --from T --to T` to "
+                f"rebuild the history night by night; later refreshes and nightly runs go on from there."
+            )
         raise RefreshError(
             f"beliefs are already as of {prev_as_of.isoformat()}; an incremental refresh cannot go back to "
-            f"{as_of.isoformat()}. Use --full to rebuild at that time, or `selfmodel beliefs USER --as-of` to look back."
+            f"{as_of.isoformat()}. Use `selfmodel refresh --full --as-of {as_of.isoformat()}` to rebuild at that "
+            f"time, or `selfmodel beliefs USER --as-of` to look back."
         )
     report = RefreshReport(refresh_id, as_of, mode)
     if full:

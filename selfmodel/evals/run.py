@@ -23,6 +23,7 @@ from typing import Any
 import duckdb
 import yaml
 
+from selfmodel.beliefs.refresh import refuse_future_as_of
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.evals import labeled, predictive
 from selfmodel.evals.bar import Bar, load_bar
@@ -188,6 +189,7 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
     their own as-of).
     """
     clock = clock or SystemClock()
+    refuse_future_as_of(as_of, settings, clock, what="the eval's as-of")  # a RefreshError, so a ValueError
     bar = load_bar(eval_folder(settings) / "bar.yaml")
     known = available_suites(settings)
     wanted = set(suites or known)

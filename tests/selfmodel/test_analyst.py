@@ -166,3 +166,41 @@ def test_the_live_warehouse_is_what_analysts_must_not_open(belief_warehouse) -> 
     finally:
         writer.kill()
         writer.wait()
+
+
+@pytest.mark.parametrize("folder, name", [
+    pytest.param("dir 'a\" b", "my \"wh\" 'x'.duckdb", id="quotes-and-spaces"),
+    pytest.param("wh", "analyst_export.duckdb", id="named-like-the-export"),  # the database the copy is attached as
+])
+def test_a_warehouse_file_named_with_quotes_and_spaces_ingests_refreshes_publishes_and_exports(
+        tmp_path: Path, folder: str, name: str) -> None:
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+    from selfmodel.settings import load_settings
+    from tests.belief_warehouse import chat_records, write_config
+
+    (tmp_path / "chat.jsonl").write_text("".join(json.dumps(record) + "\n" for record in chat_records()))
+    config = write_config(tmp_path, warehouse={"path": f"{folder}/{name}",
+                                               "analyst_copy": f"{folder}/an 'alyst\".duckdb"})
+    settings = load_settings(config, environ={})
+    run = lambda *args: CliRunner().invoke(main, ["--config", str(config), *args])  # noqa: E731
+    for step in ("ingest", "refresh", "analyst-copy"):
+        result = run(step)
+        assert result.exit_code == 0, (step, result.output, result.exception)
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con)
+    finally:
+        con.close()
+    published = run("publish", "--json")
+    assert published.exit_code == 0 and json.loads(published.stdout)["published"], published.output
+    assert json.loads(run("lookup", "alice", "--json").stdout)["beliefs"]
+
+    copy = duckdb.connect(str(settings.analyst_copy_path), read_only=True)
+    try:
+        assert copy.execute("select count(*) from events").fetchone() == (16,)
+        assert copy.execute("select count(*) from beliefs where user_id = 'alice'").fetchone()[0] > 0
+        assert copy.execute("select source_warehouse from analyst_export").fetchone() == (str(settings.warehouse_path),)
+    finally:
+        copy.close()

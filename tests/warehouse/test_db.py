@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from warehouse import db
-from warehouse.db import WarehouseBusyError, WarehouseError, connect, migrate, run
+from warehouse.db import WarehouseBusyError, WarehouseError, connect, migrate, quote_identifier, run
 
 MIGRATIONS = Path(db.__file__).parent / "migrations"
 REPO_ROOT = Path(db.__file__).resolve().parents[1]
@@ -181,3 +181,15 @@ def test_migration_0008_redacts_webhook_urls_already_stored_in_alert_errors(tmp_
         "a3": "no url here",
         "a4": None,
     }
+
+
+@pytest.mark.parametrize("name", ['my "wh" \'x\'', "with spaces", '"', '"; drop table t; --', "analyst_export"])
+def test_quote_identifier_makes_any_name_one_identifier(name: str) -> None:
+    con = duckdb.connect()
+    try:
+        con.execute(f"attach ':memory:' as {quote_identifier(name)}")
+        con.execute(f"create table {quote_identifier(name)}.main.t as select 42 as answer")
+        assert con.execute(f"select answer from {quote_identifier(name)}.main.t").fetchall() == [(42,)]
+        assert con.execute("select count(*) from duckdb_databases() where database_name = ?", [name]).fetchone() == (1,)
+    finally:
+        con.close()

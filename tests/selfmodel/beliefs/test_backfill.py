@@ -161,3 +161,37 @@ def test_the_backfill_command_prints_one_json_object_and_rejects_a_bad_range(tmp
                          timeout=120)
     assert bad.returncode == 2
     assert "before it starts" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_range_ending_in_the_future_is_refused_before_any_night_is_rewound(tmp_path: Path) -> None:
+    settings = new_warehouse(tmp_path / "wh")
+    write(tmp_path / "wh" / "chat.jsonl", events())
+    ingest(settings, clock=FixedClock(NOW))
+    con = connect(settings.warehouse_path)
+    try:
+        refresh_beliefs(con, settings, as_of=NIGHTS[-1], clock=FixedClock(NOW))
+        before = con.execute("select * from belief_history order by all").fetchall()
+        with pytest.raises(BackfillError, match="the range's end 2024-03-01T00:05:01.*is in the future"):
+            backfill_beliefs(con, settings, NIGHTS[0], NOW + timedelta(seconds=301), clock=FixedClock(NOW))
+        assert con.execute("select * from belief_history order by all").fetchall() == before
+        assert con.execute("select count(*) from refresh_runs").fetchone() == (1,)
+    finally:
+        con.close()
+
+
+def test_a_backfill_is_a_way_out_of_beliefs_left_in_the_far_future(tmp_path: Path) -> None:
+    far_future = datetime(9999, 1, 1, tzinfo=timezone.utc)
+    settings = new_warehouse(tmp_path / "wh")
+    write(tmp_path / "wh" / "chat.jsonl", events())
+    ingest(settings, clock=FixedClock(NOW))
+    con = connect(settings.warehouse_path)
+    try:
+        refresh_beliefs(con, settings, as_of=far_future, clock=FixedClock(far_future))  # as before the check
+        report = backfill_beliefs(con, settings, NIGHTS[0], NIGHTS[-1], timedelta(days=2), clock=FixedClock(NOW))
+        assert report.caught_up_to is None  # not brought back to the year 9999
+        assert con.execute("select max(valid_from) from belief_history").fetchone() == (NIGHTS[-1],)
+        next_night = NIGHTS[-1] + timedelta(days=1)
+        nightly = refresh_beliefs(con, settings, as_of=next_night, clock=FixedClock(NOW))  # and nights go on
+        assert nightly.mode == "incremental" and nightly.as_of == next_night
+    finally:
+        con.close()

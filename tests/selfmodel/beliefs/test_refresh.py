@@ -386,3 +386,59 @@ def test_extraction_in_worker_processes_gives_the_same_observations(make_setting
         con.close()
         assert report.events_extracted == 300
     assert observations[1] == observations[2] and len(observations[1]) > 600
+
+
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
+
+
+def _jazz_events(days: int) -> list[dict]:
+    return [chat_event(day, "u", "I love jazz music so much, really.", day) for day in range(days)]
+
+
+def _jazz_warehouse(make_settings, tmp_path: Path, now: datetime):
+    write_jsonl(tmp_path / "chat.jsonl", _jazz_events(8))
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}],
+                             ingest={"max_clock_skew_seconds": 300})
+    ingest(settings, clock=FixedClock(now))
+    return settings, connect(settings.warehouse_path)
+
+
+def _count(con, table: str) -> int:
+    return con.execute(f"select count(*) from {table}").fetchone()[0]
+
+
+def test_an_as_of_later_than_now_plus_the_skew_tolerance_is_refused_before_anything_is_written(
+        make_settings, tmp_path: Path) -> None:
+    now = T0 + timedelta(days=30)
+    settings, con = _jazz_warehouse(make_settings, tmp_path, now)
+    for as_of in (FAR_FUTURE, now + timedelta(seconds=301)):
+        with pytest.raises(RefreshError, match=r"is in the future: later than now plus the clock-skew tolerance "
+                                               r"\(ingest.max_clock_skew_seconds = 300\)"):
+            refresh_beliefs(con, settings, as_of=as_of, clock=FixedClock(now))
+    assert [_count(con, t) for t in ("refresh_runs", "observations", "belief_history")] == [0, 0, 0]
+    report = refresh_beliefs(con, settings, as_of=now + timedelta(seconds=300), clock=FixedClock(now))
+    assert report.as_of == now + timedelta(seconds=300) and report.beliefs_total > 0  # the tolerance itself is fine
+    con.close()
+
+
+def test_beliefs_left_in_the_far_future_name_the_way_out_and_a_full_refresh_takes_it(
+        make_settings, tmp_path: Path) -> None:
+    now = T0 + timedelta(days=30)
+    settings, con = _jazz_warehouse(make_settings, tmp_path, now)
+    refresh_beliefs(con, settings, as_of=FAR_FUTURE, clock=FixedClock(FAR_FUTURE))  # as a refresh before the check
+    assert con.execute("select max(confidence) from beliefs").fetchone() == (0.0,)  # everything decayed away
+    with pytest.raises(RefreshError) as refused:  # what every nightly run then met
+        refresh_beliefs(con, settings, clock=FixedClock(now))
+    message = str(refused.value)
+    assert "in the future" in message and "`selfmodel refresh --full`" in message and "selfmodel backfill" in message
+    assert "\n" not in message
+
+    refresh_beliefs(con, settings, full=True, clock=FixedClock(now))  # the way out the message names
+    later = now + timedelta(days=1)
+    write_jsonl(tmp_path / "chat.jsonl", _jazz_events(9))
+    ingest(settings, clock=FixedClock(later))
+    report = refresh_beliefs(con, settings, clock=FixedClock(later))  # and the nightly refresh goes on from there
+    assert report.mode == "incremental" and report.as_of == T0 + timedelta(days=8)
+    assert con.execute("select max(confidence) from beliefs").fetchone()[0] > 0.5
+    assert con.execute("select count(*) from belief_history where valid_from > ?", [now]).fetchone() == (0,)
+    con.close()
