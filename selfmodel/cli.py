@@ -980,9 +980,9 @@ def forget(ctx: click.Context, user_id: str, yes: bool) -> None:
         stack.enter_context(_sole_writer(settings, "forget"))
         report = forget_everywhere(settings, user_id)
     for path in report.still_named_in:
-        click.echo(f"warning: {path} still names user {user_id} (the team's own eval file, which forget does not "
-                   "edit): remove the user there", err=True)
-    click.echo(json.dumps(report.to_json()))
+        click.echo(f"warning: {printable(path)} still names user {printable(user_id)} (the team's own eval file, "
+                   "which forget does not edit): remove the user there", err=True)
+    click.echo(_json_text(report.to_json()))
 
 
 def _json_text(payload) -> str:
