@@ -84,6 +84,19 @@ def test_bad_config_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_an_invalid_json_path_in_a_mapping_exits_2_before_any_ingest(jsonl_config: Path) -> None:
+    jsonl_config.write_text(jsonl_config.read_text().replace("path: logs.jsonl}", "path: logs.jsonl, "
+                                                             "mapping: {text: '$['}}"))
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(jsonl_config), "ingest"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    # Only the error: no traceback, and nothing from the DuckDB connection that checked the path.
+    assert result.stderr.splitlines() == [
+        f"error: invalid config {jsonl_config}:",
+        "  sources.0.mapping.text: Value error, invalid JSON path '$[': JSON path error near '[' (got '$[')"]
+    assert not (jsonl_config.parent / "wh.duckdb").exists()
+
+
 @pytest.mark.parametrize("command", [["ingest"], ["refresh"], ["publish"]])
 def test_a_warehouse_folder_that_cannot_be_made_exits_1_with_one_line(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "a-file").write_text("a file where the warehouse folder should be")
