@@ -8,8 +8,9 @@ every format then happen once, in warehouse/queries/normalize_records.sql.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import hashlib
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -155,10 +156,113 @@ class Adapter:
 
 
 def expand_path(path: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """A file, every matching file in a folder, or the files a glob names; sorted."""
+    """A file, every matching file in a folder, or the files a glob names; sorted, each file once.
+
+    A file reachable by several paths (symlinks, hard links, a folder linked into another) would be
+    read as many times: it is listed once, by the first of its paths in sorted order.
+    """
     text = str(path)
     if any(char in text for char in "*?["):
-        return sorted(Path(match) for match in glob.glob(text, recursive=True) if Path(match).is_file())
+        return unique_files(sorted(glob_files(text)))
     if path.is_dir():
-        return sorted(p for pattern in patterns for p in path.glob(pattern) if p.is_file())
+        return unique_files(sorted(p for pattern in patterns for p in path.glob(pattern) if p.is_file()))
     return [path]
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    """What makes two paths the same file: device and inode, symlinks followed."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino
+
+
+def unique_files(paths: list[Path]) -> list[Path]:
+    """`paths` without those naming a file already listed (the first path keeps it)."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for path in paths:
+        try:
+            identity = file_identity(path)
+        except OSError:  # gone since it was listed: reading it will say so
+            unique.append(path)
+            continue
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(path)
+    return unique
+
+
+def _is_glob(part: str) -> bool:
+    return any(char in part for char in "*?[")
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda entry: entry.name)
+    except OSError:  # unreadable or vanished: skipped, as glob.glob does
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks, as glob does
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files glob.glob(pattern, recursive=True) names, without walking a folder twice for one `**`.
+
+    glob.glob follows symlinked folders with no memory of where it has been: a link to a parent folder
+    is walked about 40 levels deep (until the kernel refuses the path), listing every file beneath it
+    40 times; two such links make it 2^40. Here each real folder is visited at most once per `**` of the
+    pattern. As in glob, `*`, `?`, `[...]` and `**` do not match names starting with '.'.
+    """
+    parts = Path(pattern).parts
+    first = next(index for index, part in enumerate(parts) if _is_glob(part))
+    visited: set[tuple[tuple[int, int], int]] = set()
+    found: list[Path] = []
+
+    def match(folder: Path, index: int) -> None:
+        part, last = parts[index], index == len(parts) - 1
+        if part == "**":
+            try:
+                key = (file_identity(folder), index)
+            except OSError:
+                return
+            if key in visited:
+                return
+            visited.add(key)
+            entries = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
+            if last:
+                found.extend(folder / entry.name for entry in entries if _is_file(entry))
+            else:
+                match(folder, index + 1)  # `**` standing for no folder at all
+            for entry in entries:
+                if _is_dir(entry):
+                    match(folder / entry.name, index)
+        elif _is_glob(part):
+            for entry in _entries(folder):
+                if entry.name.startswith(".") and not part.startswith("."):
+                    continue
+                if fnmatch.fnmatchcase(entry.name, part):
+                    if last and _is_file(entry):
+                        found.append(folder / entry.name)
+                    elif not last and _is_dir(entry):
+                        match(folder / entry.name, index + 1)
+        else:
+            child = folder / part
+            if last and child.is_file():
+                found.append(child)
+            elif not last and child.is_dir():
+                match(child, index + 1)
+
+    match(Path(*parts[:first]) if first else Path("."), first)
+    return found

@@ -573,6 +573,20 @@ def test_csv_source_quarantines_bad_rows_and_resumes_after_growth(tmp_path: Path
     assert_every_batch_balances(settings)
 
 
+def test_a_file_reached_through_a_symlink_loop_is_read_once(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs" / "day1").mkdir(parents=True)
+    write_lines(tmp_path / "logs" / "day1" / "a.jsonl", [record("e1"), record("e2")])
+    os.symlink("..", tmp_path / "logs" / "day1" / "up")
+    os.symlink("a.jsonl", tmp_path / "logs" / "day1" / "b.jsonl")
+    settings = make_settings([jsonl_source("logs/**/*.jsonl")])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (2, 2, 0, 0)
+    assert report.files == [{"path": "logs/day1/a.jsonl", "action": "new"}]
+    assert_every_batch_balances(settings)
+
+
 def test_a_missing_source_fails_its_batch_and_the_others_still_run(tmp_path: Path, make_settings) -> None:
     write_lines(tmp_path / "events.jsonl", [record("ok")])
     settings = make_settings([jsonl_source(), {"name": "gone", "format": "jsonl", "path": "nowhere/*.jsonl"}])
