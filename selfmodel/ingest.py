@@ -22,9 +22,9 @@ import pyarrow as pa
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.events import CANONICAL_FIELDS
-from selfmodel.settings import Settings, SourceSettings
+from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
-from selfmodel.sources.base import Adapter, FileRead, Label, file_sha256
+from selfmodel.sources.base import Adapter, FileRead, Label, file_identity, file_sha256
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, run, run_over_classified
 
@@ -189,6 +189,52 @@ def _labels_table(labels: list[Label]) -> pa.Table:
     )
 
 
+def make_adapter(settings: Settings, source: SourceSettings) -> Adapter:
+    return ADAPTERS[source.format](
+        settings.resolve(source.path),
+        source,
+        chunk_records=settings.ingest.chunk_records,
+        max_record_bytes=settings.ingest.max_record_bytes,
+    )
+
+
+def refuse_overlapping_sources(settings: Settings, source_name: str | None = None) -> None:
+    """Raise ConfigError when a file belongs to two sources: its events would count as evidence twice.
+
+    Sources are compared by the real files their adapters list now (device and inode), so the same
+    file under two paths, a folder and a file in it, two globs and a symlink are all caught; comparing
+    the configured paths could not. With `source_name`, only overlaps with that source are refused:
+    they are refused even then, because the other source would read the file again on its next run.
+    A source whose files cannot be listed is left to fail its own batch.
+    """
+    owners: dict[tuple[int, int], tuple[str, Path]] = {}
+    overlaps: list[tuple[str, str, Path]] = []
+    for source in settings.sources:
+        try:
+            files = make_adapter(settings, source).discover()
+        except OSError:
+            continue
+        for path in files:
+            try:
+                identity = file_identity(path)
+            except OSError:
+                continue
+            first = owners.setdefault(identity, (source.name, path))
+            if first[0] != source.name and source_name in (None, first[0], source.name):
+                overlaps.append((first[0], source.name, path))
+    if not overlaps:
+        return
+    first_source, second_source, path = overlaps[0]
+    more = f" (and {len(overlaps) - 1} more file(s))" if len(overlaps) > 1 else ""
+    message = (f"sources {first_source!r} and {second_source!r} both read {file_label(path, settings.base_dir)}"
+               f"{more}: a file may belong to one source only, or its events count twice; narrow one "
+               "source's path")
+    if source_name is not None:
+        other = second_source if source_name == first_source else first_source
+        message += f" (refused for {source_name!r} alone too: {other!r} would read the file again)"
+    raise ConfigError(message)
+
+
 class SourceIngestor:
     """Runs one batch for one source on an open read-write connection."""
 
@@ -200,15 +246,6 @@ class SourceIngestor:
         self.clock = clock
         self.progress = progress
         self.plan = field_plan(source)
-
-    def _adapter(self) -> Adapter:
-        adapter_class = ADAPTERS[self.source.format]
-        return adapter_class(
-            self.settings.resolve(self.source.path),
-            self.source,
-            chunk_records=self.settings.ingest.chunk_records,
-            max_record_bytes=self.settings.ingest.max_record_bytes,
-        )
 
     def _normalize_params(self, now: datetime) -> dict:
         hints = self.source.timestamps
@@ -271,7 +308,7 @@ class SourceIngestor:
         return report
 
     def _run_in_transaction(self, report: BatchReport, watermark: datetime | None, started: datetime) -> None:
-        adapter = self._adapter()
+        adapter = make_adapter(self.settings, self.source)
         try:
             files = adapter.discover()
         except OSError as exc:
@@ -340,6 +377,7 @@ def ingest(settings: Settings, source_name: str | None = None, clock: Clock | No
            progress: ProgressCallback | None = None) -> list[BatchReport]:
     """Ingest every configured source (or one), each as its own batch; opens the warehouse once."""
     sources = [settings.source(source_name)] if source_name else list(settings.sources)
+    refuse_overlapping_sources(settings, source_name)
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         return [ingest_source(con, settings, source, clock, progress) for source in sources]

@@ -193,6 +193,17 @@ def test_unknown_source_exits_2(jsonl_config: Path, command: str) -> None:
     assert "no source named 'nope'" in result.stderr
 
 
+@pytest.mark.parametrize("options", [[], ["--source", "app"], ["--source", "again"]])
+def test_a_file_in_two_sources_exits_2_naming_both(jsonl_config: Path, options: list[str]) -> None:
+    with jsonl_config.open("a") as config:
+        config.write("  - {name: again, format: jsonl, path: '*.jsonl'}\n")
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--json", *options])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: sources 'app' and 'again' both read logs.jsonl: ")
+    assert not (jsonl_config.parent / "wh.duckdb").exists()
+
+
 def test_a_source_that_cannot_run_exits_1_but_quarantine_alone_does_not(tmp_path: Path) -> None:
     config = tmp_path / "selfmodel.yaml"
     config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: gone, format: jsonl, path: missing/*.jsonl}\n")

@@ -17,6 +17,7 @@ import pytest
 
 from selfmodel.clock import FixedClock
 from selfmodel.ingest import BatchReport, ingest
+from selfmodel.settings import ConfigError
 from selfmodel.sources import lines as lines_module
 from selfmodel.sources.stackexchange import parse_tags
 
@@ -585,6 +586,62 @@ def test_a_file_reached_through_a_symlink_loop_is_read_once(tmp_path: Path, make
     assert counts(report) == (2, 2, 0, 0)
     assert report.files == [{"path": "logs/day1/a.jsonl", "action": "new"}]
     assert_every_batch_balances(settings)
+
+
+@pytest.mark.parametrize("first_path, second_path", [
+    ("logs/a.jsonl", "logs/a.jsonl"),  # the same file twice
+    ("logs", "logs/a.jsonl"),  # a folder and a file in it
+    ("logs/*.jsonl", "**/a*.jsonl"),  # two globs
+    ("logs/a.jsonl", "elsewhere/link.jsonl"),  # a symlink to the file
+    ("logs/a.jsonl", "./logs/../logs/a.jsonl"),  # another spelling of the same path
+], ids=["same-path", "folder-and-file", "two-globs", "symlink", "spelling"])
+def test_a_file_in_two_sources_is_refused_before_anything_is_written(tmp_path: Path, make_settings,
+                                                                      first_path: str, second_path: str) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    os.symlink(tmp_path / "logs" / "a.jsonl", tmp_path / "elsewhere" / "link.jsonl")
+    settings = make_settings([jsonl_source(first_path), {**jsonl_source(second_path), "name": "copy"}])
+
+    with pytest.raises(ConfigError) as refused:
+        ingest(settings, clock=CLOCK)
+
+    assert str(refused.value).startswith("sources 'logs' and 'copy' both read logs/a.jsonl:")
+    assert not settings.warehouse_path.exists()
+
+
+def test_one_source_is_refused_alone_too_when_another_reads_its_files(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    write_lines(tmp_path / "logs" / "b.jsonl", [record("e2")])
+    write_lines(tmp_path / "other.jsonl", [record("e3")])
+    settings = make_settings([jsonl_source("logs"), {**jsonl_source("logs/*.jsonl"), "name": "copy"},
+                              {**jsonl_source("other.jsonl"), "name": "other"}])
+
+    with pytest.raises(ConfigError) as refused:
+        ingest(settings, "copy", clock=CLOCK)
+
+    assert str(refused.value) == (
+        "sources 'logs' and 'copy' both read logs/a.jsonl (and 1 more file(s)): a file may belong to one source "
+        "only, or its events count twice; narrow one source's path (refused for 'copy' alone too: 'logs' would "
+        "read the file again)")
+    # A source that shares no file still runs on its own.
+    [report] = ingest(settings, "other", clock=CLOCK)
+    assert counts(report) == (1, 1, 0, 0)
+
+
+def test_sources_side_by_side_in_one_folder_do_not_overlap(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    (tmp_path / "logs" / "b.csv").write_text("event_id,user_id,occurred_at,kind,text\n"
+                                             "e2,u2,2024-06-01T12:00:00Z,message,hi\n")
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "logs"},
+                              {"name": "gone", "format": "jsonl", "path": "nowhere/*.jsonl"}])
+
+    reports = ingest(settings, clock=CLOCK)
+
+    assert [(report.source, report.status, report.loaded) for report in reports] == [
+        ("logs", "committed", 1), ("table", "committed", 1), ("gone", "failed", 0)]
 
 
 def test_a_missing_source_fails_its_batch_and_the_others_still_run(tmp_path: Path, make_settings) -> None:
