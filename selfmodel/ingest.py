@@ -24,7 +24,8 @@ from selfmodel.clock import Clock, SystemClock
 from selfmodel.events import CANONICAL_FIELDS
 from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
-from selfmodel.sources.base import Adapter, FileRead, Label, file_identity, file_sha256
+from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
+                                   refuse_unreadable_compression)
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, run, run_over_classified
 
@@ -138,17 +139,21 @@ def plan_reads(adapter: Adapter, files: list[Path], manifest: dict[str, FileStat
         stat = path.stat()
         previous = manifest.get(label)
         action, start_offset, start_line = "new", 0, 0
-        if previous is not None:
-            if previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
-                action = "unchanged"
-            elif (adapter.appendable and stat.st_size >= previous.consumed_bytes
+        if previous is not None and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
+            action = "unchanged"
+        else:
+            # A compressed file cannot be resumed at a byte offset: when it changes it is read again whole.
+            appendable = adapter.appendable and refuse_unreadable_compression(path, label) is None
+            if previous is None:
+                pass
+            elif (appendable and stat.st_size >= previous.consumed_bytes
                   and file_sha256(path, previous.consumed_bytes) == previous.sha256):
                 if stat.st_size == previous.consumed_bytes:
                     action = "unchanged"
                 else:
                     # Grew at the end: read on from before the last unterminated line (if any).
                     action, start_offset, start_line = "appended", previous.resume_offset, previous.resume_line
-            elif not adapter.appendable and stat.st_size == previous.size and file_sha256(path) == previous.sha256:
+            elif not appendable and stat.st_size == previous.size and file_sha256(path) == previous.sha256:
                 action = "unchanged"
             else:
                 action = "rewritten"

@@ -3,7 +3,10 @@ Stack Exchange records plus crafted bad lines, and on the bundled and shared rea
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -642,6 +645,59 @@ def test_sources_side_by_side_in_one_folder_do_not_overlap(tmp_path: Path, make_
 
     assert [(report.source, report.status, report.loaded) for report in reports] == [
         ("logs", "committed", 1), ("table", "committed", 1), ("gone", "failed", 0)]
+
+
+def test_a_gzipped_jsonl_file_loads_is_skipped_while_unchanged_and_is_reread_when_changed(
+        tmp_path: Path, make_settings) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join([record("e1"), record("e2"), b"not json"]) + b"\n"))
+    settings = make_settings([jsonl_source("events.jsonl.gz")])
+
+    [first] = ingest(settings, clock=CLOCK)
+    assert counts(first) == (3, 2, 0, 1)
+    # Line and offset of a quarantined record are those of the decompressed text.
+    assert query(settings, "select file, line_no, byte_offset, reason from quarantine") == [
+        ("events.jsonl.gz", 3, len(record("e1")) + len(record("e2")) + 2, "malformed_json")]
+
+    [second] = ingest(settings, clock=CLOCK)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # touched, same bytes
+    [third] = ingest(settings, clock=CLOCK)
+    assert counts(second) == counts(third) == (0, 0, 0, 0)
+    assert second.files == third.files == [{"path": "events.jsonl.gz", "action": "unchanged"}]
+
+    # Recompressed with a line more: read again whole; what was stored comes back as duplicates.
+    path.write_bytes(gzip.compress(b"\n".join([record("e1"), record("e2"), b"not json", record("e3")]) + b"\n"))
+    append(path, b"")
+    [fourth] = ingest(settings, clock=CLOCK)
+    assert counts(fourth) == (4, 1, 3, 0)
+    assert fourth.files == [{"path": "events.jsonl.gz", "action": "rewritten"}]
+    assert query(settings, "select event_id from events order by event_id") == [("e1",), ("e2",), ("e3",)]
+    assert_every_batch_balances(settings)
+
+
+def test_a_folder_source_reads_gzip_bz2_and_xz_and_refuses_zstd_in_one_line(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.jsonl.gz").write_bytes(gzip.compress(record("e1") + b"\n"))
+    (tmp_path / "logs" / "b.ndjson.bz2").write_bytes(bz2.compress(record("e2") + b"\n"))
+    (tmp_path / "logs" / "c.json.xz").write_bytes(lzma.compress(record("e3") + b"\n"))
+    (tmp_path / "logs" / "d.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.csv.gz").write_bytes(gzip.compress(
+        b"event_id,user_id,occurred_at,kind,text\nc1,u2,2024-06-01T12:00:00Z,message,hi\n"))
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "tables"}])
+
+    refused, table = ingest(settings, clock=CLOCK)
+
+    assert refused.status == "failed" and not refused.retryable
+    assert refused.error == ("UnsupportedCompression: logs/d.jsonl.zst is zstd-compressed, which selfmodel cannot "
+                             "read (it reads gzip, bz2 and xz): decompress it (zstd -d), or recompress it with gzip")
+    assert counts(table) == (1, 1, 0, 0)
+
+    (tmp_path / "logs" / "d.jsonl.zst").unlink()
+    [loaded] = ingest(settings, "logs", clock=CLOCK)
+    assert counts(loaded) == (3, 3, 0, 0)
+    assert_every_batch_balances(settings)
 
 
 def test_a_missing_source_fails_its_batch_and_the_others_still_run(tmp_path: Path, make_settings) -> None:
