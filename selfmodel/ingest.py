@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
 from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
                                    refuse_unreadable_compression)
+from selfmodel.sources.hints import file_hint, mostly_quarantined
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, run, run_over_classified
 
@@ -105,6 +107,19 @@ def field_plan(source: SourceSettings) -> FieldPlan:
                     node = node.setdefault(key, {}) if isinstance(node.get(key, {}), dict) else {}
                 node[keys[-1]] = None
     return FieldPlan(paths, defaults, default_texts, json.dumps(strip))
+
+
+@dataclass
+class FileOutcomes:
+    """Where one file's records went in a batch."""
+
+    rows_read: int = 0
+    reasons: Counter = field(default_factory=Counter)  # quarantine reason -> records
+
+    def add(self, outcome: str, reason: str | None, records: int) -> None:
+        self.rows_read += records
+        if outcome == "quarantine":
+            self.reasons[reason] += records
 
 
 @dataclass
@@ -251,6 +266,8 @@ class SourceIngestor:
         self.clock = clock
         self.progress = progress
         self.plan = field_plan(source)
+        # file label -> counts of this batch's records by outcome and by quarantine reason, for the hints
+        self.file_outcomes: dict[str, FileOutcomes] = {}
 
     def _normalize_params(self, now: datetime) -> dict:
         hints = self.source.timestamps
@@ -289,6 +306,8 @@ class SourceIngestor:
         report.duplicates += duplicates
         report.quarantined += quarantined
         report.late_events += late
+        for file, outcome, reason, records in run_over_classified(con, "count_outcomes_by_file", None, classified):
+            self.file_outcomes.setdefault(file, FileOutcomes()).add(outcome, reason, records)
 
     def run(self) -> BatchReport:
         started = self.clock.now()
@@ -337,6 +356,7 @@ class SourceIngestor:
                 last = offsets[-1].as_py()
                 done_bytes = max(done_bytes, last or done_bytes)
                 self.progress(self.source.name, min(done_bytes, total_bytes), total_bytes)
+        self._add_hints(report.files, {read.label: read.path for read in reads})
         if labels:
             self.con.register("new_labels", _labels_table(labels))
             [(report.labels_loaded,)] = run(
@@ -359,6 +379,18 @@ class SourceIngestor:
         if not report.balanced:  # a bug, never bad input: refuse to commit numbers that do not add up
             raise AssertionError(f"batch {report.batch_id} does not balance: {report}")
         self._record_batch(report, started, self.clock.now(), watermark)
+
+    def _add_hints(self, entries: list[dict], paths: dict[str, Path]) -> None:
+        """Give each mostly quarantined file whose cause is recognisable a `hint` saying what to change."""
+        for entry in entries:
+            outcomes = self.file_outcomes.get(entry["path"])
+            if outcomes is None or entry["path"] not in paths:
+                continue
+            if mostly_quarantined(outcomes.rows_read, sum(outcomes.reasons.values())):
+                hint = file_hint(paths[entry["path"]], self.source, outcomes.reasons)
+                if hint:
+                    entry["hint"] = hint
+                    log.info("source %s, file %s: %s", self.source.name, entry["path"], hint)
 
     def _record_batch(self, report: BatchReport, started: datetime, ended: datetime,
                       watermark: datetime | None) -> None:

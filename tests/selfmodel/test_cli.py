@@ -204,6 +204,22 @@ def test_a_file_in_two_sources_exits_2_naming_both(jsonl_config: Path, options: 
     assert not (jsonl_config.parent / "wh.duckdb").exists()
 
 
+def test_ingest_names_a_likely_cause_once_per_file(tmp_path: Path) -> None:
+    (tmp_path / "semi.csv").write_text("event_id;user_id;occurred_at;kind;text\n"
+                                       "c1;u2;2024-06-01T12:00:00Z;message;hi\n")
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: app, format: csv, path: semi.csv}\n")
+    hint = 'the header has no commas but 4 semicolons: set csv_delimiter: ";" for this source'
+
+    result = CliRunner().invoke(main, ["--config", str(config), "ingest"])
+
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stdout.splitlines() if "csv_delimiter" in line] == [f"hint: app: semi.csv: {hint}"]
+    (tmp_path / "semi.csv").write_text("event_id;user_id;occurred_at;kind;text\n")  # rewritten: read again
+    again = json.loads(CliRunner().invoke(main, ["--config", str(config), "ingest", "--json"]).stdout)
+    assert again["batches"][0]["files"] == [{"path": "semi.csv", "action": "rewritten"}]  # no rows, no hint
+
+
 def test_a_source_that_cannot_run_exits_1_but_quarantine_alone_does_not(tmp_path: Path) -> None:
     config = tmp_path / "selfmodel.yaml"
     config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: gone, format: jsonl, path: missing/*.jsonl}\n")

@@ -700,6 +700,34 @@ def test_a_folder_source_reads_gzip_bz2_and_xz_and_refuses_zstd_in_one_line(tmp_
     assert_every_batch_balances(settings)
 
 
+def test_a_file_quarantined_for_a_recognisable_cause_gets_one_hint_and_sound_files_none(tmp_path: Path,
+                                                                                          make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "sound.jsonl", [record("e1"), b"not json"])
+    (tmp_path / "logs" / "windows.jsonl").write_bytes((record("e2").decode() + "\n").encode("utf-16"))
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "semicolons.csv").write_text("event_id;user_id;occurred_at;kind;text\n"
+                                                        "c1;u2;2024-06-01T12:00:00Z;message;hi\n")
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "tables"}])
+
+    logs, table = ingest(settings, clock=CLOCK)
+
+    assert logs.files == [
+        {"path": "logs/sound.jsonl", "action": "new"},  # half quarantined, for no reason the file itself has
+        {"path": "logs/windows.jsonl", "action": "new",
+         "hint": "the file is UTF-16LE text (byte-order mark FF FE), but sources must be UTF-8: convert it, "
+                 "e.g. iconv -f UTF-16LE -t UTF-8"}]
+    assert table.files == [{"path": "tables/semicolons.csv", "action": "new",
+                            "hint": 'the header has no commas but 4 semicolons: set csv_delimiter: ";" for this '
+                                    "source"}]
+    assert counts(table) == (1, 0, 0, 1)
+    # The batch's record keeps the hints; an unchanged file is not read again, so it is not hinted again.
+    [(stored,)] = query(settings, "select files from ingest_batches where source = 'table'")
+    assert json.loads(stored) == table.files
+    again = ingest(settings, clock=CLOCK)
+    assert all("hint" not in entry for report in again for entry in report.files)
+
+
 def test_a_missing_source_fails_its_batch_and_the_others_still_run(tmp_path: Path, make_settings) -> None:
     write_lines(tmp_path / "events.jsonl", [record("ok")])
     settings = make_settings([jsonl_source(), {"name": "gone", "format": "jsonl", "path": "nowhere/*.jsonl"}])
