@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import stat
 from collections import Counter
 from pathlib import Path
 
@@ -51,6 +52,8 @@ def file_hint(path: Path, source: SourceSettings, reasons: Counter) -> str | Non
 def read_sample(path: Path) -> bytes | None:
     """The first SAMPLE_BYTES of the file's text (decompressed), or None when it cannot be read."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            return None  # a named pipe: what it held was read, and opening it again would wait for a writer
         compression = compression_of(path)
         if compression is not None and compression not in READABLE_COMPRESSIONS:
             return None
@@ -120,7 +123,7 @@ def csv_hint(sample: bytes, source: SourceSettings) -> str | None:
 
 def jsonl_hint(sample: bytes, source: SourceSettings, reasons: Counter) -> str | None:
     text = sample.decode("utf-8", "replace").removeprefix("\ufeff").lstrip()
-    first = _first_line(text.encode()).strip()
+    first = text.split("\n", 1)[0].strip()
     if text.startswith("["):
         return ("the file is one JSON array, not JSON Lines (one object per line): convert it, "
                 "e.g. jq -c '.[]' FILE > FILE.jsonl")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -95,3 +96,11 @@ def test_no_hint_when_the_file_is_sound_or_the_cause_unrecognised(tmp_path: Path
 def test_only_a_mostly_quarantined_file_is_looked_at() -> None:
     assert [mostly_quarantined(read, quarantined) for read, quarantined in ((0, 0), (10, 4), (10, 5), (1, 1))] == [
         False, False, True, True]
+
+
+def test_a_named_pipe_is_not_opened_again_for_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    os.mkfifo(path)  # opening it would wait for a writer that never comes
+    source = SourceSettings(name="s", format="jsonl", path=str(path))
+
+    assert file_hint(path, source, Counter({"malformed_json": 3})) is None
