@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from selfmodel.ingest import refuse_overlapping_sources
 from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.ingest import ingest_source_task
@@ -22,6 +23,7 @@ def ingest(config_path: str | None = None, source: str | None = None) -> list[di
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
     names = [settings.source(source).name] if source else [s.name for s in settings.sources]
+    refuse_overlapping_sources(settings, source)  # before the lock and before anything is written
     reports, failures = [], []
     # One after another on purpose: DuckDB allows one writer, so parallel sources would only queue.
     # A failed source does not stop the others; the flow fails at the end, naming it.

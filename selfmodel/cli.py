@@ -229,6 +229,11 @@ def _print_batches(reports, settings: Settings) -> None:
     console.print(f"warehouse: {printable(settings.warehouse_path)}", markup=False)
     if any(report.quarantined for report in reports):
         console.print("see why records were quarantined: selfmodel quarantine")
+    for report in reports:  # a file whose records were (nearly) all quarantined for a cause ingest recognised
+        for entry in report.files:
+            if entry.get("hint"):
+                console.print(f"hint: {report.source}: {entry['path']}: {entry['hint']}", style="yellow",
+                              markup=False, soft_wrap=True)  # one line, so a suggested command copies whole
 
 
 @main.command()

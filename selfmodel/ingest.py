@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,9 +23,11 @@ import pyarrow as pa
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.events import CANONICAL_FIELDS
-from selfmodel.settings import Settings, SourceSettings
+from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
-from selfmodel.sources.base import Adapter, FileRead, Label, file_sha256
+from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
+                                   refuse_unreadable_compression)
+from selfmodel.sources.hints import file_hint, mostly_quarantined
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, run, run_over_classified
 
@@ -107,6 +110,19 @@ def field_plan(source: SourceSettings) -> FieldPlan:
 
 
 @dataclass
+class FileOutcomes:
+    """Where one file's records went in a batch."""
+
+    rows_read: int = 0
+    reasons: Counter = field(default_factory=Counter)  # quarantine reason -> records
+
+    def add(self, outcome: str, reason: str | None, records: int) -> None:
+        self.rows_read += records
+        if outcome == "quarantine":
+            self.reasons[reason] += records
+
+
+@dataclass
 class FileState:
     size: int
     mtime_ns: int
@@ -138,17 +154,21 @@ def plan_reads(adapter: Adapter, files: list[Path], manifest: dict[str, FileStat
         stat = path.stat()
         previous = manifest.get(label)
         action, start_offset, start_line = "new", 0, 0
-        if previous is not None:
-            if previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
-                action = "unchanged"
-            elif (adapter.appendable and stat.st_size >= previous.consumed_bytes
+        if previous is not None and previous.size == stat.st_size and previous.mtime_ns == stat.st_mtime_ns:
+            action = "unchanged"
+        else:
+            # A compressed file cannot be resumed at a byte offset: when it changes it is read again whole.
+            appendable = adapter.appendable and refuse_unreadable_compression(path, label) is None
+            if previous is None:
+                pass
+            elif (appendable and stat.st_size >= previous.consumed_bytes
                   and file_sha256(path, previous.consumed_bytes) == previous.sha256):
                 if stat.st_size == previous.consumed_bytes:
                     action = "unchanged"
                 else:
                     # Grew at the end: read on from before the last unterminated line (if any).
                     action, start_offset, start_line = "appended", previous.resume_offset, previous.resume_line
-            elif not adapter.appendable and stat.st_size == previous.size and file_sha256(path) == previous.sha256:
+            elif not appendable and stat.st_size == previous.size and file_sha256(path) == previous.sha256:
                 action = "unchanged"
             else:
                 action = "rewritten"
@@ -189,6 +209,52 @@ def _labels_table(labels: list[Label]) -> pa.Table:
     )
 
 
+def make_adapter(settings: Settings, source: SourceSettings) -> Adapter:
+    return ADAPTERS[source.format](
+        settings.resolve(source.path),
+        source,
+        chunk_records=settings.ingest.chunk_records,
+        max_record_bytes=settings.ingest.max_record_bytes,
+    )
+
+
+def refuse_overlapping_sources(settings: Settings, source_name: str | None = None) -> None:
+    """Raise ConfigError when a file belongs to two sources: its events would count as evidence twice.
+
+    Sources are compared by the real files their adapters list now (device and inode), so the same
+    file under two paths, a folder and a file in it, two globs and a symlink are all caught; comparing
+    the configured paths could not. With `source_name`, only overlaps with that source are refused:
+    they are refused even then, because the other source would read the file again on its next run.
+    A source whose files cannot be listed is left to fail its own batch.
+    """
+    owners: dict[tuple[int, int], tuple[str, Path]] = {}
+    overlaps: list[tuple[str, str, Path]] = []
+    for source in settings.sources:
+        try:
+            files = make_adapter(settings, source).discover()
+        except OSError:
+            continue
+        for path in files:
+            try:
+                identity = file_identity(path)
+            except OSError:
+                continue
+            first = owners.setdefault(identity, (source.name, path))
+            if first[0] != source.name and source_name in (None, first[0], source.name):
+                overlaps.append((first[0], source.name, path))
+    if not overlaps:
+        return
+    first_source, second_source, path = overlaps[0]
+    more = f" (and {len(overlaps) - 1} more file(s))" if len(overlaps) > 1 else ""
+    message = (f"sources {first_source!r} and {second_source!r} both read {file_label(path, settings.base_dir)}"
+               f"{more}: a file may belong to one source only, or its events count twice; narrow one "
+               "source's path")
+    if source_name is not None:
+        other = second_source if source_name == first_source else first_source
+        message += f" (refused for {source_name!r} alone too: {other!r} would read the file again)"
+    raise ConfigError(message)
+
+
 class SourceIngestor:
     """Runs one batch for one source on an open read-write connection."""
 
@@ -200,15 +266,8 @@ class SourceIngestor:
         self.clock = clock
         self.progress = progress
         self.plan = field_plan(source)
-
-    def _adapter(self) -> Adapter:
-        adapter_class = ADAPTERS[self.source.format]
-        return adapter_class(
-            self.settings.resolve(self.source.path),
-            self.source,
-            chunk_records=self.settings.ingest.chunk_records,
-            max_record_bytes=self.settings.ingest.max_record_bytes,
-        )
+        # file label -> counts of this batch's records by outcome and by quarantine reason, for the hints
+        self.file_outcomes: dict[str, FileOutcomes] = {}
 
     def _normalize_params(self, now: datetime) -> dict:
         hints = self.source.timestamps
@@ -247,6 +306,8 @@ class SourceIngestor:
         report.duplicates += duplicates
         report.quarantined += quarantined
         report.late_events += late
+        for file, outcome, reason, records in run_over_classified(con, "count_outcomes_by_file", None, classified):
+            self.file_outcomes.setdefault(file, FileOutcomes()).add(outcome, reason, records)
 
     def run(self) -> BatchReport:
         started = self.clock.now()
@@ -271,7 +332,7 @@ class SourceIngestor:
         return report
 
     def _run_in_transaction(self, report: BatchReport, watermark: datetime | None, started: datetime) -> None:
-        adapter = self._adapter()
+        adapter = make_adapter(self.settings, self.source)
         try:
             files = adapter.discover()
         except OSError as exc:
@@ -295,6 +356,7 @@ class SourceIngestor:
                 last = offsets[-1].as_py()
                 done_bytes = max(done_bytes, last or done_bytes)
                 self.progress(self.source.name, min(done_bytes, total_bytes), total_bytes)
+        self._add_hints(report.files, {read.label: read.path for read in reads})
         if labels:
             self.con.register("new_labels", _labels_table(labels))
             [(report.labels_loaded,)] = run(
@@ -318,6 +380,18 @@ class SourceIngestor:
             raise AssertionError(f"batch {report.batch_id} does not balance: {report}")
         self._record_batch(report, started, self.clock.now(), watermark)
 
+    def _add_hints(self, entries: list[dict], paths: dict[str, Path]) -> None:
+        """Give each mostly quarantined file whose cause is recognisable a `hint` saying what to change."""
+        for entry in entries:
+            outcomes = self.file_outcomes.get(entry["path"])
+            if outcomes is None or entry["path"] not in paths:
+                continue
+            if mostly_quarantined(outcomes.rows_read, sum(outcomes.reasons.values())):
+                hint = file_hint(paths[entry["path"]], self.source, outcomes.reasons)
+                if hint:
+                    entry["hint"] = hint
+                    log.info("source %s, file %s: %s", self.source.name, entry["path"], hint)
+
     def _record_batch(self, report: BatchReport, started: datetime, ended: datetime,
                       watermark: datetime | None) -> None:
         run(self.con, "insert_batch", {
@@ -340,6 +414,7 @@ def ingest(settings: Settings, source_name: str | None = None, clock: Clock | No
            progress: ProgressCallback | None = None) -> list[BatchReport]:
     """Ingest every configured source (or one), each as its own batch; opens the warehouse once."""
     sources = [settings.source(source_name)] if source_name else list(settings.sources)
+    refuse_overlapping_sources(settings, source_name)
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         return [ingest_source(con, settings, source, clock, progress) for source in sources]

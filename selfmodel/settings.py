@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
@@ -70,12 +71,58 @@ class TimestampHints(StrictModel):
     format: str | None = None
 
 
+_json_path_lock = threading.Lock()
+# JSON path -> why ingest could not use it (None: it can); filled by _check_json_paths.
+_json_path_problems: dict[str, str | None] = {}
+
+
+def _check_json_paths(paths: list[str]) -> None:
+    """Ask DuckDB whether it accepts each path as ingest uses it (one of a list of paths).
+
+    DuckDB itself keeps the grammar exactly that of ingest's json_extract(doc, $paths). One in-memory
+    connection checks all of a source's paths and is closed at once: one kept until exit makes
+    DuckDB's bindings report leaks on stderr.
+    """
+    with _json_path_lock:
+        unchecked = [path for path in dict.fromkeys(paths) if path not in _json_path_problems]
+        if not unchecked:
+            return
+        import duckdb  # not at the top: most configs map no JSON path, and every command loads the config
+
+        with duckdb.connect() as con:
+            for path in unchecked:
+                try:
+                    con.execute("select json_extract('{}', ?::varchar[])", [[path]]).fetchall()
+                except duckdb.Error as exc:
+                    message = str(exc).removeprefix("Binder Error: ")
+                    if "wildcards" in message:
+                        message = "a mapping takes one value; wildcards ([*], .*, ..) select many"
+                    _json_path_problems[path] = message
+                else:
+                    _json_path_problems[path] = None
+
+
+def _mapped_column(value: str) -> str:
+    if value == "":
+        raise ValueError("must name a column, or a JSON path starting with '$'")
+    if value.startswith("$"):
+        _check_json_paths([value])
+        problem = _json_path_problems[value]
+        if problem:
+            raise ValueError(f"invalid JSON path {value!r}: {problem}")
+    return value
+
+
+# A source column, or a JSON path ("$.a.b") into nested records; checked when the config loads.
+MappedColumn = Annotated[str, AfterValidator(_mapped_column)]
+
+
 class SourceSettings(StrictModel):
     name: str
     format: SourceFormat
     path: str
     # canonical field -> source column. "$.a.b" is a JSON path into nested records.
-    mapping: dict[str, str] = Field(default_factory=dict)
+    mapping: dict[str, MappedColumn] = Field(default_factory=dict)
     # canonical field -> constant used when the record has no value, e.g. {kind: message}.
     defaults: dict[str, str] = Field(default_factory=dict)
     timestamps: TimestampHints = TimestampHints()
@@ -89,6 +136,15 @@ class SourceSettings(StrictModel):
     def _name_is_identifier(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
             raise ValueError("must use only letters, digits, '_', '-' and '.'")
+        return value
+
+    @field_validator("mapping", mode="before")
+    @classmethod
+    def _check_json_paths_at_once(cls, value: Any) -> Any:
+        # One DuckDB connection for all of the source's paths; each is then judged on its own (MappedColumn).
+        if isinstance(value, dict):
+            _check_json_paths([column for column in value.values()
+                               if isinstance(column, str) and column.startswith("$")])
         return value
 
     @field_validator("mapping", "defaults")

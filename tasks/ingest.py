@@ -48,6 +48,9 @@ def ingest_source_task(config_path: str | None, source_name: str) -> dict:
         report.source, report.batch_id, report.rows_read, report.loaded, report.duplicates,
         report.quarantined, report.late_events, report.labels_loaded,
     )
+    for entry in report.files:
+        if entry.get("hint"):
+            logger.warning("source %s, file %s: %s", report.source, entry["path"], entry["hint"])
     if report.status != "committed":
         raise BatchFailed(report)
     return report.to_json()

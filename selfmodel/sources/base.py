@@ -8,12 +8,19 @@ every format then happen once, in warehouse/queries/normalize_records.sql.
 
 from __future__ import annotations
 
-import glob
+import bz2
+import fnmatch
+import gzip
 import hashlib
+import io
+import lzma
+import os
+import stat
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
@@ -109,6 +116,98 @@ class RecordBatchBuilder:
         return table
 
 
+# How a compressed file starts, whatever its name. Python's standard library reads the first three;
+# zstd (compression.zstd is Python 3.14) and zip archives are refused with UnsupportedCompression.
+COMPRESSION_MAGIC = (
+    (b"\x1f\x8b", "gzip"),
+    (b"BZh", "bz2"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+    (b"PK\x03\x04", "zip"),
+)
+READABLE_COMPRESSIONS = ("gzip", "bz2", "xz")
+# Names a folder's listing includes beside plain files (events.jsonl.gz); zst and zip only to refuse them.
+COMPRESSED_SUFFIXES = (".gz", ".bz2", ".xz", ".zst", ".zip")
+
+
+class UnsupportedCompression(ValueError):
+    """A file compressed in a way selfmodel cannot read: its batch fails, saying so in one line."""
+
+
+def compression_of(path: Path) -> str | None:
+    """gzip, bz2, xz, zstd or zip when the file's first bytes say so (its name does not matter); else None."""
+    if not stat.S_ISREG(path.stat().st_mode):
+        return None  # a named pipe: peeking would take bytes away from the reader
+    with open(path, "rb") as handle:
+        head = handle.read(10)
+    for magic, name in COMPRESSION_MAGIC:
+        if head.startswith(magic):
+            # "BZh" is also plain text: bz2 goes on with a block size digit and a block or end-of-stream mark.
+            if name == "bz2" and not (head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90")):
+                continue
+            return name
+    return None
+
+
+def refuse_unreadable_compression(path: Path, label: str) -> str | None:
+    """The file's compression (see compression_of); UnsupportedCompression when it cannot be read."""
+    compression = compression_of(path)
+    if compression is not None and compression not in READABLE_COMPRESSIONS:
+        how = "unzip it" if compression == "zip" else "decompress it (zstd -d)"
+        raise UnsupportedCompression(
+            f"{label} is {compression}-compressed, which selfmodel cannot read (it reads gzip, bz2 and xz): "
+            f"{how}, or recompress it with gzip")
+    return compression
+
+
+def open_decompressed(raw: BinaryIO, compression: str | None) -> BinaryIO:
+    """`raw` itself when not compressed, else a reader of its decompressed bytes."""
+    if compression is None:
+        return raw
+    if compression == "gzip":
+        return gzip.GzipFile(fileobj=raw, mode="rb")
+    return {"bz2": bz2.BZ2File, "xz": lzma.LZMAFile}[compression](raw, mode="rb")
+
+
+class CountingReader(io.RawIOBase):
+    """Passes a file's raw bytes to a decompressor, hashing and counting them on the way."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.digest = hashlib.sha256()
+        self.count = 0
+        self.raw_failed = False  # an I/O error of the file itself, not of its compressed data
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        try:
+            count = self.raw.readinto(buffer)
+        except OSError:
+            self.raw_failed = True
+            raise
+        if count:
+            self.digest.update(memoryview(buffer)[:count])
+            self.count += count
+        return count or 0
+
+
+class PieceReader:
+    """A reader whose read(n) is the decompressor's read1(n): read(n) gathers n bytes over many pieces
+    and loses all of them when the data breaks before n, read1 hands over each piece as it comes."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._read = getattr(handle, "read1", handle.read)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._read(size)
+
+
+# What a broken compressed stream raises (a truncated or corrupt file): its data, not the machine.
+DECOMPRESSION_ERRORS = (EOFError, OSError, zlib.error, lzma.LZMAError)
+
+
 def file_sha256(path: Path, limit: int | None = None) -> str:
     """sha256 of the file, or of its first `limit` bytes."""
     digest = hashlib.sha256()
@@ -154,11 +253,118 @@ class Adapter:
         raise NotImplementedError
 
 
-def expand_path(path: Path, patterns: tuple[str, ...]) -> list[Path]:
-    """A file, every matching file in a folder, or the files a glob names; sorted."""
+def expand_path(path: Path, patterns: tuple[str, ...], *, compressed: bool = True) -> list[Path]:
+    """A file, every matching file in a folder, or the files a glob names; sorted, each file once.
+
+    In a folder, `patterns` name the files to read, and with `compressed` their compressed forms too
+    (*.jsonl also lists *.jsonl.gz, ...; see COMPRESSED_SUFFIXES). A file reachable by several paths
+    (symlinks, hard links, a folder linked into another) would be read as many times: it is listed
+    once, by the first of its paths in sorted order.
+    """
     text = str(path)
     if any(char in text for char in "*?["):
-        return sorted(Path(match) for match in glob.glob(text, recursive=True) if Path(match).is_file())
+        return unique_files(sorted(glob_files(text)))
     if path.is_dir():
-        return sorted(p for pattern in patterns for p in path.glob(pattern) if p.is_file())
+        if compressed:
+            patterns = patterns + tuple(pattern + suffix for pattern in patterns for suffix in COMPRESSED_SUFFIXES)
+        return unique_files(sorted(p for pattern in patterns for p in path.glob(pattern) if p.is_file()))
     return [path]
+
+
+def file_identity(path: Path) -> tuple[int, int]:
+    """What makes two paths the same file: device and inode, symlinks followed."""
+    info = path.stat()
+    return info.st_dev, info.st_ino
+
+
+def unique_files(paths: list[Path]) -> list[Path]:
+    """`paths` without those naming a file already listed (the first path keeps it)."""
+    seen: set[tuple[int, int]] = set()
+    unique = []
+    for path in paths:
+        try:
+            identity = file_identity(path)
+        except OSError:  # gone since it was listed: reading it will say so
+            unique.append(path)
+            continue
+        if identity not in seen:
+            seen.add(identity)
+            unique.append(path)
+    return unique
+
+
+def _is_glob(part: str) -> bool:
+    return any(char in part for char in "*?[")
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as listing:
+            return sorted(listing, key=lambda entry: entry.name)
+    except OSError:  # unreadable or vanished: skipped, as glob.glob does
+        return []
+
+
+def _is_dir(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_dir()  # follows symlinks, as glob does
+    except OSError:
+        return False
+
+
+def _is_file(entry: os.DirEntry) -> bool:
+    try:
+        return entry.is_file()
+    except OSError:
+        return False
+
+
+def glob_files(pattern: str) -> list[Path]:
+    """The files glob.glob(pattern, recursive=True) names, without walking a folder twice for one `**`.
+
+    glob.glob follows symlinked folders with no memory of where it has been: a link to a parent folder
+    is walked about 40 levels deep (until the kernel refuses the path), listing every file beneath it
+    40 times; two such links make it 2^40. Here each real folder is visited at most once per `**` of the
+    pattern. As in glob, `*`, `?`, `[...]` and `**` do not match names starting with '.'.
+    """
+    parts = Path(pattern).parts
+    first = next(index for index, part in enumerate(parts) if _is_glob(part))
+    visited: set[tuple[tuple[int, int], int]] = set()
+    found: list[Path] = []
+
+    def match(folder: Path, index: int) -> None:
+        part, last = parts[index], index == len(parts) - 1
+        if part == "**":
+            try:
+                key = (file_identity(folder), index)
+            except OSError:
+                return
+            if key in visited:
+                return
+            visited.add(key)
+            entries = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
+            if last:
+                found.extend(folder / entry.name for entry in entries if _is_file(entry))
+            else:
+                match(folder, index + 1)  # `**` standing for no folder at all
+            for entry in entries:
+                if _is_dir(entry):
+                    match(folder / entry.name, index)
+        elif _is_glob(part):
+            for entry in _entries(folder):
+                if entry.name.startswith(".") and not part.startswith("."):
+                    continue
+                if fnmatch.fnmatchcase(entry.name, part):
+                    if last and _is_file(entry):
+                        found.append(folder / entry.name)
+                    elif not last and _is_dir(entry):
+                        match(folder / entry.name, index + 1)
+        else:
+            child = folder / part
+            if last and child.is_file():
+                found.append(child)
+            elif not last and child.is_dir():
+                match(child, index + 1)
+
+    match(Path(*parts[:first]) if first else Path("."), first)
+    return found

@@ -23,7 +23,8 @@ from typing import Any, Iterator
 import ijson
 import pyarrow as pa
 
-from selfmodel.sources.base import Adapter, FileRead, Label, RecordBatchBuilder, expand_path, file_sha256
+from selfmodel.sources.base import (DECOMPRESSION_ERRORS, Adapter, CountingReader, FileRead, Label, PieceReader,
+                                   RecordBatchBuilder, expand_path, open_decompressed, refuse_unreadable_compression)
 
 HUMAN, BOT = "Human", "Bot"
 
@@ -150,23 +151,36 @@ class ConvAI2Adapter(Adapter):
     def read(self, reads: list[FileRead], labels: list[Label]) -> Iterator[pa.Table]:
         builder = RecordBatchBuilder(self.chunk_records)
         for read in reads:
-            read.sha256 = file_sha256(read.path)
-            read.consumed_bytes = read.resume_offset = read.path.stat().st_size
+            compression = refuse_unreadable_compression(read.path, read.label)
             number = 0
-            with open(read.path, "rb") as handle:
-                try:
-                    for number, dialog in enumerate(ijson.items(handle, "item", use_float=True), start=1):
-                        for raw, doc, reason, detail in dialog_records(dialog):
-                            builder.add(file=read.label, line_no=number, byte_offset=None, raw_text=raw,
-                                        doc=json.dumps(doc, ensure_ascii=False) if doc else None,
-                                        pre_reason=reason, pre_detail=detail)
-                        labels.extend(dialog_labels(dialog))
-                        if builder.full:
-                            yield builder.take()
-                except (ijson.JSONError, UnicodeDecodeError) as exc:
-                    builder.add(file=read.label, line_no=number + 1, byte_offset=None, raw_text="",
-                                pre_reason="malformed_json",
-                                pre_detail=f"the file stops being valid JSON after dialog {number}: {exc}")
+            # Hashed and counted as read, so the manifest describes exactly the bytes these records came from.
+            with open(read.path, "rb", buffering=0) as raw:
+                counting = CountingReader(raw)
+                with open_decompressed(counting, compression) as handle:
+                    try:
+                        for number, dialog in enumerate(ijson.items(PieceReader(handle), "item", use_float=True),
+                                                               start=1):
+                            for raw_text, doc, reason, detail in dialog_records(dialog):
+                                builder.add(file=read.label, line_no=number, byte_offset=None, raw_text=raw_text,
+                                            doc=json.dumps(doc, ensure_ascii=False) if doc else None,
+                                            pre_reason=reason, pre_detail=detail)
+                            labels.extend(dialog_labels(dialog))
+                            if builder.full:
+                                yield builder.take()
+                    except (ijson.JSONError, UnicodeDecodeError) as exc:
+                        builder.add(file=read.label, line_no=number + 1, byte_offset=None, raw_text="",
+                                    pre_reason="malformed_json",
+                                    pre_detail=f"the file stops being valid JSON after dialog {number}: {exc}")
+                    except DECOMPRESSION_ERRORS as exc:
+                        if compression is None or counting.raw_failed:
+                            raise
+                        builder.add(file=read.label, line_no=number + 1, byte_offset=None, raw_text="",
+                                    pre_reason="unreadable_file",
+                                    pre_detail=f"the {compression} data is broken after dialog {number}: {exc}")
+                    while counting.read(1 << 20):  # the rest of the file still counts for the manifest's hash
+                        pass
+            read.sha256 = counting.digest.hexdigest()
+            read.consumed_bytes = read.resume_offset = counting.count
             read.records = number
         if len(builder):
             yield builder.take()

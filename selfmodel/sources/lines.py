@@ -14,11 +14,12 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import accumulate
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import pyarrow as pa
 
-from selfmodel.sources.base import FileRead, escape_raw
+from selfmodel.sources.base import (DECOMPRESSION_ERRORS, CountingReader, FileRead, escape_raw, open_decompressed,
+                                    refuse_unreadable_compression)
 
 BLOCK_BYTES = 8 << 20
 BOM = "\ufeff"
@@ -156,15 +157,26 @@ def _block(data: bytes, lines: list[bytes], first_offset: int, first_line_no: in
     )
 
 
+class _StreamBroken(Exception):
+    """A compressed file's data ends early or is corrupt."""
+
+
 def read_line_blocks(read: FileRead, max_record_bytes: int) -> Iterator[LineBlock]:
     """Stream `read.path` from `read.start_offset`, filling in the manifest fields of `read`.
 
     The whole file is hashed (the part before start_offset too) so the manifest always holds the
     hash of every byte read so far; an unterminated last line is yielded but resume_offset stays
     before it, so when the file grows the completed line is read again whole.
+
+    A gzip, bz2 or xz file (known by its first bytes) is read decompressed and always whole: offsets
+    and line numbers are those of the decompressed text, while the manifest gets the compressed file's
+    size and hash (it cannot resume inside a compressed stream, so a changed one is read again).
     """
+    compression = refuse_unreadable_compression(read.path, read.label or str(read.path))
+    if compression is not None:
+        yield from _decompressed_line_blocks(read, max_record_bytes, compression)
+        return
     digest = hashlib.sha256()
-    offset, line_no = read.start_offset, read.start_line
     with open(read.path, "rb") as handle:
         remaining = read.start_offset
         while remaining > 0:
@@ -173,12 +185,63 @@ def read_line_blocks(read: FileRead, max_record_bytes: int) -> Iterator[LineBloc
                 break
             digest.update(block)
             remaining -= len(block)
-        carry = b""
-        while True:
-            block = handle.read(BLOCK_BYTES)
-            if not block:
-                break
-            digest.update(block)
+        yield from _split_lines(_hashed_blocks(handle, digest), read, read.start_offset, read.start_line,
+                                max_record_bytes)
+    read.sha256 = digest.hexdigest()
+
+
+def _decompressed_line_blocks(read: FileRead, max_record_bytes: int, compression: str) -> Iterator[LineBlock]:
+    with open(read.path, "rb", buffering=0) as raw:
+        counting = CountingReader(raw)
+        with open_decompressed(counting, compression) as handle:
+            yield from _split_lines(_decompressed_blocks(handle, counting, compression), read, 0, 0,
+                                    max_record_bytes)
+            while counting.read(1 << 20):  # bytes after a broken stream still count for the manifest's hash
+                pass
+    read.consumed_bytes = read.resume_offset = counting.count
+    read.sha256 = counting.digest.hexdigest()
+
+
+def _hashed_blocks(handle: BinaryIO, digest) -> Iterator[bytes]:
+    while True:
+        block = handle.read(BLOCK_BYTES)
+        if not block:
+            return
+        digest.update(block)
+        yield block
+
+
+def _decompressed_blocks(handle: BinaryIO, counting: CountingReader, compression: str) -> Iterator[bytes]:
+    """Blocks of about BLOCK_BYTES, gathered piece by piece so a break loses nothing decompressed before it."""
+    pieces: list[bytes] = []
+    size = 0
+    while True:
+        try:
+            piece = handle.read1(min(1 << 16, BLOCK_BYTES))
+        except DECOMPRESSION_ERRORS as exc:
+            if counting.raw_failed:
+                raise
+            if pieces:
+                yield b"".join(pieces)
+            raise _StreamBroken(f"the {compression} data is broken after {counting.count} compressed bytes: "
+                                f"{exc}") from exc
+        if piece:
+            pieces.append(piece)
+            size += len(piece)
+        if size >= BLOCK_BYTES or (not piece and pieces):
+            yield b"".join(pieces)
+            pieces, size = [], 0
+        if not piece:
+            return
+
+
+def _split_lines(blocks: Iterator[bytes], read: FileRead, offset: int, line_no: int,
+                 max_record_bytes: int) -> Iterator[LineBlock]:
+    """Cut a stream of byte blocks into LineBlocks, starting at `offset` after line `line_no`."""
+    carry = b""
+    broken = None
+    try:
+        for block in blocks:
             data = carry + block if carry else block
             cut = data.rfind(b"\n")
             if cut < 0:
@@ -190,10 +253,17 @@ def read_line_blocks(read: FileRead, max_record_bytes: int) -> Iterator[LineBloc
             yield _block(complete, lines, offset, line_no + 1, max_record_bytes, offset == 0, False)
             offset += cut + 1
             line_no += len(lines)
-        read.resume_offset, read.resume_line = offset, line_no
-        if carry:
-            yield _block(carry, [carry], offset, line_no + 1, max_record_bytes, offset == 0, True)
-            offset += len(carry)
-            line_no += 1
+    except _StreamBroken as exc:
+        broken = exc
+    read.resume_offset, read.resume_line = offset, line_no
+    if broken is not None:
+        # One record says the rest is unreadable, keeping the part of a line decompressed before the break.
+        yield LineBlock(first_line_no=line_no + 1, offsets=[offset], lines=[carry],
+                        problems=[("unreadable_file", str(broken))], at_file_start=offset == 0)
+        offset += len(carry)
+        line_no += 1
+    elif carry:
+        yield _block(carry, [carry], offset, line_no + 1, max_record_bytes, offset == 0, True)
+        offset += len(carry)
+        line_no += 1
     read.consumed_bytes = offset
-    read.sha256 = digest.hexdigest()

@@ -16,7 +16,8 @@ class ParquetAdapter(Adapter):
     appendable = False
 
     def discover(self) -> list[Path]:
-        return expand_path(self.path, ("*.parquet", "*.pq"))
+        # Parquet compresses inside the file; a compressed Parquet file is no Parquet file.
+        return expand_path(self.path, ("*.parquet", "*.pq"), compressed=False)
 
     def read(self, reads: list[FileRead], labels: list[Label]) -> Iterator[pa.Table]:
         converter = duckdb.connect()

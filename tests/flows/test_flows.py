@@ -101,6 +101,20 @@ def test_backfill_flow_refreshes_every_night_under_the_writer_lock(prefect_serve
     assert {start, start + timedelta(days=3), start + timedelta(days=6), believed_as_of} <= starts
 
 
+def test_the_ingest_flow_refuses_a_file_in_two_sources_before_writing(prefect_server, tmp_path: Path) -> None:
+    from flows.ingest import ingest
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.jsonl").write_text('{"event_id": "e1"}\n')
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh/warehouse.duckdb}\nsources:\n  - {name: app, format: jsonl, path: logs}\n"
+                      "  - {name: again, format: jsonl, path: logs/a.jsonl}\n")
+    state = ingest(config_path=str(config), return_state=True)
+    assert state.is_failed()
+    assert "sources 'app' and 'again' both read logs/a.jsonl" in state.message
+    assert not (tmp_path / "wh").exists()  # refused before the lock file or the warehouse was made
+
+
 @pytest.mark.parametrize("entrypoint", ["flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs",
                                         "flows/evaluate.py:evaluate", "flows/publish.py:publish"])
 def test_a_step_flow_run_on_its_own_refuses_while_another_process_writes(prefect_server, tmp_path: Path,

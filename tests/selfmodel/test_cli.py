@@ -84,6 +84,19 @@ def test_bad_config_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_an_invalid_json_path_in_a_mapping_exits_2_before_any_ingest(jsonl_config: Path) -> None:
+    jsonl_config.write_text(jsonl_config.read_text().replace("path: logs.jsonl}", "path: logs.jsonl, "
+                                                             "mapping: {text: '$['}}"))
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(jsonl_config), "ingest"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    # Only the error: no traceback, and nothing from the DuckDB connection that checked the path.
+    assert result.stderr.splitlines() == [
+        f"error: invalid config {jsonl_config}:",
+        "  sources.0.mapping.text: Value error, invalid JSON path '$[': JSON path error near '[' (got '$[')"]
+    assert not (jsonl_config.parent / "wh.duckdb").exists()
+
+
 @pytest.mark.parametrize("command", [["ingest"], ["refresh"], ["publish"]])
 def test_a_warehouse_folder_that_cannot_be_made_exits_1_with_one_line(tmp_path: Path, command: list[str]) -> None:
     (tmp_path / "a-file").write_text("a file where the warehouse folder should be")
@@ -178,6 +191,33 @@ def test_unknown_source_exits_2(jsonl_config: Path, command: str) -> None:
     result = CliRunner().invoke(main, ["--config", str(jsonl_config), command, "--source", "nope"])
     assert result.exit_code == 2
     assert "no source named 'nope'" in result.stderr
+
+
+@pytest.mark.parametrize("options", [[], ["--source", "app"], ["--source", "again"]])
+def test_a_file_in_two_sources_exits_2_naming_both(jsonl_config: Path, options: list[str]) -> None:
+    with jsonl_config.open("a") as config:
+        config.write("  - {name: again, format: jsonl, path: '*.jsonl'}\n")
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest", "--json", *options])
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: sources 'app' and 'again' both read logs.jsonl: ")
+    assert not (jsonl_config.parent / "wh.duckdb").exists()
+
+
+def test_ingest_names_a_likely_cause_once_per_file(tmp_path: Path) -> None:
+    (tmp_path / "semi.csv").write_text("event_id;user_id;occurred_at;kind;text\n"
+                                       "c1;u2;2024-06-01T12:00:00Z;message;hi\n")
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh.duckdb}\nsources:\n  - {name: app, format: csv, path: semi.csv}\n")
+    hint = 'the header has no commas but 4 semicolons: set csv_delimiter: ";" for this source'
+
+    result = CliRunner().invoke(main, ["--config", str(config), "ingest"])
+
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stdout.splitlines() if "csv_delimiter" in line] == [f"hint: app: semi.csv: {hint}"]
+    (tmp_path / "semi.csv").write_text("event_id;user_id;occurred_at;kind;text\n")  # rewritten: read again
+    again = json.loads(CliRunner().invoke(main, ["--config", str(config), "ingest", "--json"]).stdout)
+    assert again["batches"][0]["files"] == [{"path": "semi.csv", "action": "rewritten"}]  # no rows, no hint
 
 
 def test_a_source_that_cannot_run_exits_1_but_quarantine_alone_does_not(tmp_path: Path) -> None:

@@ -3,7 +3,10 @@ Stack Exchange records plus crafted bad lines, and on the bundled and shared rea
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -17,6 +20,7 @@ import pytest
 
 from selfmodel.clock import FixedClock
 from selfmodel.ingest import BatchReport, ingest
+from selfmodel.settings import ConfigError
 from selfmodel.sources import lines as lines_module
 from selfmodel.sources.stackexchange import parse_tags
 
@@ -571,6 +575,157 @@ def test_csv_source_quarantines_bad_rows_and_resumes_after_growth(tmp_path: Path
     assert query(settings, "select event_id, text from events order by event_id") == [
         ("c1", "hi"), ("c4", "still open\r\nand closed"), ("c5", "bye")]
     assert_every_batch_balances(settings)
+
+
+def test_a_file_reached_through_a_symlink_loop_is_read_once(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs" / "day1").mkdir(parents=True)
+    write_lines(tmp_path / "logs" / "day1" / "a.jsonl", [record("e1"), record("e2")])
+    os.symlink("..", tmp_path / "logs" / "day1" / "up")
+    os.symlink("a.jsonl", tmp_path / "logs" / "day1" / "b.jsonl")
+    settings = make_settings([jsonl_source("logs/**/*.jsonl")])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (2, 2, 0, 0)
+    assert report.files == [{"path": "logs/day1/a.jsonl", "action": "new"}]
+    assert_every_batch_balances(settings)
+
+
+@pytest.mark.parametrize("first_path, second_path", [
+    ("logs/a.jsonl", "logs/a.jsonl"),  # the same file twice
+    ("logs", "logs/a.jsonl"),  # a folder and a file in it
+    ("logs/*.jsonl", "**/a*.jsonl"),  # two globs
+    ("logs/a.jsonl", "elsewhere/link.jsonl"),  # a symlink to the file
+    ("logs/a.jsonl", "./logs/../logs/a.jsonl"),  # another spelling of the same path
+], ids=["same-path", "folder-and-file", "two-globs", "symlink", "spelling"])
+def test_a_file_in_two_sources_is_refused_before_anything_is_written(tmp_path: Path, make_settings,
+                                                                      first_path: str, second_path: str) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    os.symlink(tmp_path / "logs" / "a.jsonl", tmp_path / "elsewhere" / "link.jsonl")
+    settings = make_settings([jsonl_source(first_path), {**jsonl_source(second_path), "name": "copy"}])
+
+    with pytest.raises(ConfigError) as refused:
+        ingest(settings, clock=CLOCK)
+
+    assert str(refused.value).startswith("sources 'logs' and 'copy' both read logs/a.jsonl:")
+    assert not settings.warehouse_path.exists()
+
+
+def test_one_source_is_refused_alone_too_when_another_reads_its_files(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    write_lines(tmp_path / "logs" / "b.jsonl", [record("e2")])
+    write_lines(tmp_path / "other.jsonl", [record("e3")])
+    settings = make_settings([jsonl_source("logs"), {**jsonl_source("logs/*.jsonl"), "name": "copy"},
+                              {**jsonl_source("other.jsonl"), "name": "other"}])
+
+    with pytest.raises(ConfigError) as refused:
+        ingest(settings, "copy", clock=CLOCK)
+
+    assert str(refused.value) == (
+        "sources 'logs' and 'copy' both read logs/a.jsonl (and 1 more file(s)): a file may belong to one source "
+        "only, or its events count twice; narrow one source's path (refused for 'copy' alone too: 'logs' would "
+        "read the file again)")
+    # A source that shares no file still runs on its own.
+    [report] = ingest(settings, "other", clock=CLOCK)
+    assert counts(report) == (1, 1, 0, 0)
+
+
+def test_sources_side_by_side_in_one_folder_do_not_overlap(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "a.jsonl", [record("e1")])
+    (tmp_path / "logs" / "b.csv").write_text("event_id,user_id,occurred_at,kind,text\n"
+                                             "e2,u2,2024-06-01T12:00:00Z,message,hi\n")
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "logs"},
+                              {"name": "gone", "format": "jsonl", "path": "nowhere/*.jsonl"}])
+
+    reports = ingest(settings, clock=CLOCK)
+
+    assert [(report.source, report.status, report.loaded) for report in reports] == [
+        ("logs", "committed", 1), ("table", "committed", 1), ("gone", "failed", 0)]
+
+
+def test_a_gzipped_jsonl_file_loads_is_skipped_while_unchanged_and_is_reread_when_changed(
+        tmp_path: Path, make_settings) -> None:
+    path = tmp_path / "events.jsonl.gz"
+    path.write_bytes(gzip.compress(b"\n".join([record("e1"), record("e2"), b"not json"]) + b"\n"))
+    settings = make_settings([jsonl_source("events.jsonl.gz")])
+
+    [first] = ingest(settings, clock=CLOCK)
+    assert counts(first) == (3, 2, 0, 1)
+    # Line and offset of a quarantined record are those of the decompressed text.
+    assert query(settings, "select file, line_no, byte_offset, reason from quarantine") == [
+        ("events.jsonl.gz", 3, len(record("e1")) + len(record("e2")) + 2, "malformed_json")]
+
+    [second] = ingest(settings, clock=CLOCK)
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # touched, same bytes
+    [third] = ingest(settings, clock=CLOCK)
+    assert counts(second) == counts(third) == (0, 0, 0, 0)
+    assert second.files == third.files == [{"path": "events.jsonl.gz", "action": "unchanged"}]
+
+    # Recompressed with a line more: read again whole; what was stored comes back as duplicates.
+    path.write_bytes(gzip.compress(b"\n".join([record("e1"), record("e2"), b"not json", record("e3")]) + b"\n"))
+    append(path, b"")
+    [fourth] = ingest(settings, clock=CLOCK)
+    assert counts(fourth) == (4, 1, 3, 0)
+    assert fourth.files == [{"path": "events.jsonl.gz", "action": "rewritten"}]
+    assert query(settings, "select event_id from events order by event_id") == [("e1",), ("e2",), ("e3",)]
+    assert_every_batch_balances(settings)
+
+
+def test_a_folder_source_reads_gzip_bz2_and_xz_and_refuses_zstd_in_one_line(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "a.jsonl.gz").write_bytes(gzip.compress(record("e1") + b"\n"))
+    (tmp_path / "logs" / "b.ndjson.bz2").write_bytes(bz2.compress(record("e2") + b"\n"))
+    (tmp_path / "logs" / "c.json.xz").write_bytes(lzma.compress(record("e3") + b"\n"))
+    (tmp_path / "logs" / "d.jsonl.zst").write_bytes(b"\x28\xb5\x2f\xfd" + b"\x00" * 16)
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "t.csv.gz").write_bytes(gzip.compress(
+        b"event_id,user_id,occurred_at,kind,text\nc1,u2,2024-06-01T12:00:00Z,message,hi\n"))
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "tables"}])
+
+    refused, table = ingest(settings, clock=CLOCK)
+
+    assert refused.status == "failed" and not refused.retryable
+    assert refused.error == ("UnsupportedCompression: logs/d.jsonl.zst is zstd-compressed, which selfmodel cannot "
+                             "read (it reads gzip, bz2 and xz): decompress it (zstd -d), or recompress it with gzip")
+    assert counts(table) == (1, 1, 0, 0)
+
+    (tmp_path / "logs" / "d.jsonl.zst").unlink()
+    [loaded] = ingest(settings, "logs", clock=CLOCK)
+    assert counts(loaded) == (3, 3, 0, 0)
+    assert_every_batch_balances(settings)
+
+
+def test_a_file_quarantined_for_a_recognisable_cause_gets_one_hint_and_sound_files_none(tmp_path: Path,
+                                                                                          make_settings) -> None:
+    (tmp_path / "logs").mkdir()
+    write_lines(tmp_path / "logs" / "sound.jsonl", [record("e1"), b"not json"])
+    (tmp_path / "logs" / "windows.jsonl").write_bytes((record("e2").decode() + "\n").encode("utf-16"))
+    (tmp_path / "tables").mkdir()
+    (tmp_path / "tables" / "semicolons.csv").write_text("event_id;user_id;occurred_at;kind;text\n"
+                                                        "c1;u2;2024-06-01T12:00:00Z;message;hi\n")
+    settings = make_settings([jsonl_source("logs"), {"name": "table", "format": "csv", "path": "tables"}])
+
+    logs, table = ingest(settings, clock=CLOCK)
+
+    assert logs.files == [
+        {"path": "logs/sound.jsonl", "action": "new"},  # half quarantined, for no reason the file itself has
+        {"path": "logs/windows.jsonl", "action": "new",
+         "hint": "the file is UTF-16LE text (byte-order mark FF FE), but sources must be UTF-8: convert it, "
+                 "e.g. iconv -f UTF-16LE -t UTF-8"}]
+    assert table.files == [{"path": "tables/semicolons.csv", "action": "new",
+                            "hint": 'the header has no commas but 4 semicolons: set csv_delimiter: ";" for this '
+                                    "source"}]
+    assert counts(table) == (1, 0, 0, 1)
+    # The batch's record keeps the hints; an unchanged file is not read again, so it is not hinted again.
+    [(stored,)] = query(settings, "select files from ingest_batches where source = 'table'")
+    assert json.loads(stored) == table.files
+    again = ingest(settings, clock=CLOCK)
+    assert all("hint" not in entry for report in again for entry in report.files)
 
 
 def test_a_missing_source_fails_its_batch_and_the_others_still_run(tmp_path: Path, make_settings) -> None:

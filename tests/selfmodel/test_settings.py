@@ -81,6 +81,32 @@ def test_bad_config_names_the_field_and_the_problem(tmp_path: Path, text: str, e
     assert expected in str(raised.value)
 
 
+@pytest.mark.parametrize(("column", "problem"), [
+    ("$[", "invalid JSON path '$[': JSON path error near '['"),
+    ("$.meta.", "invalid JSON path '$.meta.'"),
+    ("$['text']", "invalid JSON path"),
+    ("$.turns[*].text", "wildcards"),
+    ("$..text", "wildcards"),
+    ("", "must name a column"),
+])
+def test_a_mapping_that_ingest_could_not_use_is_refused_when_the_config_loads(tmp_path: Path, column: str,
+                                                                               problem: str) -> None:
+    text = MINIMAL.replace("path: data/", f"mapping: {{user_id: author, text: {column!r}}}, path: data/")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, text), environ={})
+    [line] = [line for line in str(raised.value).splitlines() if "sources.0.mapping" in line]
+    assert line.strip().startswith("sources.0.mapping.text:") and problem in line
+
+
+def test_json_paths_that_ingest_reads_load(tmp_path: Path) -> None:
+    mapping = {"user_id": "$.author.id", "text": '$."message body"', "tags": "$.labels[0]", "kind": "type",
+               "session_id": "$[1]", "reply_to": "$.thread[#-1]"}
+    config = yaml.safe_load(MINIMAL)
+    config["sources"][0]["mapping"] = mapping
+    settings = load_settings(write(tmp_path, yaml.safe_dump(config)), environ={})
+    assert settings.sources[0].mapping == mapping
+
+
 def test_missing_config_file_says_how_to_point_at_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config PATH or set SELFMODEL_CONFIG"):
         load_settings(tmp_path / "absent.yaml", environ={})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -183,6 +184,25 @@ def test_a_truncated_file_keeps_the_dialogs_before_the_break(tmp_path: Path) -> 
     assert records[-1]["line_no"] == 2
     assert records[-1]["pre_detail"].startswith("the file stops being valid JSON after dialog 1")
     assert len(labels) == 3
+
+
+def test_a_gzipped_dump_gives_the_records_of_the_plain_one_and_a_cut_one_says_so(tmp_path: Path) -> None:
+    text = json.dumps([dialog(), dialog(start_time="2018-10-30 00:00:00")]).encode()
+    (tmp_path / "plain.json").write_bytes(text)
+    packed = gzip.compress(text)
+    (tmp_path / "d.json.gz").write_bytes(packed)
+    (tmp_path / "cut.json.gz").write_bytes(packed[:-8])  # its checksum and size are missing
+
+    source = ConvAI2Adapter(tmp_path, SourceSettings(name="c", format="convai2", path=str(tmp_path)),
+                            chunk_records=1000, max_record_bytes=1000)
+    assert [path.name for path in source.discover()] == ["cut.json.gz", "d.json.gz", "plain.json"]
+    plain, plain_labels = read_file(tmp_path / "plain.json")
+    unpacked, unpacked_labels = read_file(tmp_path / "d.json.gz")
+    cut, _ = read_file(tmp_path / "cut.json.gz")
+
+    assert unpacked == plain and unpacked_labels == plain_labels
+    assert [r["pre_reason"] for r in cut] == [None] * 10 + ["unreadable_file"]
+    assert cut[-1]["pre_detail"].startswith("the gzip data is broken after dialog 2: ")
 
 
 def test_a_dialog_file_ingests_with_turns_scores_and_labels_reconciled(tmp_path: Path, make_settings) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import hashlib
+import lzma
 from pathlib import Path
 
 import pytest
 
 from selfmodel.sources import lines as lines_module
-from selfmodel.sources.base import FileRead
+from selfmodel.sources.base import FileRead, UnsupportedCompression
 from selfmodel.sources.lines import read_line_blocks
 
 
@@ -158,3 +162,71 @@ def test_empty_file_yields_nothing(tmp_path: Path) -> None:
 
     assert rows == [] and unterminated == []
     assert (read.consumed_bytes, read.resume_offset, read.resume_line) == (0, 0, 0)
+
+
+# -- compressed files ---------------------------------------------------------------------------------
+
+COMPRESSORS = {"gzip": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}
+
+
+@pytest.mark.parametrize("compression", sorted(COMPRESSORS))
+def test_a_compressed_file_is_read_as_its_text_whatever_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 compression: str) -> None:
+    monkeypatch.setattr(lines_module, "BLOCK_BYTES", 7)  # lines cut across decompressed blocks
+    text = b'{"a":1}\n\n{"b":22}\ncaf\xe9\nlast'
+    plain, packed = tmp_path / "plain.jsonl", tmp_path / "packed.jsonl"  # no .gz: known by its first bytes
+    plain.write_bytes(text)
+    packed.write_bytes(COMPRESSORS[compression](text))
+
+    expected, expected_unterminated, _ = read_all(plain)
+    rows, unterminated, read = read_all(packed)
+
+    # Decompressed offsets and line numbers, bad bytes marked, as in the plain file.
+    assert [(no, off, text, problem) for no, off, text, _, problem in rows] == [
+        (no, off, text, problem) for no, off, text, _, problem in expected]
+    assert rows[3][4][0] == "invalid_utf8" and unterminated[-1] and expected_unterminated[-1]
+    # The manifest describes the compressed file: its size and hash (a compressed file is never resumed).
+    assert read.consumed_bytes == read.resume_offset == packed.stat().st_size
+    assert read.sha256 == hashlib.sha256(packed.read_bytes()).hexdigest()
+    assert read.resume_line == 4
+
+
+def test_a_truncated_gzip_file_gives_its_lines_and_one_unreadable_file_record(tmp_path: Path) -> None:
+    lines = [f'{{"n":{n}}}'.encode() for n in range(2000)]
+    packed = gzip.compress(b"\n".join(lines) + b"\n")
+    path = tmp_path / "f.jsonl.gz"
+    path.write_bytes(packed[: len(packed) // 2])  # still being written, or cut off by a full disk
+
+    rows, _, read = read_all(path)
+
+    *good, (line_no, offset, text, raw, problem) = rows
+    assert [row[2] for row in good] == [line.decode() for line in lines[: len(good)]] and len(good) > 100
+    assert line_no == len(good) + 1 and offset == sum(len(line) + 1 for line in lines[: len(good)])
+    assert problem[0] == "unreadable_file" and problem[1].startswith("the gzip data is broken after ")
+    assert lines[len(good)].startswith(raw)  # what was decompressed of the cut line is kept
+    assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("head, compression, advice", [
+    (b"\x28\xb5\x2f\xfd\x04\x00", "zstd", "decompress it (zstd -d)"),
+    (b"PK\x03\x04\x14\x00", "zip", "unzip it"),
+])
+def test_a_file_compressed_in_a_way_python_cannot_read_is_refused_in_one_line(tmp_path: Path, head: bytes,
+                                                                              compression: str, advice: str) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(head + b"\x00" * 20)
+
+    with pytest.raises(UnsupportedCompression) as refused:
+        read_all(path)
+
+    assert str(refused.value) == (f"{path} is {compression}-compressed, which selfmodel cannot read (it reads gzip, "
+                                  f"bz2 and xz): {advice}, or recompress it with gzip")
+
+
+def test_text_that_starts_like_a_compressed_file_is_still_text(tmp_path: Path) -> None:
+    path = tmp_path / "f.csv"
+    path.write_bytes(b"BZh9,PK\nx,y\n")
+
+    rows, _, _ = read_all(path)
+
+    assert [text for _, _, text, _, _ in rows] == ["BZh9,PK", "x,y"]
