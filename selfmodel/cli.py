@@ -232,7 +232,8 @@ def _print_batches(reports, settings: Settings) -> None:
     for report in reports:  # a file whose records were (nearly) all quarantined for a cause ingest recognised
         for entry in report.files:
             if entry.get("hint"):
-                console.print(f"hint: {report.source}: {entry['path']}: {entry['hint']}", style="yellow",
+                console.print(f"hint: {report.source}: {printable(entry['path'])}: {printable(entry['hint'])}",
+                              style="yellow",
                               markup=False, soft_wrap=True)  # one line, so a suggested command copies whole
 
 
