@@ -211,6 +211,10 @@ def nasty_corpus(sample: Path) -> tuple[list[bytes], dict[int, str], dict[str, d
     add(dump(real(18, event_id="bad:blank_user", user_id="   ")), "empty_user_id")
     add(dump(real(19, event_id="bad:null_user", user_id=None)), "missing_user_id")
     add(dump(real(20, event_id="")), "empty_event_id")
+    # lines DuckDB reads although they are not (standard) JSON, or that two readers read differently
+    add(dump(real(36, event_id="bad:duplicate_user"))[:-1] + b', "user_id": "someone else"}', "duplicate_key")
+    add(dump(real(37, event_id="bad:trailing_comma"))[:-1] + b", }", "malformed_json")
+    add(dump(real(38, event_id="bad:nan", kind="feedback"))[:-1] + b', "rating": NaN}', "malformed_json")
     add(dump({key: value for key, value in real(21, event_id="bad:no_time").items() if key != "occurred_at"}),
         "missing_occurred_at")
     add(dump({key: value for key, value in real(22, event_id="bad:no_kind").items() if key != "kind"}),
@@ -289,13 +293,16 @@ def test_nasty_corpus_details_name_the_field_and_the_problem(corpus, make_settin
 
     details = dict(query(settings, """
         select json_extract_string(raw_text, '$.event_id'), detail from quarantine
-        where reason in ('wrong_type', 'conflicting_duplicate') and json_valid(raw_text)
+        where reason not in ('blank_line', 'empty_event_id') and json_valid(raw_text)
     """))
     assert details["bad:user_list"] == "user_id: expected a string or integer, got ARRAY"
     assert details["bad:rating"].startswith("rating: expected a finite number")
     assert details["bad:tags_object"] == "tags: expected a list of strings, got OBJECT"
     assert details["bad:tags_null"].startswith("tags: expected a list of strings")
     assert details["bad:attributes"] == "attributes: expected an object, got ARRAY"
+    assert details["bad:duplicate_user"] == 'key "user_id" appears more than once in one object'
+    assert details["bad:trailing_comma"].startswith("not valid JSON: trailing comma before '}'")
+    assert details["bad:nan"] == "not valid JSON: NaN is not a JSON value"
     conflicts = query(settings, "select event_id, detail from quarantine where reason = 'conflicting_duplicate'")
     [(event_id, detail)] = conflicts
     assert event_id.startswith(("post:", "comment:")) and detail.startswith(f"event_id {event_id} already holds")
@@ -332,6 +339,79 @@ def test_duplicates_and_conflicts_are_found_across_chunks(tmp_path: Path, make_s
     assert counts(report) == (10, 6, 2, 2)
     assert query(settings, "select line_no, reason from quarantine order by line_no") == [
         (8, "conflicting_duplicate"), (9, "malformed_json")]
+    assert_every_batch_balances(settings)
+
+
+# -- keys and syntax two readers would read differently ------------------------------------------
+
+def record_text(**fields) -> str:
+    """The JSON text of a valid record (without its closing brace), to append members by hand."""
+    return record("k1", **fields).decode()[:-1]
+
+
+@pytest.mark.parametrize("line, reason", [
+    (record_text() + ', "user_id": "someone else"}', "duplicate_key"),
+    (record_text() + ', "user\\u005fid": "someone else"}', "duplicate_key"),  # the same key, escaped
+    (record_text() + ', "meta": {"ts": 1, "client": "ios", "ts": 2}}', "duplicate_key"),
+    (record_text() + ', "meta": {"list": [{"deep": [{"k": 1, "k": 2}]}]}}', "duplicate_key"),
+    # the same key in different objects is fine
+    (record_text() + ', "meta": {"user_id": "x", "kind": "y"}, "more": {"user_id": "z"}}', None),
+    (record_text() + ', "meta": [{"k": 1}, {"k": 2}]}', None),
+    (record_text(text="user_id") + ', "user_id_2": "user_id"}', None),
+])
+def test_an_object_naming_a_key_twice_at_any_depth_is_quarantined(tmp_path: Path, make_settings, line: str,
+                                                                  reason: str | None) -> None:
+    # DuckDB reads the first of two keys, Python and most others the last: the record says two things.
+    write_lines(tmp_path / "events.jsonl", [line.encode()])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert query(settings, "select reason from quarantine") == ([(reason,)] if reason else [])
+    assert report.loaded == (0 if reason else 1)
+
+
+def test_a_key_twice_inside_the_object_a_mapping_reads_is_named(tmp_path: Path, make_settings) -> None:
+    line = '{"event_id": "m1", "author": "alice", "body": "hi", "meta": {"ts": 1704099600, "ts": 1704186000}}'
+    write_lines(tmp_path / "events.jsonl", [line.encode()])
+    settings = make_settings([jsonl_source(mapping={"user_id": "author", "text": "body", "occurred_at": "$.meta.ts"},
+                                           defaults={"kind": "message"})])
+
+    ingest(settings, clock=CLOCK)
+
+    assert query(settings, "select reason, detail from quarantine") == [
+        ("duplicate_key", 'key "ts" appears more than once in one object')]
+
+
+def test_json_that_only_duckdb_reads_is_malformed_and_strings_that_look_like_it_load(tmp_path: Path,
+                                                                                      make_settings) -> None:
+    lines = [record_text() + ", }", record_text(kind="feedback") + ', "rating": NaN}',
+             record_text() + ', "tags": ["a", "b", ]}', record_text() + ', "score": -Infinity}',
+             record("s1", text="a list, ]"), record("s2", text="rating: NaN, Infinity"), record("s3", text="[INFO] inf")]
+    write_lines(tmp_path / "events.jsonl", [line if isinstance(line, bytes) else line.encode() for line in lines])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (7, 3, 0, 4)
+    assert query(settings, "select line_no, reason from quarantine order by line_no") == [
+        (1, "malformed_json"), (2, "malformed_json"), (3, "malformed_json"), (4, "malformed_json")]
+    assert query(settings, "select text from events order by event_id") == [
+        ("a list, ]",), ("rating: NaN, Infinity",), ("[INFO] inf",)]
+
+
+def test_a_csv_header_naming_a_column_twice_fails_the_batch_naming_the_file(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("event_id,user_id,occurred_at,kind,text\n"
+                                           "e1,u1,2024-01-01T00:00:00Z,message,hi\n")
+    (tmp_path / "in" / "b.csv").write_text("event_id,user_id,occurred_at,kind,text,user_id\n"
+                                           "e2,alice,2024-01-01T00:00:00Z,message,hi,bob\n")
+    settings = make_settings([{"name": "sheet", "format": "csv", "path": "in"}])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert (report.status, report.error) == ("failed", "CsvHeaderError: in/b.csv: header repeats column(s) ['user_id']")
+    assert query(settings, "select count(*) from events") == [(0,)]
     assert_every_batch_balances(settings)
 
 

@@ -30,11 +30,23 @@ objects as (
     from parsed
 ),
 
+keyed as (
+    -- An object naming a key twice ({"user_id": "alice", "user_id": "bob"}), at any depth: DuckDB reads the
+    -- first, most other readers the last, so the record does not say one thing. Here: the key list of the
+    -- first object that repeats a key (json_keys unescapes, so "a" and "\u0061" are the same key).
+    select
+        *,
+        case when is_object then list_filter(list_prepend(json_keys(document), json_keys(document, '$..*')),
+                                             lambda keys: len(keys) > len(list_distinct(keys)))[1]
+        end as keys_repeating
+    from objects
+),
+
 extracted as (
     select
         *,
         case when is_object then json_extract(document, $paths) end as found
-    from objects
+    from keyed
 ),
 
 field_values as (
@@ -149,6 +161,10 @@ checked as (
                 {'reason': 'truncated_last_line', 'detail': 'the last line has no newline and is not complete JSON'}
             when not is_json then {'reason': 'malformed_json', 'detail': 'not valid JSON'}
             when not is_object then {'reason': 'not_an_object', 'detail': 'a record must be a JSON object, got ' || json_type(document)}
+            when keys_repeating is not null then
+                {'reason': 'duplicate_key', 'detail': 'key ' || left(to_json(list_filter(keys_repeating,
+                    lambda key, position: list_position(keys_repeating, key) < position)[1])::varchar, 80)
+                    || ' appears more than once in one object'}
             when v_event_id is not null and source_event_id is null then
                 {'reason': 'wrong_type', 'detail': 'event_id: expected a string or integer, got ' || t_event_id}
             when source_event_id is not null and trim(source_event_id) = '' then
