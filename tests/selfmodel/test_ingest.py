@@ -20,6 +20,7 @@ from selfmodel.ingest import BatchReport, ingest
 from selfmodel.sources import lines as lines_module
 from selfmodel.sources.stackexchange import parse_tags
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 CLOCK = FixedClock(NOW)
 
@@ -211,6 +212,12 @@ def nasty_corpus(sample: Path) -> tuple[list[bytes], dict[int, str], dict[str, d
     add(dump(real(18, event_id="bad:blank_user", user_id="   ")), "empty_user_id")
     add(dump(real(19, event_id="bad:null_user", user_id=None)), "missing_user_id")
     add(dump(real(20, event_id="")), "empty_event_id")
+    # ids that are only whitespace of other kinds, or invisible, or hold control characters
+    add(dump(real(31, event_id="bad:newline_user", user_id="\n")), "empty_user_id")
+    add(dump(real(32, event_id="bad:tab_user", user_id="\t")), "empty_user_id")
+    add(dump(real(33, event_id="bad:zero_width_user", user_id="\u200b")), "empty_user_id")
+    add(dump(real(34, event_id="bad:nul_user", user_id="26\u0000")), "invalid_user_id")
+    add(dump(real(35, event_id="\r\n")), "empty_event_id")
     # lines DuckDB reads although they are not (standard) JSON, or that two readers read differently
     add(dump(real(36, event_id="bad:duplicate_user"))[:-1] + b', "user_id": "someone else"}', "duplicate_key")
     add(dump(real(37, event_id="bad:trailing_comma"))[:-1] + b", }", "malformed_json")
@@ -300,6 +307,9 @@ def test_nasty_corpus_details_name_the_field_and_the_problem(corpus, make_settin
     assert details["bad:tags_object"] == "tags: expected a list of strings, got OBJECT"
     assert details["bad:tags_null"].startswith("tags: expected a list of strings")
     assert details["bad:attributes"] == "attributes: expected an object, got ARRAY"
+    assert details["bad:newline_user"] == "user_id is empty or only whitespace"
+    assert details["bad:zero_width_user"] == "user_id holds only invisible characters"
+    assert details["bad:nul_user"] == "user_id holds U+0000, a control character"
     assert details["bad:duplicate_user"] == 'key "user_id" appears more than once in one object'
     assert details["bad:trailing_comma"].startswith("not valid JSON: trailing comma before '}'")
     assert details["bad:nan"] == "not valid JSON: NaN is not a JSON value"
@@ -342,7 +352,89 @@ def test_duplicates_and_conflicts_are_found_across_chunks(tmp_path: Path, make_s
     assert_every_batch_balances(settings)
 
 
-# -- keys and syntax two readers would read differently ------------------------------------------
+# -- ids, keys and syntax two readers would read differently ------------------------------------------
+
+@pytest.mark.parametrize("user_id, stored", [
+    (" alice\t", "alice"),
+    ("\u3000alice\u00a0\r\n", "alice"),  # whitespace of any kind at the ends, not only spaces
+    ("al ice", "al ice"),  # inside, it is part of the id
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # ZWNJ in Persian
+    ("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb"),  # ZWJ in an emoji sequence
+    (26, "26"),
+])
+def test_a_user_id_loses_whitespace_of_any_kind_at_its_ends(tmp_path: Path, make_settings, user_id,
+                                                            stored: str) -> None:
+    write_lines(tmp_path / "events.jsonl", [record("e1", user=user_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 1, 0, 0), query(settings, "select detail from quarantine")
+    assert query(settings, "select user_id from events") == [(stored,)]
+
+
+@pytest.mark.parametrize("user_id, reason, detail", [
+    ("\n", "empty_user_id", "user_id is empty or only whitespace"),
+    ("\t\r\n\u2028\u3000", "empty_user_id", "user_id is empty or only whitespace"),
+    ("\u200b", "empty_user_id", "user_id holds only invisible characters"),
+    ("\ufeff \u2060", "empty_user_id", "user_id holds only invisible characters"),
+    ("\u0000", "invalid_user_id", "user_id holds U+0000, a control character"),
+    ("ali\u0000ce", "invalid_user_id", "user_id holds U+0000, a control character"),
+    ("a\nb", "invalid_user_id", "user_id holds U+000A, a control character"),
+    ("alice\u001b[0m", "invalid_user_id", "user_id holds U+001B, a control character"),
+    ("al\u200bice", "invalid_user_id", "user_id holds U+200B, an invisible format character"),
+    ("\ufeffalice", "invalid_user_id", "user_id holds U+FEFF, an invisible format character"),
+    ("\u202eecila", "invalid_user_id", "user_id holds U+202E, an invisible format character"),
+    ("alice\u200d", "invalid_user_id", "user_id holds U+200D, an invisible format character"),  # joins nothing
+])
+def test_a_user_id_that_is_blank_or_holds_control_or_invisible_characters_is_quarantined(
+        tmp_path: Path, make_settings, user_id: str, reason: str, detail: str) -> None:
+    write_lines(tmp_path / "events.jsonl", [record("e1", user=user_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 0, 0, 1)
+    assert query(settings, "select reason, detail from quarantine") == [(reason, detail)]
+
+
+@pytest.mark.parametrize("event_id, loaded", [("\n", False), ("\u200b\u3000", False), ("e 1", True), ("e1\t", True)])
+def test_an_event_id_of_only_whitespace_or_invisible_characters_is_empty(tmp_path: Path, make_settings,
+                                                                        event_id: str, loaded: bool) -> None:
+    write_lines(tmp_path / "events.jsonl", [record(event_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    if loaded:
+        assert query(settings, "select event_id from events") == [(event_id,)]  # kept as written
+    else:
+        assert query(settings, "select reason from quarantine") == [("empty_event_id",)]
+    assert report.loaded == int(loaded)
+
+
+def test_ids_of_whitespace_or_control_characters_cannot_block_every_publish(tmp_path: Path, make_settings) -> None:
+    # Loaded, a user_id "\n" fails the blocking expectation of the batch's suite (user_id matches \S),
+    # and a blocking failure refuses every publish until someone forgets that id.
+    from selfmodel.quality import blocking_failures, validate
+    from warehouse.db import connect
+
+    write_lines(tmp_path / "events.jsonl", [
+        record("ok", user="u1"), record("newline", user="\n"), record("tab", user="\t"), record("nbsp", user="\u00a0"),
+        record("zero_width", user="\u200b"), record("nul", user="u\u0000"), record("\n", user="u2"),
+        record("\u3000", user="u3"), record(" ", user=" u4 ")])
+    settings = make_settings([jsonl_source()], quality={"path": str(REPO_ROOT / "expectations")})
+    [report] = ingest(settings, clock=CLOCK)
+    con = connect(settings.warehouse_path)
+    try:
+        [validation] = validate(con, settings, suites=["events_batch"], clock=CLOCK)
+
+        assert [failure["expectation"] for failure in blocking_failures(con)] == []
+        assert (validation.rows, validation.blocking_failures) == (1, 0)
+        assert (report.loaded, report.quarantined) == (1, 8)
+    finally:
+        con.close()
+
 
 def record_text(**fields) -> str:
     """The JSON text of a valid record (without its closing brace), to append members by hand."""

@@ -97,7 +97,10 @@ typed as (
         *,
         case when t_event_id = 'VARCHAR' then s_event_id
              when t_event_id in ('BIGINT', 'UBIGINT') then s_event_id end as source_event_id,
-        case when t_user_id = 'VARCHAR' then trim(s_user_id)
+        -- Whitespace at either end is dropped, of every kind Python's str.strip() drops (tab, newline,
+        -- U+00A0, U+3000, ...; RE2's \s alone is ASCII): ' alice\t' is alice.
+        case when t_user_id = 'VARCHAR'
+             then regexp_replace(s_user_id, '^[\s\x0B\x1C-\x1F\x{85}\p{Z}]+|[\s\x0B\x1C-\x1F\x{85}\p{Z}]+$', '', 'g')
              when t_user_id in ('BIGINT', 'UBIGINT') then s_user_id end as user_id,
         case when t_occurred_at = 'VARCHAR' then trim(s_occurred_at) end as occurred_text,
         case when t_occurred_at in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_occurred_at as double)
@@ -126,6 +129,20 @@ typed as (
     from field_types
 ),
 
+id_characters as (
+    -- The first character of user_id that cannot stand in an id: a control character (NUL, tab, newline,
+    -- ESC) or an invisible format character (U+200B zero width space, U+FEFF, bidi controls). ZWNJ and ZWJ
+    -- (U+200C, U+200D) join letters in Persian and Indic scripts and emoji: inside an id they belong to
+    -- it, at either end they join nothing.
+    select
+        *,
+        case when regexp_matches(user_id, '[\p{Cc}\p{Cf}]') then coalesce(
+            nullif(regexp_extract(regexp_replace(user_id, '[\x{200C}\x{200D}]', '', 'g'), '[\p{Cc}\p{Cf}]'), ''),
+            nullif(regexp_extract(user_id, '^[\x{200C}\x{200D}]|[\x{200C}\x{200D}]$'), ''))
+        end as user_id_bad_character
+    from typed
+),
+
 timed as (
     select
         *,
@@ -147,7 +164,7 @@ timed as (
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
-    from typed
+    from id_characters
 ),
 
 checked as (
@@ -167,12 +184,20 @@ checked as (
                     || ' appears more than once in one object'}
             when v_event_id is not null and source_event_id is null then
                 {'reason': 'wrong_type', 'detail': 'event_id: expected a string or integer, got ' || t_event_id}
-            when source_event_id is not null and trim(source_event_id) = '' then
-                {'reason': 'empty_event_id', 'detail': 'event_id is an empty string'}
+            -- blank: only whitespace (as for user_id) and invisible format characters such as U+200B
+            when source_event_id is not null
+                 and regexp_full_match(source_event_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+                {'reason': 'empty_event_id', 'detail': 'event_id is empty or blank'}
             when v_user_id is null then {'reason': 'missing_user_id', 'detail': 'no user_id'}
             when user_id is null then
                 {'reason': 'wrong_type', 'detail': 'user_id: expected a string or integer, got ' || t_user_id}
-            when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty'}
+            when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty or only whitespace'}
+            when regexp_full_match(user_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+                {'reason': 'empty_user_id', 'detail': 'user_id holds only invisible characters'}
+            when user_id_bad_character is not null then
+                {'reason': 'invalid_user_id', 'detail': 'user_id holds ' || printf('U+%04X', unicode(user_id_bad_character))
+                    || (case when regexp_matches(user_id_bad_character, '\p{Cc}') then ', a control character'
+                             else ', an invisible format character' end)}
             when v_occurred_at is null then {'reason': 'missing_occurred_at', 'detail': 'no occurred_at'}
             when occurred_text is null and occurred_number is null then
                 {'reason': 'wrong_type', 'detail': 'occurred_at: expected a string or number, got ' || t_occurred_at}
