@@ -222,6 +222,7 @@ def nasty_corpus(sample: Path) -> tuple[list[bytes], dict[int, str], dict[str, d
     add(dump(real(36, event_id="bad:duplicate_user"))[:-1] + b', "user_id": "someone else"}', "duplicate_key")
     add(dump(real(37, event_id="bad:trailing_comma"))[:-1] + b", }", "malformed_json")
     add(dump(real(38, event_id="bad:nan", kind="feedback"))[:-1] + b', "rating": NaN}', "malformed_json")
+    add(dump(real(39, event_id="bad:offset", occurred_at="2024-01-01T10:00:00+99:99")), "unparseable_timestamp")
     add(dump({key: value for key, value in real(21, event_id="bad:no_time").items() if key != "occurred_at"}),
         "missing_occurred_at")
     add(dump({key: value for key, value in real(22, event_id="bad:no_kind").items() if key != "kind"}),
@@ -313,6 +314,8 @@ def test_nasty_corpus_details_name_the_field_and_the_problem(corpus, make_settin
     assert details["bad:duplicate_user"] == 'key "user_id" appears more than once in one object'
     assert details["bad:trailing_comma"].startswith("not valid JSON: trailing comma before '}'")
     assert details["bad:nan"] == "not valid JSON: NaN is not a JSON value"
+    assert details["bad:offset"] == ("occurred_at: cannot read 2024-01-01T10:00:00+99:99 "
+                                     "(its UTC offset is not within -14:00 and +14:00)")
     conflicts = query(settings, "select event_id, detail from quarantine where reason = 'conflicting_duplicate'")
     [(event_id, detail)] = conflicts
     assert event_id.startswith(("post:", "comment:")) and detail.startswith(f"event_id {event_id} already holds")
@@ -850,6 +853,10 @@ def test_convai2_volunteers_reconciles(shared_real_data: Path, make_settings) ->
      datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
     ({"timezone": "America/New_York"}, "2024-01-01T12:00:00 +01:00", datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
     ({}, "2024-01-01T12:00:00 -0230", datetime(2024, 1, 1, 14, 30, tzinfo=timezone.utc)),
+    # the furthest offsets any place has, and an offset with seconds (as Python may write one)
+    ({}, "2024-01-01T12:00:00+14:00", datetime(2023, 12, 31, 22, tzinfo=timezone.utc)),
+    ({}, "2024-01-01T12:00:00-1400", datetime(2024, 1, 2, 2, tzinfo=timezone.utc)),
+    ({"timezone": "Europe/Berlin"}, "2024-01-01T12:00:00+05:30:00", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
     ({"epoch_unit": "ms"}, 1_704_067_200_000, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"epoch_unit": "s"}, 1_704_067_200, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"format": "%d/%m/%Y %H:%M"}, "31/12/2023 23:30", datetime(2023, 12, 31, 23, 30, tzinfo=timezone.utc)),
@@ -864,6 +871,22 @@ def test_timestamp_hints_say_how_to_read_times(tmp_path: Path, make_settings, hi
 
     assert counts(report) == (1, 1, 0, 0), query(settings, "select detail from quarantine")
     assert query(settings, "select occurred_at from events") == [(expected,)]
+
+
+@pytest.mark.parametrize("value", [
+    "2024-01-01T10:00:00+99:99", "2024-01-01T10:00:00+9999", "2024-01-01T10:00:00 +99:99",
+    "2024-01-01T10:00:00+14:01", "2024-01-01 10:00:00 -15", "2024-01-01T10:00:00.5+05:60",
+])
+def test_a_utc_offset_no_place_has_cannot_be_read(tmp_path: Path, make_settings, value: str) -> None:
+    # DuckDB reads 2024-01-01T10:00:00+99:99 as 2023-12-28 05:21 UTC: a plausible time, and wrong.
+    write_lines(tmp_path / "events.jsonl", [record("t", at=value)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 0, 0, 1)
+    assert query(settings, "select reason, detail from quarantine") == [
+        ("unparseable_timestamp", f"occurred_at: cannot read {value} (its UTC offset is not within -14:00 and +14:00)")]
 
 
 def test_the_plausible_time_range_is_configurable(tmp_path: Path, make_settings) -> None:

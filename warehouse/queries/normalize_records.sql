@@ -143,6 +143,21 @@ id_characters as (
     from typed
 ),
 
+zoned as (
+    -- The UTC offset a time ends with (+05:30, -0800, +14, with or without a space before it), if any.
+    -- DuckDB reads '2024-01-01T10:00:00+99:99' as 2023-12-28 05:21 UTC; no place is more than 14 hours
+    -- from UTC and an hour has 60 minutes, so such a time cannot be read.
+    select
+        *,
+        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 1)
+                 as integer) as offset_hours,
+        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 2)
+                 as integer) as offset_minutes,
+        coalesce(offset_hours * 60 + coalesce(offset_minutes, 0) > 14 * 60 or offset_minutes >= 60, false)
+            as offset_out_of_range
+    from id_characters
+),
+
 timed as (
     select
         *,
@@ -153,18 +168,20 @@ timed as (
                           else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end) < 1e11
                      then to_timestamp(occurred_number / (case $epoch_unit when 's' then 1 when 'ms' then 1000
                           else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end)) end)
+            when offset_out_of_range then null
             when occurred_text is not null then coalesce(
                 -- A time that names its zone (Z, an offset, with or without a space before it, or a zone
                 -- name such as UTC or Europe/Berlin) is read in that zone; a cast to a plain timestamp would
                 -- drop the zone silently, so only a time without one is read in the source's timezone hint.
+                -- An offset may carry seconds (+05:30:00, as Python writes some).
                 case when regexp_matches(occurred_text,
-                          '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
-                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2})?)$', '\1')
+                          '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
+                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?)$', '\1')
                                    as timestamptz)
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
-    from id_characters
+    from zoned
 ),
 
 checked as (
@@ -202,7 +219,8 @@ checked as (
             when occurred_text is null and occurred_number is null then
                 {'reason': 'wrong_type', 'detail': 'occurred_at: expected a string or number, got ' || t_occurred_at}
             when occurred_at is null then
-                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at::varchar), 80)}
+                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at::varchar), 80)
+                    || (case when offset_out_of_range then ' (its UTC offset is not within -14:00 and +14:00)' else '' end)}
             when occurred_at < $min_occurred_at then
                 {'reason': 'timestamp_too_old', 'detail': 'occurred_at ' || occurred_at || ' is before ingest.min_occurred_at'}
             when occurred_at > $max_occurred_at then
