@@ -34,10 +34,13 @@ keyed as (
     -- An object naming a key twice ({"user_id": "alice", "user_id": "bob"}), at any depth: DuckDB reads the
     -- first, most other readers the last, so the record does not say one thing. Here: the key list of the
     -- first object that repeats a key (json_keys unescapes, so "a" and "\u0061" are the same key).
+    -- Wrapped in a list, '$..*' reaches the record itself and every object in it in one parse; the key
+    -- lists of scalars (empty) and of one-key objects are dropped before the costlier distinct count.
     select
         *,
-        case when is_object then list_filter(list_prepend(json_keys(document), json_keys(document, '$..*')),
-                                             lambda keys: len(keys) > len(list_distinct(keys)))[1]
+        case when is_object then list_filter(
+                 list_filter(json_keys('[' || document || ']', '$..*'), lambda keys: len(keys) > 1),
+                 lambda keys: list_unique(keys) < len(keys))[1]
         end as keys_repeating
     from objects
 ),
