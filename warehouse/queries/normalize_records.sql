@@ -149,7 +149,8 @@ id_characters as (
 zoned as (
     -- The UTC offset a time ends with (+05:30, -0800, +14, with or without a space before it), if any.
     -- DuckDB reads '2024-01-01T10:00:00+99:99' as 2023-12-28 05:21 UTC; no place is more than 14 hours
-    -- from UTC and an hour has 60 minutes, so such a time cannot be read.
+    -- from UTC and an hour has 60 minutes, so such a time cannot be read. (DuckDB lets the last column
+    -- use the two aliases defined before it in the same select.)
     select
         *,
         try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 1)
