@@ -18,14 +18,15 @@ class CsvHeaderError(ValueError):
     """The header row makes the whole file unreadable."""
 
 
-def _parse_header(text: str, delimiter: str) -> list[str]:
+def _parse_header(text: str, delimiter: str, file_label: str) -> list[str]:
     header = next(csv.reader([text.removeprefix(BOM)], delimiter=delimiter), [])
     header = [name.strip() for name in header]
     if not header or not any(header):
-        raise CsvHeaderError("the first line (header) is empty")
+        raise CsvHeaderError(f"{file_label}: the first line (header) is empty")
+    # Two columns of one name would be two values for one field: which one counts is anyone's guess.
     duplicated = sorted({name for name in header if header.count(name) > 1})
     if duplicated:
-        raise CsvHeaderError(f"header repeats column(s) {duplicated}")
+        raise CsvHeaderError(f"{file_label}: header repeats column(s) {duplicated}")
     return header
 
 
@@ -49,7 +50,7 @@ class CsvAdapter(Adapter):
         delimiter = self.options.csv_delimiter
         for read in reads:
             file_label = read.label
-            header = _parse_header(_read_header(read.path), delimiter) if read.start_offset > 0 else None
+            header = _parse_header(_read_header(read.path), delimiter, file_label) if read.start_offset > 0 else None
             pending: list[tuple[int, int, str]] = []  # lines of a row still open in a quoted cell
 
             def add_row(cells: list[str] | None, problem: tuple[str, str] | None) -> None:
@@ -74,7 +75,7 @@ class CsvAdapter(Adapter):
                 for index, (text, problem) in enumerate(zip(block.texts, problems)):
                     line_no, offset = block.first_line_no + index, block.offsets[index]
                     if header is None:
-                        header = _parse_header(text or "", delimiter)
+                        header = _parse_header(text or "", delimiter, file_label)
                         continue
                     if problem is not None:
                         # A line with bad bytes is its own record; a row it interrupts is cut short there.

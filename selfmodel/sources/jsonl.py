@@ -1,4 +1,5 @@
-"""JSON Lines: one physical line is one record; DuckDB parses and validates the JSON."""
+"""JSON Lines: one physical line is one record; DuckDB parses and validates the JSON, after a strict screen
+for what DuckDB accepts beyond the JSON standard (strict_json)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pyarrow as pa
 
 from selfmodel.sources.base import RECORD_SCHEMA, Adapter, FileRead, Label, expand_path
 from selfmodel.sources.lines import LineBlock, read_line_blocks
+from selfmodel.sources.strict_json import strict_problem, suspect_lines
 
 
 def block_table(block: LineBlock, file_label: str) -> pa.Table:
@@ -25,12 +27,14 @@ def block_table(block: LineBlock, file_label: str) -> pa.Table:
         if problem:
             raw[index] = block.lines[index]
             reasons[index], details[index] = problem
+    texts = text_array(block)
+    mark_non_standard_json(texts, unterminated, reasons, details)
     return pa.Table.from_arrays(
         [
             pa.array([file_label] * count, pa.string()),
             pa.array(range(block.first_line_no, block.first_line_no + count), pa.int64()),
             pa.array(block.offsets, pa.int64()),
-            text_array(block),
+            texts,
             pa.array(raw, pa.binary()),
             pa.nulls(count, pa.string()),
             pa.array(unterminated, pa.bool_()),
@@ -39,6 +43,26 @@ def block_table(block: LineBlock, file_label: str) -> pa.Table:
         ],
         schema=RECORD_SCHEMA,
     )
+
+
+def mark_non_standard_json(texts: pa.Array, unterminated: list[bool], reasons: list[str | None],
+                           details: list[str | None]) -> None:
+    """Quarantine the lines DuckDB would read although they are not standard JSON (see strict_json).
+
+    Under strict JSON an unterminated last line that does not parse is what normalize_records.sql calls
+    truncated_last_line; any other such line is malformed_json. Lines already marked keep their reason.
+    """
+    for index in suspect_lines(texts):
+        if reasons[index] is not None:
+            continue
+        problem = strict_problem(texts[index].as_py())
+        if problem is None:
+            continue
+        if unterminated[index]:
+            reasons[index], details[index] = (
+                "truncated_last_line", f"the last line has no newline and is not complete JSON: {problem}")
+        else:
+            reasons[index], details[index] = "malformed_json", f"not valid JSON: {problem}"
 
 
 def text_array(block: LineBlock) -> pa.Array:

@@ -24,6 +24,7 @@ from selfmodel.settings import ConfigError
 from selfmodel.sources import lines as lines_module
 from selfmodel.sources.stackexchange import parse_tags
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2025, 1, 1, tzinfo=timezone.utc)
 CLOCK = FixedClock(NOW)
 
@@ -215,6 +216,17 @@ def nasty_corpus(sample: Path) -> tuple[list[bytes], dict[int, str], dict[str, d
     add(dump(real(18, event_id="bad:blank_user", user_id="   ")), "empty_user_id")
     add(dump(real(19, event_id="bad:null_user", user_id=None)), "missing_user_id")
     add(dump(real(20, event_id="")), "empty_event_id")
+    # ids that are only whitespace of other kinds, or invisible, or hold control characters
+    add(dump(real(31, event_id="bad:newline_user", user_id="\n")), "empty_user_id")
+    add(dump(real(32, event_id="bad:tab_user", user_id="\t")), "empty_user_id")
+    add(dump(real(33, event_id="bad:zero_width_user", user_id="\u200b")), "empty_user_id")
+    add(dump(real(34, event_id="bad:nul_user", user_id="26\u0000")), "invalid_user_id")
+    add(dump(real(35, event_id="\r\n")), "empty_event_id")
+    # lines DuckDB reads although they are not (standard) JSON, or that two readers read differently
+    add(dump(real(36, event_id="bad:duplicate_user"))[:-1] + b', "user_id": "someone else"}', "duplicate_key")
+    add(dump(real(37, event_id="bad:trailing_comma"))[:-1] + b", }", "malformed_json")
+    add(dump(real(38, event_id="bad:nan", kind="feedback"))[:-1] + b', "rating": NaN}', "malformed_json")
+    add(dump(real(39, event_id="bad:offset", occurred_at="2024-01-01T10:00:00+99:99")), "unparseable_timestamp")
     add(dump({key: value for key, value in real(21, event_id="bad:no_time").items() if key != "occurred_at"}),
         "missing_occurred_at")
     add(dump({key: value for key, value in real(22, event_id="bad:no_kind").items() if key != "kind"}),
@@ -293,13 +305,21 @@ def test_nasty_corpus_details_name_the_field_and_the_problem(corpus, make_settin
 
     details = dict(query(settings, """
         select json_extract_string(raw_text, '$.event_id'), detail from quarantine
-        where reason in ('wrong_type', 'conflicting_duplicate') and json_valid(raw_text)
+        where reason not in ('blank_line', 'empty_event_id') and json_valid(raw_text)
     """))
     assert details["bad:user_list"] == "user_id: expected a string or integer, got ARRAY"
     assert details["bad:rating"].startswith("rating: expected a finite number")
     assert details["bad:tags_object"] == "tags: expected a list of strings, got OBJECT"
     assert details["bad:tags_null"].startswith("tags: expected a list of strings")
     assert details["bad:attributes"] == "attributes: expected an object, got ARRAY"
+    assert details["bad:newline_user"] == "user_id is empty or only whitespace"
+    assert details["bad:zero_width_user"] == "user_id holds only invisible characters"
+    assert details["bad:nul_user"] == "user_id holds U+0000, a control character"
+    assert details["bad:duplicate_user"] == 'key "user_id" appears more than once in one object'
+    assert details["bad:trailing_comma"].startswith("not valid JSON: trailing comma before '}'")
+    assert details["bad:nan"] == "not valid JSON: NaN is not a JSON value"
+    assert details["bad:offset"] == ("occurred_at: cannot read 2024-01-01T10:00:00+99:99 "
+                                     "(its UTC offset is not within -14:00 and +14:00)")
     conflicts = query(settings, "select event_id, detail from quarantine where reason = 'conflicting_duplicate'")
     [(event_id, detail)] = conflicts
     assert event_id.startswith(("post:", "comment:")) and detail.startswith(f"event_id {event_id} already holds")
@@ -336,6 +356,161 @@ def test_duplicates_and_conflicts_are_found_across_chunks(tmp_path: Path, make_s
     assert counts(report) == (10, 6, 2, 2)
     assert query(settings, "select line_no, reason from quarantine order by line_no") == [
         (8, "conflicting_duplicate"), (9, "malformed_json")]
+    assert_every_batch_balances(settings)
+
+
+# -- ids, keys and syntax two readers would read differently ------------------------------------------
+
+@pytest.mark.parametrize("user_id, stored", [
+    (" alice\t", "alice"),
+    ("\u3000alice\u00a0\r\n", "alice"),  # whitespace of any kind at the ends, not only spaces
+    ("al ice", "al ice"),  # inside, it is part of the id
+    ("\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645", "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"),  # ZWNJ in Persian
+    ("\U0001f469\u200d\U0001f4bb", "\U0001f469\u200d\U0001f4bb"),  # ZWJ in an emoji sequence
+    (26, "26"),
+])
+def test_a_user_id_loses_whitespace_of_any_kind_at_its_ends(tmp_path: Path, make_settings, user_id,
+                                                            stored: str) -> None:
+    write_lines(tmp_path / "events.jsonl", [record("e1", user=user_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 1, 0, 0), query(settings, "select detail from quarantine")
+    assert query(settings, "select user_id from events") == [(stored,)]
+
+
+@pytest.mark.parametrize("user_id, reason, detail", [
+    ("\n", "empty_user_id", "user_id is empty or only whitespace"),
+    ("\t\r\n\u2028\u3000", "empty_user_id", "user_id is empty or only whitespace"),
+    ("\u200b", "empty_user_id", "user_id holds only invisible characters"),
+    ("\ufeff \u2060", "empty_user_id", "user_id holds only invisible characters"),
+    ("\u0000", "invalid_user_id", "user_id holds U+0000, a control character"),
+    ("ali\u0000ce", "invalid_user_id", "user_id holds U+0000, a control character"),
+    ("a\nb", "invalid_user_id", "user_id holds U+000A, a control character"),
+    ("alice\u001b[0m", "invalid_user_id", "user_id holds U+001B, a control character"),
+    ("al\u200bice", "invalid_user_id", "user_id holds U+200B, an invisible format character"),
+    ("\ufeffalice", "invalid_user_id", "user_id holds U+FEFF, an invisible format character"),
+    ("\u202eecila", "invalid_user_id", "user_id holds U+202E, an invisible format character"),
+    ("alice\u200d", "invalid_user_id", "user_id holds U+200D, an invisible format character"),  # joins nothing
+])
+def test_a_user_id_that_is_blank_or_holds_control_or_invisible_characters_is_quarantined(
+        tmp_path: Path, make_settings, user_id: str, reason: str, detail: str) -> None:
+    write_lines(tmp_path / "events.jsonl", [record("e1", user=user_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 0, 0, 1)
+    assert query(settings, "select reason, detail from quarantine") == [(reason, detail)]
+
+
+@pytest.mark.parametrize("event_id, loaded", [("\n", False), ("\u200b\u3000", False), ("e 1", True), ("e1\t", True)])
+def test_an_event_id_of_only_whitespace_or_invisible_characters_is_empty(tmp_path: Path, make_settings,
+                                                                        event_id: str, loaded: bool) -> None:
+    write_lines(tmp_path / "events.jsonl", [record(event_id)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    if loaded:
+        assert query(settings, "select event_id from events") == [(event_id,)]  # kept as written
+    else:
+        assert query(settings, "select reason from quarantine") == [("empty_event_id",)]
+    assert report.loaded == int(loaded)
+
+
+def test_ids_of_whitespace_or_control_characters_cannot_block_every_publish(tmp_path: Path, make_settings) -> None:
+    # Loaded, a user_id "\n" fails the blocking expectation of the batch's suite (user_id matches \S),
+    # and a blocking failure refuses every publish until someone forgets that id.
+    from selfmodel.quality import blocking_failures, validate
+    from warehouse.db import connect
+
+    write_lines(tmp_path / "events.jsonl", [
+        record("ok", user="u1"), record("newline", user="\n"), record("tab", user="\t"), record("nbsp", user="\u00a0"),
+        record("zero_width", user="\u200b"), record("nul", user="u\u0000"), record("\n", user="u2"),
+        record("\u3000", user="u3"), record(" ", user=" u4 ")])
+    settings = make_settings([jsonl_source()], quality={"path": str(REPO_ROOT / "expectations")})
+    [report] = ingest(settings, clock=CLOCK)
+    con = connect(settings.warehouse_path)
+    try:
+        [validation] = validate(con, settings, suites=["events_batch"], clock=CLOCK)
+
+        assert [failure["expectation"] for failure in blocking_failures(con)] == []
+        assert (validation.rows, validation.blocking_failures) == (1, 0)
+        assert (report.loaded, report.quarantined) == (1, 8)
+    finally:
+        con.close()
+
+
+def record_text(**fields) -> str:
+    """The JSON text of a valid record (without its closing brace), to append members by hand."""
+    return record("k1", **fields).decode()[:-1]
+
+
+@pytest.mark.parametrize("line, reason", [
+    (record_text() + ', "user_id": "someone else"}', "duplicate_key"),
+    (record_text() + ', "user\\u005fid": "someone else"}', "duplicate_key"),  # the same key, escaped
+    (record_text() + ', "meta": {"ts": 1, "client": "ios", "ts": 2}}', "duplicate_key"),
+    (record_text() + ', "meta": {"list": [{"deep": [{"k": 1, "k": 2}]}]}}', "duplicate_key"),
+    # the same key in different objects is fine
+    (record_text() + ', "meta": {"user_id": "x", "kind": "y"}, "more": {"user_id": "z"}}', None),
+    (record_text() + ', "meta": [{"k": 1}, {"k": 2}]}', None),
+    (record_text(text="user_id") + ', "user_id_2": "user_id"}', None),
+])
+def test_an_object_naming_a_key_twice_at_any_depth_is_quarantined(tmp_path: Path, make_settings, line: str,
+                                                                  reason: str | None) -> None:
+    # DuckDB reads the first of two keys, Python and most others the last: the record says two things.
+    write_lines(tmp_path / "events.jsonl", [line.encode()])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert query(settings, "select reason from quarantine") == ([(reason,)] if reason else [])
+    assert report.loaded == (0 if reason else 1)
+
+
+def test_a_key_twice_inside_the_object_a_mapping_reads_is_named(tmp_path: Path, make_settings) -> None:
+    line = '{"event_id": "m1", "author": "alice", "body": "hi", "meta": {"ts": 1704099600, "ts": 1704186000}}'
+    write_lines(tmp_path / "events.jsonl", [line.encode()])
+    settings = make_settings([jsonl_source(mapping={"user_id": "author", "text": "body", "occurred_at": "$.meta.ts"},
+                                           defaults={"kind": "message"})])
+
+    ingest(settings, clock=CLOCK)
+
+    assert query(settings, "select reason, detail from quarantine") == [
+        ("duplicate_key", 'key "ts" appears more than once in one object')]
+
+
+def test_json_that_only_duckdb_reads_is_malformed_and_strings_that_look_like_it_load(tmp_path: Path,
+                                                                                      make_settings) -> None:
+    lines = [record_text() + ", }", record_text(kind="feedback") + ', "rating": NaN}',
+             record_text() + ', "tags": ["a", "b", ]}', record_text() + ', "score": -Infinity}',
+             record("s1", text="a list, ]"), record("s2", text="rating: NaN, Infinity"), record("s3", text="[INFO] inf")]
+    write_lines(tmp_path / "events.jsonl", [line if isinstance(line, bytes) else line.encode() for line in lines])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (7, 3, 0, 4)
+    assert query(settings, "select line_no, reason from quarantine order by line_no") == [
+        (1, "malformed_json"), (2, "malformed_json"), (3, "malformed_json"), (4, "malformed_json")]
+    assert query(settings, "select text from events order by event_id") == [
+        ("a list, ]",), ("rating: NaN, Infinity",), ("[INFO] inf",)]
+
+
+def test_a_csv_header_naming_a_column_twice_fails_the_batch_naming_the_file(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.csv").write_text("event_id,user_id,occurred_at,kind,text\n"
+                                           "e1,u1,2024-01-01T00:00:00Z,message,hi\n")
+    (tmp_path / "in" / "b.csv").write_text("event_id,user_id,occurred_at,kind,text,user_id\n"
+                                           "e2,alice,2024-01-01T00:00:00Z,message,hi,bob\n")
+    settings = make_settings([{"name": "sheet", "format": "csv", "path": "in"}])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert (report.status, report.error) == ("failed", "CsvHeaderError: in/b.csv: header repeats column(s) ['user_id']")
+    assert query(settings, "select count(*) from events") == [(0,)]
     assert_every_batch_balances(settings)
 
 
@@ -833,6 +1008,10 @@ def test_convai2_volunteers_reconciles(shared_real_data: Path, make_settings) ->
      datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
     ({"timezone": "America/New_York"}, "2024-01-01T12:00:00 +01:00", datetime(2024, 1, 1, 11, tzinfo=timezone.utc)),
     ({}, "2024-01-01T12:00:00 -0230", datetime(2024, 1, 1, 14, 30, tzinfo=timezone.utc)),
+    # the furthest offsets any place has, and an offset with seconds (as Python may write one)
+    ({}, "2024-01-01T12:00:00+14:00", datetime(2023, 12, 31, 22, tzinfo=timezone.utc)),
+    ({}, "2024-01-01T12:00:00-1400", datetime(2024, 1, 2, 2, tzinfo=timezone.utc)),
+    ({"timezone": "Europe/Berlin"}, "2024-01-01T12:00:00+05:30:00", datetime(2024, 1, 1, 6, 30, tzinfo=timezone.utc)),
     ({"epoch_unit": "ms"}, 1_704_067_200_000, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"epoch_unit": "s"}, 1_704_067_200, datetime(2024, 1, 1, tzinfo=timezone.utc)),
     ({"format": "%d/%m/%Y %H:%M"}, "31/12/2023 23:30", datetime(2023, 12, 31, 23, 30, tzinfo=timezone.utc)),
@@ -847,6 +1026,22 @@ def test_timestamp_hints_say_how_to_read_times(tmp_path: Path, make_settings, hi
 
     assert counts(report) == (1, 1, 0, 0), query(settings, "select detail from quarantine")
     assert query(settings, "select occurred_at from events") == [(expected,)]
+
+
+@pytest.mark.parametrize("value", [
+    "2024-01-01T10:00:00+99:99", "2024-01-01T10:00:00+9999", "2024-01-01T10:00:00 +99:99",
+    "2024-01-01T10:00:00+14:01", "2024-01-01 10:00:00 -15", "2024-01-01T10:00:00.5+05:60",
+])
+def test_a_utc_offset_no_place_has_cannot_be_read(tmp_path: Path, make_settings, value: str) -> None:
+    # DuckDB reads 2024-01-01T10:00:00+99:99 as 2023-12-28 05:21 UTC: a plausible time, and wrong.
+    write_lines(tmp_path / "events.jsonl", [record("t", at=value)])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (1, 0, 0, 1)
+    assert query(settings, "select reason, detail from quarantine") == [
+        ("unparseable_timestamp", f"occurred_at: cannot read {value} (its UTC offset is not within -14:00 and +14:00)")]
 
 
 def test_the_plausible_time_range_is_configurable(tmp_path: Path, make_settings) -> None:

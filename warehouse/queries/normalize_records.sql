@@ -30,11 +30,26 @@ objects as (
     from parsed
 ),
 
+keyed as (
+    -- An object naming a key twice ({"user_id": "alice", "user_id": "bob"}), at any depth: DuckDB reads the
+    -- first, most other readers the last, so the record does not say one thing. Here: the key list of the
+    -- first object that repeats a key (json_keys unescapes, so "a" and "\u0061" are the same key).
+    -- Wrapped in a list, '$..*' reaches the record itself and every object in it in one parse; the key
+    -- lists of scalars (empty) and of one-key objects are dropped before the costlier distinct count.
+    select
+        *,
+        case when is_object then list_filter(
+                 list_filter(json_keys('[' || document || ']', '$..*'), lambda keys: len(keys) > 1),
+                 lambda keys: list_unique(keys) < len(keys))[1]
+        end as keys_repeating
+    from objects
+),
+
 extracted as (
     select
         *,
         case when is_object then json_extract(document, $paths) end as found
-    from objects
+    from keyed
 ),
 
 field_values as (
@@ -85,7 +100,10 @@ typed as (
         *,
         case when t_event_id = 'VARCHAR' then s_event_id
              when t_event_id in ('BIGINT', 'UBIGINT') then s_event_id end as source_event_id,
-        case when t_user_id = 'VARCHAR' then trim(s_user_id)
+        -- Whitespace at either end is dropped, of every kind Python's str.strip() drops (tab, newline,
+        -- U+00A0, U+3000, ...; RE2's \s alone is ASCII): ' alice\t' is alice.
+        case when t_user_id = 'VARCHAR'
+             then regexp_replace(s_user_id, '^[\s\x0B\x1C-\x1F\x{85}\p{Z}]+|[\s\x0B\x1C-\x1F\x{85}\p{Z}]+$', '', 'g')
              when t_user_id in ('BIGINT', 'UBIGINT') then s_user_id end as user_id,
         case when t_occurred_at = 'VARCHAR' then trim(s_occurred_at) end as occurred_text,
         case when t_occurred_at in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_occurred_at as double)
@@ -114,6 +132,36 @@ typed as (
     from field_types
 ),
 
+id_characters as (
+    -- The first character of user_id that cannot stand in an id: a control character (NUL, tab, newline,
+    -- ESC) or an invisible format character (U+200B zero width space, U+FEFF, bidi controls). ZWNJ and ZWJ
+    -- (U+200C, U+200D) join letters in Persian and Indic scripts and emoji: inside an id they belong to
+    -- it, at either end they join nothing.
+    select
+        *,
+        case when regexp_matches(user_id, '[\p{Cc}\p{Cf}]') then coalesce(
+            nullif(regexp_extract(regexp_replace(user_id, '[\x{200C}\x{200D}]', '', 'g'), '[\p{Cc}\p{Cf}]'), ''),
+            nullif(regexp_extract(user_id, '^[\x{200C}\x{200D}]|[\x{200C}\x{200D}]$'), ''))
+        end as user_id_bad_character
+    from typed
+),
+
+zoned as (
+    -- The UTC offset a time ends with (+05:30, -0800, +14, with or without a space before it), if any.
+    -- DuckDB reads '2024-01-01T10:00:00+99:99' as 2023-12-28 05:21 UTC; no place is more than 14 hours
+    -- from UTC and an hour has 60 minutes, so such a time cannot be read. (DuckDB lets the last column
+    -- use the two aliases defined before it in the same select.)
+    select
+        *,
+        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 1)
+                 as integer) as offset_hours,
+        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 2)
+                 as integer) as offset_minutes,
+        coalesce(offset_hours * 60 + coalesce(offset_minutes, 0) > 14 * 60 or offset_minutes >= 60, false)
+            as offset_out_of_range
+    from id_characters
+),
+
 timed as (
     select
         *,
@@ -124,18 +172,20 @@ timed as (
                           else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end) < 1e11
                      then to_timestamp(occurred_number / (case $epoch_unit when 's' then 1 when 'ms' then 1000
                           else (case when abs(occurred_number) >= 1e11 then 1000 else 1 end) end)) end)
+            when offset_out_of_range then null
             when occurred_text is not null then coalesce(
                 -- A time that names its zone (Z, an offset, with or without a space before it, or a zone
                 -- name such as UTC or Europe/Berlin) is read in that zone; a cast to a plain timestamp would
                 -- drop the zone silently, so only a time without one is read in the source's timezone hint.
+                -- An offset may carry seconds (+05:30:00, as Python writes some).
                 case when regexp_matches(occurred_text,
-                          '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
-                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2})?)$', '\1')
+                          '[T ][0-9]{1,2}:[0-9]{2}.*?(\s*([zZ]|[+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?)|\s+[A-Za-z][A-Za-z_/+-]*)$')
+                     then try_cast(regexp_replace(occurred_text, '\s+([+-][0-9]{2}(:?[0-9]{2}(:?[0-9]{2})?)?)$', '\1')
                                    as timestamptz)
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
-    from typed
+    from zoned
 ),
 
 checked as (
@@ -149,19 +199,32 @@ checked as (
                 {'reason': 'truncated_last_line', 'detail': 'the last line has no newline and is not complete JSON'}
             when not is_json then {'reason': 'malformed_json', 'detail': 'not valid JSON'}
             when not is_object then {'reason': 'not_an_object', 'detail': 'a record must be a JSON object, got ' || json_type(document)}
+            when keys_repeating is not null then
+                {'reason': 'duplicate_key', 'detail': 'key ' || left(to_json(list_filter(keys_repeating,
+                    lambda key, position: list_position(keys_repeating, key) < position)[1])::varchar, 80)
+                    || ' appears more than once in one object'}
             when v_event_id is not null and source_event_id is null then
                 {'reason': 'wrong_type', 'detail': 'event_id: expected a string or integer, got ' || t_event_id}
-            when source_event_id is not null and trim(source_event_id) = '' then
-                {'reason': 'empty_event_id', 'detail': 'event_id is an empty string'}
+            -- blank: only whitespace (as for user_id) and invisible format characters such as U+200B
+            when source_event_id is not null
+                 and regexp_full_match(source_event_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+                {'reason': 'empty_event_id', 'detail': 'event_id is empty or blank'}
             when v_user_id is null then {'reason': 'missing_user_id', 'detail': 'no user_id'}
             when user_id is null then
                 {'reason': 'wrong_type', 'detail': 'user_id: expected a string or integer, got ' || t_user_id}
-            when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty'}
+            when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty or only whitespace'}
+            when regexp_full_match(user_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+                {'reason': 'empty_user_id', 'detail': 'user_id holds only invisible characters'}
+            when user_id_bad_character is not null then
+                {'reason': 'invalid_user_id', 'detail': 'user_id holds ' || printf('U+%04X', unicode(user_id_bad_character))
+                    || (case when regexp_matches(user_id_bad_character, '\p{Cc}') then ', a control character'
+                             else ', an invisible format character' end)}
             when v_occurred_at is null then {'reason': 'missing_occurred_at', 'detail': 'no occurred_at'}
             when occurred_text is null and occurred_number is null then
                 {'reason': 'wrong_type', 'detail': 'occurred_at: expected a string or number, got ' || t_occurred_at}
             when occurred_at is null then
-                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at::varchar), 80)}
+                {'reason': 'unparseable_timestamp', 'detail': 'occurred_at: cannot read ' || left(coalesce(occurred_text, v_occurred_at::varchar), 80)
+                    || (case when offset_out_of_range then ' (its UTC offset is not within -14:00 and +14:00)' else '' end)}
             when occurred_at < $min_occurred_at then
                 {'reason': 'timestamp_too_old', 'detail': 'occurred_at ' || occurred_at || ' is before ingest.min_occurred_at'}
             when occurred_at > $max_occurred_at then

@@ -116,3 +116,20 @@ def test_several_files_are_read_in_order_and_each_read_is_filled_in(tmp_path: Pa
 
     assert [(r["file"], r["line_no"]) for r in rows] == [("1.jsonl", 1), ("1.jsonl", 2), ("2.jsonl", 1)]
     assert [(r.consumed_bytes, r.resume_offset, r.resume_line) for r in reads] == [(16, 16, 2), (7, 0, 0)]
+
+
+def test_lines_duckdb_would_read_but_json_does_not_allow_are_marked(tmp_path: Path) -> None:
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b'{"a": 1,}\n{"t": "a, ]", "r": "NaN"}\n{"r": NaN}\n{"t": "\xff", "r": NaN}\n{"r": -Infinity}')
+
+    _, rows = read_rows(adapter(path), [FileRead(path=path)])
+
+    assert [(r["pre_reason"], r["pre_detail"]) for r in rows] == [
+        ("malformed_json", "not valid JSON: trailing comma before '}' (at character 8)"),
+        (None, None),  # only looks suspect: strings may hold anything
+        ("malformed_json", "not valid JSON: NaN is not a JSON value"),
+        ("invalid_utf8", "byte 7: invalid start byte"),  # a line keeps the first reason found
+        # a last line without newline that strict JSON cannot read is, like any such line, truncated
+        ("truncated_last_line", "the last line has no newline and is not complete JSON: -Infinity is not a JSON value"),
+    ]
+    assert [r["raw_text"] for r in rows][:3] == ['{"a": 1,}', '{"t": "a, ]", "r": "NaN"}', '{"r": NaN}']
