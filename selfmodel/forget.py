@@ -5,11 +5,13 @@ Where a user is held, and what forgetting does there (README "Forgetting a user"
 
 * events, observations, belief history (so beliefs), labels: the user's rows are deleted; others' events
   that name the user as whose post they rate (Stack Exchange votes) lose the id.
-* quarantine: records whose user field could be read (`quarantine.user_id`), and records whose user field
-  could not be read at all (a truncated line, a bad byte) when their text names the id where records name
-  their user: as a quoted JSON string value (`"user": "1837"`), as the value of a source's user field
-  (`"user_id": 1837`), or in a Stack Exchange `...UserId="1837"` attribute. An id only written some other
-  way (escaped differently, split, in free text, a CSV cell of an unreadable row) cannot be matched.
+* quarantine: records of the user (`quarantine.user_id`, read at ingest even from a broken record when its
+  user field can still be found in its text) are deleted. Records that name the user in a field that names
+  a user (a source's user field, a Stack Exchange `...UserId="1837"` attribute: the last editor of a bot's
+  post), and records whose user could not be read at all that hold the id as a quoted JSON string value
+  (`"user": "1837"`), keep only a tombstone (place, reason, hash; no text), so reading them again does not
+  store them again. An id only written some other way (escaped differently, split, in free text, a CSV
+  cell of an unreadable row) cannot be matched.
 * eval results of the user (`case_id = 'user:<id>'`, and labeled cases about the user); regressions' worst
   cases and alert subjects and bodies that quote those case ids show `(forgotten)` instead.
 * expectation results listing the id among unexpected values (the user_id checks) show `(forgotten)`, and
@@ -40,7 +42,7 @@ import yaml
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
-from warehouse.db import compact, connect, execute, run, run_dicts, run_script
+from warehouse.db import compact, connect, execute, re2_literal, run, run_dicts, run_script
 
 log = logging.getLogger("selfmodel.forget")
 
@@ -64,32 +66,36 @@ class ForgetReport:
         return asdict(self)
 
 
-def re2_literal(text: str) -> str:
-    """`text` as an RE2 pattern matching exactly it (every non-alphanumeric character as \\x{...})."""
-    return "".join(char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text)
-
-
 def user_fields(settings: Settings | None) -> list[str]:
     """The field names under which the configured sources name their user (the mapping of user_id)."""
-    names = {"user_id"}
-    for source in settings.sources if settings else ():
-        column = source.mapping.get("user_id", "user_id")
-        if column.startswith("$"):
-            column = column.rstrip("]").split(".")[-1].strip("'\"[")
-        if column:
-            names.add(column)
-    return sorted(names)
+    from selfmodel.ingest import user_field_name
+
+    names = {"user_id"} | {user_field_name(source) for source in (settings.sources if settings else ())}
+    return sorted(name for name in names if name)
 
 
-def unreadable_record_pattern(user_id: str, fields: Iterable[str]) -> str:
-    """RE2 pattern of a record text naming `user_id` where records name their user (see the module doc)."""
-    quoted = {json.dumps(user_id), json.dumps(user_id, ensure_ascii=False)}
-    alternatives = [r":\s*" + re2_literal(form) for form in sorted(quoted)]
-    for name in fields:  # `"user_id": 1837`, the number unquoted
-        alternatives.append(re2_literal(json.dumps(name)) + r"\s*:\s*" + re2_literal(user_id) + r"(?:[^0-9.eE]|$)")
+def user_field_pattern(user_id: str, fields: Iterable[str]) -> str:
+    """RE2 pattern of a record text naming `user_id` in a field that names a user: a source's user field
+    (`"user_id": "1837"` or `"user_id": 1837`) or a Stack Exchange `...UserId="1837"` attribute (the owner,
+    the voter, or the last editor of someone else's post)."""
+    alternatives = []
+    for name in fields:
+        key = re2_literal(json.dumps(name)) + r"\s*:\s*"
+        alternatives += [key + re2_literal(form) for form in _json_strings(user_id)]
+        alternatives.append(key + re2_literal(user_id) + r"(?:[^0-9.eE]|$)")  # the number unquoted
     escaped = user_id.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
-    alternatives.append(r'UserId="' + re2_literal(escaped) + '"')  # Stack Exchange rows: OwnerUserId="1837"
+    alternatives.append(r'UserId="' + re2_literal(escaped) + '"')
     return "|".join(f"(?:{alternative})" for alternative in alternatives)
+
+
+def quoted_value_pattern(user_id: str) -> str:
+    """RE2 pattern of `user_id` as a quoted JSON string value (`: "1837"`), whatever the key: how a record too
+    broken to read its user field may still name them."""
+    return "|".join(f"(?::\\s*{re2_literal(form)})" for form in _json_strings(user_id))
+
+
+def _json_strings(text: str) -> list[str]:
+    return sorted({json.dumps(text), json.dumps(text, ensure_ascii=False)})
 
 
 def case_ids_about(settings: Settings | None, user_id: str) -> tuple[list[str], list[str]]:
@@ -129,7 +135,8 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
     alternatives = "|".join(re2_literal(case_id) for case_id in case_ids)
     params = {
         "user_id": user_id,
-        "unreadable_record": unreadable_record_pattern(user_id, user_fields(settings)),
+        "names_user": user_field_pattern(user_id, user_fields(settings)),
+        "quoted_value": quoted_value_pattern(user_id),
         "case_ids": case_ids,
         "case_in_json": "|".join(re2_literal(json.dumps(case_id)) for case_id in case_ids),
         "case_in_text": f"(^|[^{_ID_CHARACTER}])(?:{alternatives})([^{_ID_CHARACTER}]|$)",

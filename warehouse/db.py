@@ -68,6 +68,12 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def re2_literal(text: str) -> str:
+    """`text` as an RE2 pattern (DuckDB's regexp functions) that matches exactly it: every character but an
+    ASCII letter or digit written as `\\x{...}`, so nothing in it can act as regex syntax."""
+    return "".join(char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text)
+
+
 def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Rewrite the warehouse at `path`, which `con` holds open read-write, into a fresh file, and close `con`.
 

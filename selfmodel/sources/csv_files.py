@@ -58,14 +58,15 @@ class CsvAdapter(Adapter):
                 raw_text = "\n".join(text for _, _, text in pending)
                 doc = None
                 if problem is None and cells is not None:
+                    # An empty cell is an absent value, so defaults and "missing" checks apply. A row with too
+                    # many or too few cells is quarantined, with the cells the header names as its document:
+                    # not loaded, but whose it is stays readable (normalize_records.sql, selfmodel forget).
+                    values = {name: cell for name, cell in zip(header, cells) if cell != ""}
+                    doc = json.dumps(values, ensure_ascii=False)
                     if len(cells) > len(header):
                         problem = ("csv_extra_columns", f"{len(cells)} cells, the header has {len(header)}")
                     elif len(cells) < len(header):
                         problem = ("csv_missing_columns", f"{len(cells)} cells, the header has {len(header)}")
-                    else:
-                        # An empty cell is an absent value, so defaults and "missing" checks apply.
-                        values = {name: cell for name, cell in zip(header, cells) if cell != ""}
-                        doc = json.dumps(values, ensure_ascii=False)
                 builder.add(file=file_label, line_no=line_no, byte_offset=offset, raw_text=raw_text, doc=doc,
                             pre_reason=problem[0] if problem else None, pre_detail=problem[1] if problem else None)
                 pending.clear()

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from selfmodel.beliefs.observe import shard_work_root
 from selfmodel.cli import main
 from selfmodel.clock import FixedClock
-from selfmodel.forget import forget, forget_user, unreadable_record_pattern
+from selfmodel.forget import forget, quoted_value_pattern, user_field_pattern
 from selfmodel.ingest import ingest
 from selfmodel.publish import publish, read_log
 from tests.belief_warehouse import (  # noqa: F401
@@ -99,6 +99,19 @@ def test_forget_reaches_quarantined_records_even_where_the_user_field_cannot_be_
     assert not [text for text in texts if "alice" in text]
     assert sum("bob" in text for text in texts) == len(BOB_BAD)
 
+    # A broken line of hers never seen before (a log re-sent from a backup) is hers by its user field: it
+    # is quarantined as forgotten_user, without its text, like her readable records.
+    with open(tmp_path / "chat.jsonl", "ab") as log:
+        log.write(b'{"event_id": "a12", "user_id": "alice", "kind": "message", "text": "from the backup\n')
+    [late] = ingest(settings, clock=FixedClock(T0 + timedelta(days=12)))
+    assert late.quarantined == 1
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        assert con.execute("select reason, user_id, raw_text from quarantine where batch_id = ?",
+                           [late.batch_id]).fetchall() == [("forgotten_user", None, None)]
+    finally:
+        con.close()
+
 
 @pytest.mark.parametrize(
     ("record", "names_alice"),
@@ -111,24 +124,26 @@ def test_forget_reaches_quarantined_records_even_where_the_user_field_cannot_be_
         ('{"user_id": "ali\\u0063e"', False),  # escaped differently: documented as not matched
     ],
 )
-def test_which_unreadable_records_count_as_naming_a_string_id(record: str, names_alice: bool) -> None:
-    assert matches(unreadable_record_pattern("alice", ["user_id"]), record) is names_alice
+def test_which_records_whose_user_is_unreadable_name_a_string_id(record: str, names_alice: bool) -> None:
+    assert matches(quoted_value_pattern("alice"), record) is names_alice
 
 
 @pytest.mark.parametrize(
     ("record", "names_1837"),
     [
         ('{"user_id": 1837, "text": "cut', True),
+        ('{"user_id": "1837", "text": "cut', True),
         ('{"uid": 1837, "text": "cut', True),  # the source maps user_id to uid
         ('{"user_id": 18370, "text": "cut', False),
         ('{"user_id": 1837.5', False),
         ('{"score": 1837, "text": "cut', False),  # a number in another field is not the user
+        ('{"text": "1837"}', False),  # nor is a string in another field, in a record whose user was read
         ('<row Id="5" PostTypeId="4" OwnerUserId="-1" LastEditorUserId="1837" Body="tag wiki', True),
         ('<row Id="1837" PostTypeId="1" OwnerUserId="12" Body="x', False),
     ],
 )
-def test_which_unreadable_records_count_as_naming_a_numeric_id(record: str, names_1837: bool) -> None:
-    assert matches(unreadable_record_pattern("1837", ["uid", "user_id"]), record) is names_1837
+def test_which_records_name_a_user_in_a_user_field(record: str, names_1837: bool) -> None:
+    assert matches(user_field_pattern("1837", ["uid", "user_id"]), record) is names_1837
 
 
 def matches(pattern: str, text: str) -> bool:

@@ -1115,3 +1115,37 @@ def test_a_rewritten_json_file_is_read_whole_and_known_records_are_duplicates(tm
     assert counts(second) == (6, 3, 3, 0) and second.labels_loaded == 1
     assert query(settings, "select count(*), count(distinct event_id) from events") == [(6, 6)]
     assert_every_batch_balances(settings)
+
+
+# -- a broken record still says whose it is (for forget) -------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("line", "reason", "user"),
+    [
+        (b'{"event_id": "e1", "uid": "alice", "kind": "message", "text": "cut o', "truncated_last_line", "alice"),
+        (b'{"event_id": "e2", "uid": "al\\"ice", "text": "x"', "malformed_json", 'al"ice'),  # escapes decoded
+        (b'{"event_id": "e3", "uid": 1837, "text": "caf\xff"}', "invalid_utf8", "1837"),
+        (b'{"event_id": "e4", "uid": "alice", "uid": "bob", "kind": "message"}', "duplicate_key", None),
+        (b'{"event_id": "e5", "text": "whose?", "kind": "message",', "malformed_json", None),
+        (b'{"event_id": "e6", "uid": "alice", "kind": "message", "text": "x", "occurred_at": "soon"}',
+         "unparseable_timestamp", "alice"),
+    ],
+)
+def test_a_quarantined_record_keeps_its_user_when_its_text_still_names_it(tmp_path: Path, make_settings, line: bytes,
+                                                                           reason: str, user: str | None) -> None:
+    """A record too broken to parse still shows whose it is in its text: forget finds it by its user, and a
+    forgotten user's old broken lines read again stay forgotten. A record naming two users is no one's."""
+    good = b'{"event_id": "ok", "uid": "carol", "kind": "message", "text": "hello"}'
+    write_lines(tmp_path / "events.jsonl", [good, line], terminated=not line.endswith(b"cut o"))
+    settings = make_settings([jsonl_source(mapping={"user_id": "uid"}, defaults={"occurred_at": "2024-06-01T12:00:00Z"})])
+    ingest(settings, clock=FixedClock(datetime(2024, 7, 1, tzinfo=timezone.utc)))
+    assert query(settings, "select reason, user_id from quarantine") == [(reason, user)]
+
+
+def test_a_csv_row_with_too_many_cells_keeps_its_user(tmp_path: Path, make_settings) -> None:
+    (tmp_path / "events.csv").write_text("event_id,user_id,occurred_at,kind,text\n"
+                                         "e1,alice,2024-06-01T12:00:00Z,message,hello\n"
+                                         "e2,bob,2024-06-01T12:00:00Z,message,hi, there\n")
+    settings = make_settings([{"name": "logs", "format": "csv", "path": "events.csv"}])
+    ingest(settings, clock=FixedClock(datetime(2024, 7, 1, tzinfo=timezone.utc)))
+    assert query(settings, "select reason, user_id from quarantine") == [("csv_extra_columns", "bob")]

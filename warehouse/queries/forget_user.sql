@@ -2,9 +2,10 @@
 -- forget_counts. Runs inside the caller's transaction (selfmodel.forget), after which it drops its temp tables.
 -- Parameters:
 --   $user_id
---   $unreadable_record   RE2 pattern of a record text that names the user where records name their user
---                        (a quoted JSON string value, a source's user field, a Stack Exchange ...UserId
---                        attribute): quarantined records whose user field could not be read at all
+--   $names_user          RE2 pattern of a record text naming the user in a field that names a user (a
+--                        source's user field, a Stack Exchange ...UserId attribute)
+--   $quoted_value        RE2 pattern of the id as a quoted JSON string value, for quarantined records whose
+--                        user could not be read at all
 --   $case_ids            eval case ids about the user: 'user:<id>' and the labeled cases naming them
 --   $case_in_json        RE2 pattern of one of those ids as a JSON string (eval_runs.regressions' worst cases)
 --   $case_in_text        RE2 pattern of one of those ids in an alert's text (groups 1 and 2: the characters
@@ -15,7 +16,8 @@ create or replace temp table forgotten_quarantine as
 select rowid as quarantine_row, coalesce(user_id = $user_id, false) as user_known
 from quarantine
 where user_id = $user_id
-   or (user_id is null and regexp_matches(coalesce(raw_text, ''), $unreadable_record));
+   or regexp_matches(coalesce(raw_text, ''), $names_user)
+   or (user_id is null and regexp_matches(coalesce(raw_text, ''), $quoted_value));
 
 create or replace temp table forget_counts as
 select

@@ -8,6 +8,7 @@
 --   $strip     JSON merge patch deleting the mapped fields, so `attributes` keeps only the rest
 --   $kinds, $timezone, $epoch_unit ('auto' | 's' | 'ms'), $timestamp_format (strptime or NULL),
 --   $min_occurred_at, $max_occurred_at
+--   $user_in_text  RE2 pattern of the user field as a record's text writes it (group 1 a string, 2 a number)
 
 with
 
@@ -267,6 +268,29 @@ hashed as (
     from shaped
 ),
 
+recovering as (
+    -- Only for a quarantined record whose user field could not be read: the user field as its text writes it.
+    select
+        *,
+        case when problem is not null and nullif(user_id, '') is null
+             then regexp_extract(document, $user_in_text, 1) end as written_user,
+        case when problem is not null and nullif(user_id, '') is null
+             then regexp_extract(document, $user_in_text, 2) end as written_number
+    from hashed
+),
+
+recovered as (
+    select
+        *,
+        coalesce(
+            -- a string as JSON writes it, escapes and all: decoded when it decodes
+            case when written_user = '' then null
+                 when json_valid('"' || written_user || '"') then json_extract_string('"' || written_user || '"', '$')
+                 else written_user end,
+            nullif(written_number, '')) as user_written_in_text
+    from recovering
+),
+
 final as (
     select
         file,
@@ -278,7 +302,15 @@ final as (
         problem.reason as reason,
         problem.detail as detail,
         coalesce(source_event_id, 'h:' || content_hash) as event_id,
-        user_id,
+        case
+            when problem is null then user_id
+            -- A record naming its user twice says two things: it is no one's (forget finds it by its text).
+            when problem.reason = 'duplicate_key' then null
+            when nullif(user_id, '') is not null then user_id
+            -- A record too broken to parse may still show whose it is, so it stays findable by its user
+            -- (selfmodel forget) and a forgotten user's old broken lines read again stay forgotten.
+            else user_written_in_text
+        end as user_id,
         occurred_at,
         kind,
         text,
@@ -288,7 +320,7 @@ final as (
         tags,
         coalesce(attributes, '{}')::json as attributes,
         content_hash
-    from hashed
+    from recovered
 )
 
 select * from final
