@@ -16,9 +16,8 @@ from prefect.cache_policies import NO_CACHE
 
 from selfmodel.analyst import export_analyst_copy
 from selfmodel.beliefs.backfill import backfill_beliefs
-from selfmodel.lock import run_writer_lock
+from selfmodel.lock import run_connection, run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
-from warehouse.db import connect
 
 NIGHT_COLUMNS = ("as_of", "mode", "events_extracted", "observations_folded", "groups_touched", "beliefs_total")
 
@@ -27,7 +26,7 @@ NIGHT_COLUMNS = ("as_of", "mode", "events_extracted", "observations_folded", "gr
 def backfill_beliefs_task(config_path: str, start: datetime, end: datetime, every_days: float) -> dict:
     logger = get_run_logger()
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         report = backfill_beliefs(
             con, settings, start, end, timedelta(days=every_days),

@@ -4,7 +4,9 @@ Each step is the existing flow of that name, run as a subflow, so the Prefect UI
 its own tasks, logs and artifacts under the nightly run. Order and failure rules are in selfmodel.nightly:
 a failed step stops the steps after it and fails the run (the `on_failure` hook tells the nightly owners
 what failed); a snapshot refused by its audit is recorded, not a failure. The whole run holds the
-warehouse's writer lock (selfmodel.lock): a second run started meanwhile exits cleanly ("Skipped").
+warehouse's writer lock (selfmodel.lock): a second run started meanwhile exits cleanly ("Skipped"), and
+so does a run that finds the warehouse file held open by another process (a DuckDB shell, a notebook) at
+its start, between its steps or in one of them, after waiting `nightly.lock_wait_seconds` for it.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.publish import AuditFailed, publish
 from flows.refresh_beliefs import refresh_beliefs
-from selfmodel.lock import WriterLockBusy, run_writer_lock, writer_lock
+from selfmodel.lock import run_writer_lock, writer_lock
 from selfmodel.nightly import (
     NightlySummary, StepFailed, StepResult, evaluate_step, failure_outcome, ingest_step, not_run_after,
     publish_step, refresh_step, run_outcome, steps_table, summary_markdown, tell_owners,
@@ -32,6 +34,7 @@ from selfmodel.nightly import (
 from selfmodel.quality import data_docs_folder
 from selfmodel.settings import Settings, find_config_path, load_settings
 from tasks.nightly import summarize_nightly_task, tell_owners_task
+from warehouse.db import WarehouseBusyError, wait_until_free
 
 # How long the failure hook waits for the writer lock (another run may have taken it) to record its alert.
 HOOK_LOCK_WAIT_SECONDS = 120
@@ -53,9 +56,10 @@ def tell_owners_of_failure(flow, flow_run, state: State) -> None:
     outcome = failure_outcome(str(flow_run.id), flow_run.name, step, reason, steps)
     try:
         settings = load_settings(_config_path(flow_run.parameters.get("config_path")))
+        wait_seconds = max(HOOK_LOCK_WAIT_SECONDS, settings.nightly.lock_wait_seconds)
         with writer_lock(settings.warehouse_path, what=f"alerting for nightly flow run {flow_run.name}",
-                         wait_seconds=max(HOOK_LOCK_WAIT_SECONDS, settings.nightly.lock_wait_seconds)):
-            alerts = tell_owners(settings, outcome)
+                         wait_seconds=wait_seconds):
+            alerts = tell_owners(settings, outcome, wait_seconds=wait_seconds)
     except Exception as exc:  # nothing more to fall back on: the failed run itself is what the UI shows
         logger.error("the nightly owners could not be told that %s failed: %s: %s", step or "the run",
                      type(exc).__name__, exc)
@@ -82,34 +86,47 @@ def nightly(config_path: str | None = None, as_of: datetime | None = None,
     config_path = _config_path(config_path)
     settings = load_settings(config_path)
     run_id, run_name = _run_name()
+    steps: list[StepResult] = []  # filled by _run_steps, step by step
     try:
         with run_writer_lock(settings, f"nightly flow run {run_name}"):
-            summary = _run_steps(config_path, settings, as_of, suites, run_id, run_name)
-    except WriterLockBusy as busy:
+            summary = _run_steps(config_path, settings, as_of, suites, run_id, run_name, steps)
+    except WarehouseBusyError as busy:  # the writer lock, or the warehouse file held open by another process
         get_run_logger().warning("%s", busy)
-        summary = NightlySummary(run_name, "skipped", [], str(settings.warehouse_path), str(settings.snapshots_path),
-                                 reason=str(busy))
+        summary = NightlySummary(run_name, "skipped", steps, str(settings.warehouse_path),
+                                 str(settings.snapshots_path), reason=str(busy))
         _publish_summary(summary)
-        # Completed, not Failed: nothing went wrong, another run is doing the work (no alert, no retry).
+        # Completed, not Failed: nothing broke, another process has the warehouse (no alert, no retry).
         return Completed(name="Skipped", message=str(busy), data={**summary.to_json(), "holder": busy.holder})
     return summary.to_json()
 
 
 def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, suites: list[str] | None,
-               run_id: str, run_name: str) -> NightlySummary:
+               run_id: str, run_name: str, steps: list[StepResult]) -> NightlySummary:
     logger = get_run_logger()
-    steps: list[StepResult] = []
     summary = NightlySummary(run_name, "failed", steps, str(settings.warehouse_path), str(settings.snapshots_path),
                              analyst_copy=str(settings.analyst_copy_path) if settings.analyst_copy_path else None)
 
     def step(name: str, call: Callable[[], State], describe: Callable[[Any, float], StepResult]) -> Any:
         started = time.perf_counter()
+        try:
+            # Between two steps another process (a DuckDB shell) may have opened the warehouse: wait for it
+            # here, where a busy warehouse skips the run, rather than fail the step's first task.
+            wait_until_free(settings.warehouse_path, settings.nightly.lock_wait_seconds)
+        except WarehouseBusyError as busy:
+            steps.append(StepResult(name, "busy", time.perf_counter() - started, detail=str(busy)))
+            steps.extend(not_run_after(name))
+            raise
         # Subflows run in this process, whose own run already sends heartbeats; a subflow's heartbeat
         # thread would only add about a second per step while it is joined at the end.
         with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             state = call()
         seconds = time.perf_counter() - started
         result = state.result(raise_on_failure=False)
+        if isinstance(result, WarehouseBusyError):
+            # One of the step's tasks found the warehouse held open for longer than the run waits.
+            steps.append(StepResult(name, "busy", seconds, detail=str(result)))
+            steps.extend(not_run_after(name))
+            raise result
         if name == "publish" and isinstance(result, AuditFailed):
             # A refused snapshot is an outcome, not a failure: the publish subflow recorded why.
             steps.append(StepResult(name, "refused", seconds, rows_out=0, detail=str(result)))

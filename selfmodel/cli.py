@@ -167,6 +167,9 @@ def _ingest_via_prefect(ctx: click.Context, source_name: str | None) -> list:
     config_path = ctx.parent.params.get("config_path") if ctx.parent else None
     state = ingest_flow(config_path=config_path, source=source_name, return_state=True)
     if not state.is_completed():
+        error = state.result(raise_on_failure=False)
+        if isinstance(error, WarehouseBusyError):  # exit 3, as without --prefect
+            raise error
         raise WarehouseError(f"the ingest flow run ended {state.name}: {state.message}")
     return [BatchReport(**report) for report in state.result()]
 

@@ -9,6 +9,11 @@ since when) so a second run can say whom it waited for.
 
 A lock on a network file system is only as good as that file system's `flock`; keep the warehouse on a
 local disk (README "Running it in production").
+
+Processes that are not ours ignore this lock: a DuckDB shell or a notebook with the live file open locks
+every writer out through DuckDB's own file lock. A run waits for that the same way, for the same time
+(`nightly.lock_wait_seconds`): at its start (`run_writer_lock`) and at every connection its tasks open
+(`run_connection`), so a run meeting either lock ends the same way, as busy.
 """
 
 from __future__ import annotations
@@ -24,9 +29,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from warehouse.db import WarehouseBusyError, WarehouseError
+from warehouse.db import WarehouseBusyError, WarehouseError, connect, wait_until_free
 
 if TYPE_CHECKING:
+    import duckdb
+
     from selfmodel.settings import Settings
 
 LOCK_SUFFIX = ".lock"
@@ -44,7 +51,6 @@ class WriterLockBusy(WarehouseBusyError):
 
     def __init__(self, lock_path: Path, holder: dict, waited: float) -> None:
         self.lock_path = lock_path
-        self.holder = holder
         self.waited = waited
         who = f"process {holder['pid']}" if holder.get("pid") else "another process"
         if holder.get("host") and holder.get("host") != socket.gethostname():
@@ -53,7 +59,7 @@ class WriterLockBusy(WarehouseBusyError):
         waited_text = f" after waiting {waited:.0f} s" if waited >= 1 else ""
         super().__init__(
             f"the warehouse is being written by {who}{what}{waited_text}; only one writer may run at a time. "
-            f"This run exits without writing. Lock file: {lock_path}"
+            f"This run exits without writing. Lock file: {lock_path}", holder
         )
 
 
@@ -117,6 +123,20 @@ def writer_lock(warehouse_path: Path, what: str, wait_seconds: float = 0.0) -> I
         os.close(descriptor)
 
 
-def run_writer_lock(settings: "Settings", what: str):
-    """The writer lock for a whole run (a flow, the nightly run), waiting up to `nightly.lock_wait_seconds`."""
-    return writer_lock(settings.warehouse_path, what=what, wait_seconds=settings.nightly.lock_wait_seconds)
+@contextmanager
+def run_writer_lock(settings: "Settings", what: str) -> Iterator[dict]:
+    """The writer lock for a whole run (a flow, the nightly run), with the warehouse file free of other
+    processes: waits up to `nightly.lock_wait_seconds` in all, then raises WarehouseBusyError naming the
+    holder (WriterLockBusy for the writer lock)."""
+    wait_seconds = settings.nightly.lock_wait_seconds
+    started = time.monotonic()
+    with writer_lock(settings.warehouse_path, what=what, wait_seconds=wait_seconds) as holder:
+        wait_until_free(settings.warehouse_path, max(wait_seconds - (time.monotonic() - started), 0.0))
+        yield holder
+
+
+def run_connection(settings: "Settings", *, read_only: bool = False) -> "duckdb.DuckDBPyConnection":
+    """A warehouse connection for a run's task: while another process has the file open (between two
+    tasks, a DuckDB shell took it), it waits up to `nightly.lock_wait_seconds`, as the run's start did."""
+    return connect(settings.warehouse_path, read_only=read_only, memory_limit=settings.warehouse.memory_limit,
+                   wait_seconds=settings.nightly.lock_wait_seconds)

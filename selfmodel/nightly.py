@@ -50,7 +50,8 @@ REPRODUCE_SQL_ANY = ("select 'ingest' as step, max(started_at) as last from inge
 
 @dataclass
 class StepResult:
-    """What one step of a nightly run did; `status` is completed, failed, refused (publish) or not_run."""
+    """What one step of a nightly run did; `status` is completed, failed, refused (publish), busy (another
+    process held the warehouse: the run was skipped) or not_run."""
 
     step: str
     status: str
@@ -205,9 +206,12 @@ def refused_snapshot_hook(settings: Settings, where: str, clock: Clock | None = 
     return hook
 
 
-def tell_owners(settings: Settings, outcome: SuiteOutcome, clock: Clock | None = None) -> list[AlertRecord]:
-    """Alert the nightly owners (once per incident; a recovery notice when a run is healthy again)."""
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+def tell_owners(settings: Settings, outcome: SuiteOutcome, clock: Clock | None = None,
+                wait_seconds: float = 0.0) -> list[AlertRecord]:
+    """Alert the nightly owners (once per incident; a recovery notice when a run is healthy again).
+
+    `wait_seconds`: how long to wait while another process has the warehouse file open."""
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit, wait_seconds=wait_seconds)
     try:
         return notify(con, settings, SUITE, outcome, clock)
     finally:

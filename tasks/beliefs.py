@@ -8,17 +8,17 @@ from prefect import get_run_logger, task
 
 from selfmodel.analyst import export_analyst_copy
 from selfmodel.beliefs.refresh import refresh_beliefs
+from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from warehouse.db import connect
+from tasks.retry import io_error_may_pass
 
 
-@task(name="refresh-beliefs", retries=2, retry_delay_seconds=[10, 60],
-      retry_condition_fn=lambda task, run, state: "in use by" in str(state.message or ""))
+@task(name="refresh-beliefs", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=io_error_may_pass)
 def refresh_beliefs_task(config_path: str | None, as_of: datetime | None = None, full: bool = False) -> dict:
     """Extract observations from new events and fold them into beliefs; log what changed."""
     logger = get_run_logger()
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         report = refresh_beliefs(con, settings, as_of=as_of, full=full)
         export_analyst_copy(con, settings)  # analysts read this copy, never the live file
@@ -40,7 +40,7 @@ def export_shards_task(config_path: str, folder: str, shards: int, full: bool = 
     from selfmodel.beliefs.observe import export_shards
 
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         plan = export_shards(con, settings, Path(folder), shards, everything=full)
     finally:
@@ -70,7 +70,7 @@ def fold_shards_task(config_path: str, plan: dict, observation_files: list[str],
 
     settings = load_settings(config_path)
     shard_plan = ShardPlan(plan["batches"], plan["events"], plan["event_files"])
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         report = refresh_beliefs(con, settings, as_of=as_of, full=full,
                                  extraction=lambda c, s, now: load_shards(c, s, shard_plan, observation_files, now))

@@ -6,17 +6,18 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 
+from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from warehouse.db import connect
+from tasks.retry import io_error_may_pass
 
 
-@task(name="validate-data", retries=1, retry_delay_seconds=[30])
+@task(name="validate-data", retries=1, retry_delay_seconds=[30], retry_condition_fn=io_error_may_pass)
 def validate_data_task(config_path: str) -> list[dict]:
     """Run the Great Expectations suites over new batches, beliefs and eval inputs; store the results."""
     from selfmodel.quality import validate
 
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         reports = validate(con, settings)
     finally:
@@ -35,7 +36,7 @@ def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: dat
     from selfmodel.evals.run import run_evals
 
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of)
     finally:
@@ -57,7 +58,7 @@ def write_report_task(config_path: str) -> str:
     from selfmodel.evals.report import write_report
 
     settings = load_settings(config_path)
-    con = connect(settings.warehouse_path, read_only=True)
+    con = run_connection(settings, read_only=True)
     try:
         path = write_report(con, settings.warehouse_path.parent / "report.html", SystemClock().now())
     finally:

@@ -6,8 +6,9 @@ from prefect import get_run_logger, task
 
 from selfmodel.analyst import export_analyst_copy
 from selfmodel.ingest import ingest_source
+from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from warehouse.db import WarehouseBusyError, connect
+from warehouse.db import WarehouseBusyError
 
 
 class BatchFailed(RuntimeError):
@@ -19,11 +20,12 @@ class BatchFailed(RuntimeError):
 
 
 def _is_transient(task, task_run, state) -> bool:
-    """Retry only what may pass on its own: another writer holding the warehouse, or an I/O error."""
+    """Retry only what may pass on its own: a source's I/O error. Not a busy warehouse: the connection
+    waited for it already (`nightly.lock_wait_seconds`), and the run ends as busy."""
     try:
         state.result()
     except WarehouseBusyError:
-        return True
+        return False
     except BatchFailed as failure:
         return failure.retryable
     except Exception:
@@ -37,7 +39,7 @@ def ingest_source_task(config_path: str | None, source_name: str) -> dict:
     logger = get_run_logger()
     settings = load_settings(config_path)
     source = settings.source(source_name)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    con = run_connection(settings)
     try:
         report = ingest_source(con, settings, source)
         export_analyst_copy(con, settings)  # analysts read this copy, never the live file

@@ -1,4 +1,5 @@
-"""Hold the warehouse's writer lock from another process, as a nightly run elsewhere would.
+"""Hold the warehouse's writer lock from another process, as a nightly run elsewhere would, or the
+warehouse file itself, as a DuckDB shell or a notebook on the live file would.
 
 Inside one process the lock is re-entrant (a step flow runs inside the nightly run that holds it), so a
 test of "another writer is refused" needs a real second process.
@@ -28,6 +29,30 @@ def lock_held_elsewhere(warehouse: Path, what: str) -> Iterator[subprocess.Popen
                               stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.stdin.close()
+        holder.wait(10)
+
+
+DUCKDB_HOLDER = """
+import sys
+import duckdb
+con = duckdb.connect(sys.argv[1])  # read-write, as a DuckDB shell or a notebook on the live file
+print("open", flush=True)
+sys.stdin.read()  # hold until the test closes our stdin
+"""
+
+
+@contextmanager
+def warehouse_open_elsewhere(warehouse: Path) -> Iterator[subprocess.Popen]:
+    """The warehouse file held open by a child process's DuckDB connection for the block (it creates the
+    file if needed); yields the child. Close its stdin to make it let go earlier."""
+    Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen([sys.executable, "-c", DUCKDB_HOLDER, str(warehouse)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "open"
         yield holder
     finally:
         holder.stdin.close()

@@ -2,7 +2,8 @@
 
 DuckDB lets one process hold a read-write connection and locks every other process out, readers
 included. `connect` turns that lock error into `WarehouseBusyError`, whose message says who holds it,
-so a second writer fails fast and clearly instead of with a driver traceback.
+so a second writer fails fast and clearly instead of with a driver traceback (or, asked to, waits a
+while for the holder to close the file first).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -18,18 +20,31 @@ import duckdb
 
 MIGRATIONS_PACKAGE = "warehouse.migrations"
 QUERIES_PACKAGE = "warehouse.queries"
+BUSY_POLL_SECONDS = 0.25
 
 
 class WarehouseBusyError(RuntimeError):
-    """Another process holds the warehouse file."""
+    """Another process holds the warehouse file (or its writer lock: selfmodel.lock.WriterLockBusy).
+
+    `holder` says who, as far as is known: {"pid": ..., "program": ...} from DuckDB's lock error.
+    """
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
 
 
 class WarehouseError(RuntimeError):
     """The warehouse file cannot be opened or migrated."""
 
 
-def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
-    """Open the warehouse (creating its folder), in UTC, migrated to the latest schema when writable."""
+def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = None,
+            wait_seconds: float = 0.0) -> duckdb.DuckDBPyConnection:
+    """Open the warehouse (creating its folder), in UTC, migrated to the latest schema when writable.
+
+    While another process has the file open, wait up to `wait_seconds` for it to close it, then raise
+    WarehouseBusyError naming that process.
+    """
     path = Path(path)
     if read_only and not path.exists():
         raise WarehouseError(f"warehouse {path} does not exist yet: run `selfmodel ingest` first")
@@ -37,26 +52,64 @@ def connect(path: Path, *, read_only: bool = False, memory_limit: str | None = N
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise WarehouseError(f"cannot create the warehouse folder {path.parent}: {exc.strerror or exc}") from None
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        message = str(exc)
-        if "lock" in message.lower():
-            holder = re.search(r"PID (\d+)", message)
-            who = f"process {holder.group(1)}" if holder else "another process"
-            raise WarehouseBusyError(
-                f"warehouse {path} is in use by {who}; only one writer may run at a time. "
-                "Wait for it to finish (or stop it) and run again."
-            ) from None
-        raise WarehouseError(f"cannot open warehouse {path}: {message}") from None
-    except duckdb.Error as exc:
-        raise WarehouseError(f"cannot open warehouse {path}: {exc}") from None
+    con = _open(path, read_only, wait_seconds)
     execute(con, "set TimeZone = 'UTC'")
     if memory_limit:
         execute(con, f"set memory_limit = '{_validated_size(memory_limit)}'")
     if not read_only:
         migrate(con)
     return con
+
+
+def wait_until_free(path: Path, wait_seconds: float) -> None:
+    """Wait up to `wait_seconds` until no other process has the warehouse file open; WarehouseBusyError if
+    one still does. A file not made yet is free; any other problem is left to the connection that follows."""
+    path = Path(path)
+    if not path.exists():
+        return
+    try:
+        _open(path, False, wait_seconds).close()
+    except WarehouseError:
+        pass
+
+
+def _open(path: Path, read_only: bool, wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    started = time.monotonic()
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            holder = _lock_holder(str(exc))
+            if holder is None:
+                raise WarehouseError(f"cannot open warehouse {path}: {exc}") from None
+            waited = time.monotonic() - started
+            if waited >= wait_seconds:
+                raise _busy(path, holder, waited) from None
+            time.sleep(min(BUSY_POLL_SECONDS, wait_seconds - waited))
+        except duckdb.Error as exc:
+            raise WarehouseError(f"cannot open warehouse {path}: {exc}") from None
+
+
+def _lock_holder(message: str) -> dict | None:
+    """Who holds the file, from DuckDB's lock error ("... lock is held in /usr/bin/python3 (PID 42)");
+    None when the error is not about the lock."""
+    if "lock" not in message.lower():
+        return None
+    pid = re.search(r"PID (\d+)", message)
+    program = re.search(r"held in (.+?) \(PID", message)
+    if not pid:
+        return {}
+    return {"pid": int(pid.group(1)), "program": Path(program.group(1)).name if program else None}
+
+
+def _busy(path: Path, holder: dict, waited: float) -> WarehouseBusyError:
+    who = f"process {holder['pid']}" if holder.get("pid") else "another process"
+    if holder.get("program"):
+        who += f" ({holder['program']})"
+    waited_text = f" after waiting {waited:.0f} s" if waited >= 1 else ""
+    return WarehouseBusyError(
+        f"warehouse {path} is in use by {who}{waited_text}; only one writer may run at a time. "
+        "Wait for it to finish (or stop it) and run again.", holder)
 
 
 def quote_identifier(name: str) -> str:

@@ -1,5 +1,6 @@
 """The warehouse's writer lock between real processes: a second writer is refused (naming the first),
-waits when asked to, and a killed holder leaves no stale lock."""
+waits when asked to, and a killed holder leaves no stale lock. A run meets the warehouse file held open by
+a process that ignores the lock (a DuckDB shell) the same way: it waits, then is refused naming it."""
 
 from __future__ import annotations
 
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from selfmodel.lock import WriterLockBusy, lock_path_for, read_holder, writer_lock
-from tests.lock_holder import HOLDER
+from selfmodel.lock import (
+    WriterLockBusy, lock_path_for, read_holder, run_connection, run_writer_lock, writer_lock,
+)
+from tests.lock_holder import HOLDER, warehouse_open_elsewhere
+from warehouse.db import WarehouseBusyError
 
 @pytest.fixture
 def warehouse(tmp_path: Path) -> Path:
@@ -115,3 +119,53 @@ def test_a_warehouse_folder_that_cannot_be_made_is_a_clear_error(tmp_path: Path)
     with pytest.raises(WarehouseError, match="cannot create the writer lock file"):
         with writer_lock(blocker / "wh" / "warehouse.duckdb", what="x"):
             pass
+
+
+# --- the warehouse file held open by a process that ignores the writer lock (a DuckDB shell, a notebook) ---
+
+@pytest.fixture
+def settings_waiting(make_settings):
+    """Settings whose runs wait `seconds` for the warehouse: settings_waiting(seconds)."""
+    return lambda seconds: make_settings([], warehouse={"path": "wh/warehouse.duckdb"},
+                                         nightly={"lock_wait_seconds": seconds})
+
+
+def test_a_run_refuses_a_warehouse_file_held_open_elsewhere_after_its_wait_naming_the_holder(settings_waiting) -> None:
+    settings = settings_waiting(1.0)
+    with warehouse_open_elsewhere(settings.warehouse_path) as holder:
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusyError) as refused:
+            with run_writer_lock(settings, "nightly flow run"):
+                pytest.fail("the run started while another process had the warehouse open")
+        assert 0.9 < time.monotonic() - started < 5
+    assert not isinstance(refused.value, WriterLockBusy)  # the writer lock itself was free
+    assert refused.value.holder["pid"] == holder.pid
+    assert f"process {holder.pid} (python" in str(refused.value) and "after waiting 1 s" in str(refused.value)
+    assert "only one writer" in str(refused.value)
+
+
+def test_a_run_and_its_connections_go_on_when_the_holder_closes_the_file_during_the_wait(settings_waiting) -> None:
+    settings = settings_waiting(20.0)
+    with warehouse_open_elsewhere(settings.warehouse_path) as holder:
+        threading.Timer(1.0, holder.stdin.close).start()
+        started = time.monotonic()
+        with run_writer_lock(settings, "nightly flow run"):
+            waited = time.monotonic() - started
+    assert 0.8 < waited < 10
+    # Between two tasks, a DuckDB shell takes the file: the next task's connection waits for it too.
+    with warehouse_open_elsewhere(settings.warehouse_path) as holder:
+        threading.Timer(1.0, holder.stdin.close).start()
+        started = time.monotonic()
+        con = run_connection(settings)
+        waited = time.monotonic() - started
+        con.close()
+    assert 0.8 < waited < 10
+
+
+def test_a_task_connection_gives_up_after_the_runs_wait(settings_waiting) -> None:
+    settings = settings_waiting(1.0)
+    with warehouse_open_elsewhere(settings.warehouse_path) as holder:
+        started = time.monotonic()
+        with pytest.raises(WarehouseBusyError, match=f"process {holder.pid}"):
+            run_connection(settings)
+        assert 0.9 < time.monotonic() - started < 5
