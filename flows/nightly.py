@@ -26,6 +26,7 @@ from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.publish import AuditFailed, publish
 from flows.refresh_beliefs import refresh_beliefs
+from selfmodel.beliefs.refresh import refuse_future_as_of
 from selfmodel.lock import run_writer_lock, writer_lock
 from selfmodel.nightly import (
     NightlySummary, StepFailed, StepResult, evaluate_step, failure_outcome, ingest_step, not_run_after,
@@ -85,6 +86,9 @@ def nightly(config_path: str | None = None, as_of: datetime | None = None,
     """Ingest, refresh beliefs, evaluate and publish a snapshot, in order, as the warehouse's only writer."""
     config_path = _config_path(config_path)
     settings = load_settings(config_path)
+    # A deployment's as_of from the future is a typo: refused before ingest writes anything (the run fails,
+    # naming it), as `selfmodel nightly --as-of` refuses it before Prefect starts.
+    refuse_future_as_of(as_of, settings)
     run_id, run_name = _run_name()
     steps: list[StepResult] = []  # filled by _run_steps, step by step
     try:

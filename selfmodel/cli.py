@@ -161,6 +161,7 @@ def ingest(ctx: click.Context, source_name: str | None, as_json: bool, via_prefe
 
 
 def _ingest_via_prefect(ctx: click.Context, source_name: str | None) -> list:
+    _offline_quiet_prefect()  # as `selfmodel nightly` runs Prefect (before it is imported): no telemetry, ...
     from flows.ingest import ingest as ingest_flow
     from selfmodel.ingest import BatchReport
 
@@ -168,7 +169,7 @@ def _ingest_via_prefect(ctx: click.Context, source_name: str | None) -> list:
     state = ingest_flow(config_path=config_path, source=source_name, return_state=True)
     if not state.is_completed():
         error = state.result(raise_on_failure=False)
-        if isinstance(error, WarehouseBusyError):  # exit 3, as without --prefect
+        if isinstance(error, (WarehouseBusyError, ConfigError)):  # exit 3 or 2, as without --prefect
             raise error
         raise WarehouseError(f"the ingest flow run ended {state.name}: {state.message}")
     return [BatchReport(**report) for report in state.result()]

@@ -471,7 +471,8 @@ class NightlySettings(StrictModel):
     # Standard 5-field cron, read in `timezone` (an IANA name): 02:00 every night.
     cron: str = "0 2 * * *"
     timezone: TimeZoneName = "UTC"
-    # How long a run waits for another writer (a nightly still running) before it exits without writing.
+    # How long a run waits for another writer (a nightly still running) or another process holding the
+    # warehouse file open (a DuckDB shell, a notebook) before it exits without writing (exit 3).
     lock_wait_seconds: float = Field(default=0.0, ge=0)
 
     @field_validator("cron")

@@ -113,6 +113,13 @@ def test_the_ingest_flow_refuses_a_file_in_two_sources_before_writing(prefect_se
     assert state.is_failed()
     assert "sources 'app' and 'again' both read logs/a.jsonl" in state.message
     assert not (tmp_path / "wh").exists()  # refused before the lock file or the warehouse was made
+    # The same through `selfmodel ingest --prefect`: a config error (exit 2), as without --prefect.
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+
+    result = CliRunner().invoke(main, ["--config", str(config), "ingest", "--prefect"])
+    assert result.exit_code == 2 and "both read logs/a.jsonl" in result.stderr
 
 
 @pytest.mark.parametrize("entrypoint", ["flows/ingest.py:ingest", "flows/refresh_beliefs.py:refresh_beliefs",

@@ -198,3 +198,23 @@ def test_serve_refuses_a_bad_schedule_or_no_server(tmp_path: Path, monkeypatch: 
         for option, value in (("--cron", "0 25 * * *"), ("--cron", "every night"), ("--timezone", "Mars/Olympus")):
             bad = runner.invoke(main, ["--config", str(config), "serve", option, value])
             assert bad.exit_code == 2 and "invalid schedule" in bad.output, bad.output
+
+
+def test_a_nightly_run_as_of_the_future_is_refused_before_ingest_writes(prefect_server, tmp_path: Path) -> None:
+    """A deployment's as_of is a parameter anyone can type: 9999-01-01 would decay every belief to 0."""
+    from flows.nightly import nightly
+
+    (tmp_path / "logs.jsonl").write_text('{"event_id": "e1", "user_id": "u1", "kind": "message", "text": "hi", '
+                                         '"occurred_at": "2024-06-01T12:00:00Z"}\n')
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: wh/warehouse.duckdb, analyst_copy: null}\n"
+                      "sources:\n  - {name: app, format: jsonl, path: logs.jsonl}\n")
+    state = nightly(config_path=str(config), as_of=datetime(9999, 1, 1, tzinfo=timezone.utc), return_state=True)
+    assert state.is_failed() and "in the future" in state.message
+    warehouse = tmp_path / "wh" / "warehouse.duckdb"
+    if warehouse.exists():  # the failure hook may have opened it to record an alert; nothing was ingested
+        con = duckdb.connect(str(warehouse), read_only=True)
+        try:
+            assert con.execute("select count(*) from ingest_batches").fetchone()[0] == 0
+        finally:
+            con.close()
