@@ -23,7 +23,7 @@ import duckdb
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from selfmodel.beliefs.refresh import key_policies_table
-from warehouse.db import connect, execute, load_sql, quote_identifier, run_script
+from warehouse.db import connect, copy_database, execute, load_sql, replace_synced, run_script
 
 log = logging.getLogger("selfmodel.analyst")
 
@@ -45,29 +45,17 @@ def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, cloc
     # Only the warehouse's one writer exports, so any other temporary copy was left by a killed writer.
     for leftover in target.parent.glob(f".{target.name}.tmp-*"):
         leftover.unlink(missing_ok=True)
-    [(name,)] = execute(con, "select current_database()")  # the warehouse file's name: any characters
-    source = quote_identifier(name)
-    # A warehouse file called analyst_export.duckdb is itself the database analyst_export.
-    export = quote_identifier(EXPORT_ALIAS if name != EXPORT_ALIAS else f"{EXPORT_ALIAS}_2")
-    execute(con, f"attach ? as {export}", [str(temporary)])
-    try:
-        execute(con, f"copy from database {source} to {export}")
-        execute(con, f"use {export}")
+
+    def add_analyst_views(source: str, copy: str) -> None:
+        execute(con, f"use {copy}")
         try:
             run_script(con, "analyst_views", {"exported_at": clock.now(), "source": str(settings.warehouse_path)})
             _create_beliefs_as_of(con, settings)
         finally:
             execute(con, f"use {source}")
-    finally:
-        execute(con, f"detach {export}")  # checkpoints: the file is complete, no WAL beside it
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, target)
-    descriptor = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+
+    copy_database(con, temporary, EXPORT_ALIAS, then=add_analyst_views)
+    replace_synced(temporary, target)
     log.info("analyst copy %s refreshed in %.2f s", target, time.perf_counter() - started)
     return target
 

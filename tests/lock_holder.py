@@ -25,14 +25,8 @@ with writer_lock(sys.argv[1], what=sys.argv[2]):
 @contextmanager
 def lock_held_elsewhere(warehouse: Path, what: str) -> Iterator[subprocess.Popen]:
     """The writer lock of `warehouse` held by a child process for the block; yields the child."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(warehouse), what], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
+    with _held_by_child(HOLDER, [str(warehouse), what], ready="locked") as holder:
         yield holder
-    finally:
-        holder.stdin.close()
-        holder.wait(10)
 
 
 DUCKDB_HOLDER = """
@@ -49,10 +43,17 @@ def warehouse_open_elsewhere(warehouse: Path) -> Iterator[subprocess.Popen]:
     """The warehouse file held open by a child process's DuckDB connection for the block (it creates the
     file if needed); yields the child. Close its stdin to make it let go earlier."""
     Path(warehouse).parent.mkdir(parents=True, exist_ok=True)
-    holder = subprocess.Popen([sys.executable, "-c", DUCKDB_HOLDER, str(warehouse)], stdin=subprocess.PIPE,
+    with _held_by_child(DUCKDB_HOLDER, [str(warehouse)], ready="open") as holder:
+        yield holder
+
+
+@contextmanager
+def _held_by_child(script: str, args: list[str], ready: str) -> Iterator[subprocess.Popen]:
+    """A child running `script` until its stdin closes; the block starts once it printed `ready`."""
+    holder = subprocess.Popen([sys.executable, "-c", script, *args], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
     try:
-        assert holder.stdout.readline().strip() == "open"
+        assert holder.stdout.readline().strip() == ready
         yield holder
     finally:
         holder.stdin.close()

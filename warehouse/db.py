@@ -15,6 +15,7 @@ import time
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import duckdb
 
@@ -127,34 +128,50 @@ def re2_literal(text: str) -> str:
     return "".join(char if char.isascii() and char.isalnum() else f"\\x{{{ord(char):x}}}" for char in text)
 
 
+def copy_database(con: duckdb.DuckDBPyConnection, target: Path, alias: str,
+                  then: Callable[[str, str], None] | None = None) -> None:
+    """Copy the database `con` has open into the new file `target` (`COPY FROM DATABASE`: the live rows of
+    every table, with views and macros), attached as `alias` meanwhile; `then(source, copy)`, given the two
+    quoted identifiers, may add to the copy before it is detached (which checkpoints it: complete, no WAL)."""
+    [(name,)] = execute(con, "select current_database()")  # the warehouse file's name: any characters
+    source = quote_identifier(name)
+    # A warehouse file called <alias>.duckdb is itself the database <alias>.
+    copy = quote_identifier(alias if name != alias else f"{alias}_2")
+    execute(con, f"attach ? as {copy}", [str(target)])
+    try:
+        execute(con, f"copy from database {source} to {copy}")
+        if then is not None:
+            then(source, copy)
+    finally:
+        execute(con, f"detach {copy}")
+
+
+def replace_synced(temporary: Path, target: Path) -> None:
+    """fsync `temporary`, rename it over `target`, fsync the folder: readers see the old file or the new one."""
+    with open(temporary, "rb+") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, target)
+    descriptor = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
 def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     """Rewrite the warehouse at `path`, which `con` holds open read-write, into a fresh file, and close `con`.
 
     DuckDB leaves deleted rows' bytes in the file's free blocks until they happen to be reused (a deleted
     text can still be read off the disk), so after a deletion that must be real (`selfmodel forget`) the
-    database is copied (`COPY FROM DATABASE`, which writes only live rows) into a temporary file beside it,
-    fsynced, and renamed over the original; readers see the old file or the new one, never a mix.
+    database is copied (only live rows) into a temporary file beside it and renamed over the original. `con`
+    is closed first: its WAL, named after the path, must not be replayed onto the new file.
     """
     path = Path(path)
     temporary = path.parent / f".{path.name}.compact-{os.getpid()}"
     temporary.unlink(missing_ok=True)
-    [(name,)] = execute(con, "select current_database()")
-    # A warehouse file called compacted.duckdb is itself the database `compacted`.
-    target = quote_identifier("compacted" if name != "compacted" else "compacted_2")
-    execute(con, f"attach ? as {target}", [str(temporary)])
-    try:
-        execute(con, f"copy from database {quote_identifier(name)} to {target}")
-    finally:
-        execute(con, f"detach {target}")  # checkpoints: the new file is complete, no WAL beside it
+    copy_database(con, temporary, "compacted")
     con.close()
-    with open(temporary, "rb+") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    descriptor = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    replace_synced(temporary, path)
 
 
 def _validated_size(size: str) -> str:
