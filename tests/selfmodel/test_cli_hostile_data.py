@@ -22,6 +22,9 @@ from tests.conftest import REPO_ROOT
 
 CLEAR, TITLE, RLO = "\x1b[2J", "\x1b]0;title\x07", "\u202e"
 RAW = ("\x1b", "\x07", RLO)
+# A user id holding control or format characters is quarantined at ingest (invalid_user_id), so the data's
+# user carries markup only; the hostile id still reaches the CLI as an argument, and the quarantine.
+DATA_USER = "mallory[red]x[/red]"
 USER = f"mal{CLEAR}lory{RLO}[red]x[/red]"
 SHOWN_USER = "mal\\x1b[2Jlory\\u202e[red]x[/red]"  # the markup too is shown as written, not interpreted
 QUERY = f"what next? {TITLE}{RLO}"
@@ -31,7 +34,7 @@ SUITE = "labeled_hostile"  # suite names are checked when a case file loads; its
 def _messages() -> list[dict]:
     texts = [f"I'm a nurse {CLEAR} and I love jazz {TITLE}{RLO} music. my favorite band is {RLO}queen{CLEAR}",
              f"I'm new to {TITLE}this{RLO}, as a nurse I work nights."]
-    return [{"event_id": f"ev{TITLE}{day}", "user_id": USER, "kind": "message", "text": texts[day % 2],
+    return [{"event_id": f"ev{TITLE}{day}", "user_id": DATA_USER, "kind": "message", "text": texts[day % 2],
              "occurred_at": f"2024-05-0{day + 1}T10:00:00Z",
              "tags": [f"jazz{CLEAR}", f"q{RLO}uantum", f"[red]t{TITLE}"]}
             for day in range(4)]
@@ -42,6 +45,7 @@ def _write(folder: Path) -> Path:
     lines = [json.dumps(message) for message in _messages()]
     lines.append(json.dumps({**_messages()[0], "text": "the same id, other words"}))  # conflicting_duplicate
     lines.append('{"event_id": "bad' + CLEAR + RLO + '", not json ' + TITLE)  # malformed_json
+    lines.append(json.dumps({**_messages()[1], "event_id": "hostile-user", "user_id": USER}))  # invalid_user_id
     (folder / "logs" / f"chat{CLEAR}{RLO}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     evals = folder / "expectations"
     (evals / "evals").mkdir(parents=True)
@@ -49,7 +53,7 @@ def _write(folder: Path) -> Path:
     shutil.copy(REPO_ROOT / "expectations" / "beliefs.json", evals / "beliefs.json")
     (evals / "evals" / "labeled_hostile.yaml").write_text(yaml.safe_dump({
         "suite": SUITE, "source": "app", "criterion": "hostile names",
-        "cases": [{"id": f"case{CLEAR}{RLO}", "user_id": USER, "as_of": "2024-05-04T10:00:00Z",
+        "cases": [{"id": f"case{CLEAR}{RLO}", "user_id": DATA_USER, "as_of": "2024-05-04T10:00:00Z",
                    "expect": [{"key": "role", "value": "astronaut", "min_confidence": 0.5}], "why": "fails"}]}))
     where = f"wh {TITLE}{RLO}"  # the warehouse folder: every path printed beside data carries it
     config = folder / "selfmodel.yaml"
@@ -105,37 +109,40 @@ def test_quarantine_shows_file_names_details_and_raw_records(hostile) -> None:
     assert result.exit_code == 0
     assert_shown_not_obeyed(result, "logs/chat\\x1b[2J\\u202e.jsonl:6", "logs/chat\\x1b[2J\\u202e.jsonl:5",
                             '{"event_id": "bad\\x1b[2J\\u202e", not json \\x1b]0;title\\x07',
-                            "conflicting_duplicate", "ev\\x1b]0;title\\x070")
+                            "conflicting_duplicate", "ev\\x1b]0;title\\x070", "invalid_user_id",
+                            "logs/chat\\x1b[2J\\u202e.jsonl:7")
 
 
 def test_beliefs_explain_shows_keys_values_event_ids_and_texts(hostile) -> None:
-    result = _run(hostile["config"], "beliefs", USER, "--explain", "--all")
+    result = _run(hostile["config"], "beliefs", DATA_USER, "--explain", "--all")
     assert result.exit_code == 0
-    assert_shown_not_obeyed(result, f"user {SHOWN_USER} as of", "jazz\\x1b[2j", "q\\u202euantum",
+    assert_shown_not_obeyed(_run(hostile["config"], "beliefs", USER), f"user {SHOWN_USER} as of")
+    assert_shown_not_obeyed(result, f"user {DATA_USER} as of", "jazz\\x1b[2j", "q\\u202euantum",
                             "[red]t\\x1b]0;title\\x07", "expertise@q\\u202euantum", "ev\\x1b]0;title\\x073",
                             "I'm a nurse \\x1b[2J and I love jazz")
 
 
 def test_lookup_and_enrich_show_the_escapes(hostile) -> None:
-    looked = _run(hostile["config"], "lookup", USER)
+    looked = _run(hostile["config"], "lookup", DATA_USER)
     assert looked.exit_code == 0
-    assert_shown_not_obeyed(looked, f"user {SHOWN_USER} in snapshot", "q\\u202euantum")
-    enriched = _run(hostile["config"], "enrich", USER, QUERY, "--min-confidence", "0.3")
+    assert_shown_not_obeyed(looked, f"user {DATA_USER} in snapshot", "q\\u202euantum")
+    assert_shown_not_obeyed(_run(hostile["config"], "lookup", USER), f"user {SHOWN_USER} in snapshot")
+    enriched = _run(hostile["config"], "enrich", DATA_USER, QUERY, "--min-confidence", "0.3")
     assert enriched.exit_code == 0
     assert_shown_not_obeyed(enriched, "About the user", "what next? \\x1b]0;title\\x07\\u202e")
 
 
 def test_lookup_and_enrich_json_give_the_data_back_exactly_in_ascii(hostile) -> None:
-    looked = _run(hostile["config"], "lookup", USER, "--json")
+    looked = _run(hostile["config"], "lookup", DATA_USER, "--json")
     assert_shown_not_obeyed(looked)
     assert looked.stdout.isascii()  # as every other --json: the escapes are JSON's own \\u escapes
     model = json.loads(looked.stdout)
-    assert model["user_id"] == USER and f"q{RLO}uantum" in {belief["value"] for belief in model["beliefs"]}
-    enriched = _run(hostile["config"], "enrich", USER, QUERY, "--min-confidence", "0.3", "--json")
+    assert model["user_id"] == DATA_USER and f"q{RLO}uantum" in {belief["value"] for belief in model["beliefs"]}
+    enriched = _run(hostile["config"], "enrich", DATA_USER, QUERY, "--min-confidence", "0.3", "--json")
     assert_shown_not_obeyed(enriched)
     assert enriched.stdout.isascii()
     payload = json.loads(enriched.stdout)
-    assert payload["user_id"] == USER and payload["enriched_query"].endswith(QUERY) and payload["beliefs_used"]
+    assert payload["user_id"] == DATA_USER and payload["enriched_query"].endswith(QUERY) and payload["beliefs_used"]
 
 
 @pytest.mark.parametrize("args, shown", [
