@@ -772,8 +772,8 @@ def _print_nightly(summary: dict, state, settings: Settings) -> None:
                             for k in ("seconds", "rows_in", "rows_out", "quarantined")))
         _console().print(table)
         for step in summary["steps"]:
-            if step["detail"]:  # error texts: they quote file names and records
-                click.echo(f"  {step['step']}: {printable(step['detail'])}")
+            if step["detail"]:  # error texts: they quote file names and records; evaluate's spans lines
+                click.echo(f"  {step['step']}: {printable(step['detail'], multiline=True)}")
     if summary.get("reason"):
         click.echo(printable(summary["reason"], multiline=True))
     where = [("warehouse", str(settings.warehouse_path))]

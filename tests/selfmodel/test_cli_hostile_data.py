@@ -172,7 +172,9 @@ def test_nightly_summary_shows_step_details_and_paths(make_settings) -> None:
     settings = make_settings(sources=[])
     summary = {"status": "failed", "run_name": f"run{TITLE}", "reason": f"ingest failed: bad file x{CLEAR}{RLO}.jsonl",
                "steps": [{"step": "ingest", "status": "failed", "seconds": 1.0, "rows_in": None, "rows_out": None,
-                          "quarantined": None, "detail": f"no files found for missing{CLEAR}/*.jsonl"}],
+                          "quarantined": None, "detail": f"no files found for missing{CLEAR}/*.jsonl"},
+                         {"step": "evaluate", "status": "completed", "seconds": 1.0, "rows_in": 1, "rows_out": 1,
+                          "quarantined": None, "detail": "predictive passed\n    predictive: ece 0.02 (<= 0.1)"}],
                "report": f"/tmp/r{RLO}.html"}
     state = SimpleNamespace(state_details=SimpleNamespace(flow_run_id="00000000-0000-0000-0000-000000000000"))
     runner = CliRunner()
@@ -183,6 +185,7 @@ def test_nightly_summary_shows_step_details_and_paths(make_settings) -> None:
         assert char not in printed
     assert "run\\x1b]0;title\\x07: FAILED" in printed and "x\\x1b[2J\\u202e.jsonl" in printed
     assert "missing\\x1b[2J/*.jsonl" in printed and "/tmp/r\\u202e.html" in printed
+    assert "predictive passed\n    predictive: ece 0.02" in printed  # a multi-line detail keeps its lines
 
 
 
