@@ -16,7 +16,7 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
-from selfmodel.beliefs.observe import shard_work_root
+from selfmodel.beliefs.observe import SHARD_RUN_PREFIX, shard_work_root
 from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 from tasks.beliefs import export_shards_task, extract_shard_task, fold_shards_task, refresh_beliefs_task
@@ -53,7 +53,7 @@ def refresh_beliefs(config_path: str | None = None, as_of: datetime | None = Non
     with run_writer_lock(settings, "refresh_beliefs flow run"):
         if shards > 1:
             # Shards live beside the warehouse; on a multi-machine cluster that folder must be shared storage.
-            work_folder = shard_work_root(settings) / f"refresh-{uuid.uuid4().hex[:8]}"
+            work_folder = shard_work_root(settings) / f"{SHARD_RUN_PREFIX}{uuid.uuid4().hex[:8]}"
             try:
                 report = refresh_sharded.with_options(task_runner=dask_runner(shards, dask_address))(
                     config_path, as_of, full, shards, str(work_folder))

@@ -162,7 +162,7 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
 def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> ForgetReport:
     """Forget the user everywhere selfmodel keeps data (see the module doc); the caller holds the writer lock."""
     from selfmodel.analyst import export_analyst_copy
-    from selfmodel.beliefs.observe import shard_work_root
+    from selfmodel.beliefs.observe import shard_leftovers
     from selfmodel.publish import forget_in_snapshots
     from selfmodel.quality import data_docs_folder, write_index
     from warehouse.online import SnapshotError
@@ -192,7 +192,8 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
         con.close()
     # A sharded refresh killed with -9 leaves its copies of events behind; no refresh runs now (the caller
     # holds the writer lock), so whatever is there is such a leftover.
-    shutil.rmtree(shard_work_root(settings), ignore_errors=True)
+    for leftover in shard_leftovers(settings):
+        shutil.rmtree(leftover, ignore_errors=True)
     try:
         report.snapshots = forget_in_snapshots(settings.snapshots_path, user_id, clock)
     except (SnapshotError, OSError) as exc:

@@ -238,10 +238,21 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
 
 # --- sharded extraction (scale-out: each shard runs where a task runner puts it) -----------------------
 
+SHARD_RUN_PREFIX = "refresh-"
+
+
 def shard_work_root(settings: Settings) -> Path:
-    """Where a sharded refresh writes its per-shard copies of events (one folder per run, removed after it;
-    a run killed with -9 leaves its folder, which `selfmodel forget` clears, since it holds users' texts)."""
-    return settings.warehouse_path.parent / "shards"
+    """Where a sharded refresh writes its per-shard copies of events: `<warehouse file>.shards/refresh-<id>/`,
+    a folder named after the warehouse file so that it is selfmodel's own (never a folder of the user's
+    that happens to sit beside it). Each run's folder is removed after it; a run killed with -9 leaves its
+    folder, which `selfmodel forget` clears (it holds users' texts): see shard_leftovers."""
+    return settings.warehouse_path.with_name(settings.warehouse_path.name + ".shards")
+
+
+def shard_leftovers(settings: Settings) -> list[Path]:
+    """The work folders of sharded refreshes that did not clean up after themselves (killed with -9)."""
+    root = shard_work_root(settings)
+    return sorted(path for path in root.glob(SHARD_RUN_PREFIX + "*") if path.is_dir()) if root.is_dir() else []
 
 
 @dataclass

@@ -10,6 +10,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from selfmodel.beliefs.observe import shard_work_root
 from selfmodel.beliefs.refresh import refresh_beliefs as refresh_in_process
 from selfmodel.clock import FixedClock
 from selfmodel.ingest import ingest
@@ -63,4 +64,5 @@ def test_a_sharded_dask_refresh_equals_the_single_process_refresh(prefect_server
     observations, beliefs = contents(sharded)
     assert (observations, beliefs) == contents(single)
     assert len(beliefs) > 50
-    assert not (sharded.parent / "shards").exists() or not any((sharded.parent / "shards").iterdir())
+    work = shard_work_root(load_settings(sharded, environ={}))
+    assert not work.exists() or not any(work.iterdir())  # each run removes its own folder
