@@ -35,9 +35,10 @@ def export_analyst_copy(con: duckdb.DuckDBPyConnection, settings: Settings, cloc
 
     Returns the copy's path, or None when `warehouse.analyst_copy` is null.
     """
-    target = settings.analyst_copy_path
-    if target is None:
+    if settings.analyst_copy_path is None:
         return None
+    # A symlinked copy path: replace the file it points to (replacing the link would leave that file stale).
+    target = settings.analyst_copy_path.resolve()
     clock = clock or SystemClock()
     started = time.perf_counter()
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -32,7 +32,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import shutil
+import unicodedata
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -41,8 +43,8 @@ import duckdb
 import yaml
 
 from selfmodel.clock import Clock, SystemClock
-from selfmodel.settings import Settings
-from warehouse.db import compact, connect, execute, re2_literal, run, run_dicts, run_script
+from selfmodel.settings import ConfigError, Settings
+from warehouse.db import WarehouseError, compact, connect, execute, re2_literal, run, run_dicts, run_script
 
 log = logging.getLogger("selfmodel.forget")
 
@@ -82,7 +84,8 @@ def user_field_pattern(user_id: str, fields: Iterable[str]) -> str:
     for name in fields:
         key = re2_literal(json.dumps(name)) + r"\s*:\s*"
         alternatives += [key + re2_literal(form) for form in _json_strings(user_id)]
-        alternatives.append(key + re2_literal(user_id) + r"(?:[^0-9.eE]|$)")  # the number unquoted
+        if re.fullmatch(r"-?[0-9]+", user_id):  # an integer id may be written as a JSON number
+            alternatives.append(key + re2_literal(user_id) + r"(?:[^0-9.eE]|$)")
     escaped = user_id.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;").replace(">", "&gt;")
     alternatives.append(r'UserId="' + re2_literal(escaped) + '"')
     return "|".join(f"(?:{alternative})" for alternative in alternatives)
@@ -123,6 +126,13 @@ def case_ids_about(settings: Settings | None, user_id: str) -> tuple[list[str], 
     return case_ids, files
 
 
+def refuse_blank_user_id(user_id: str) -> None:
+    """An id of nothing (an unset shell variable) or of whitespace names no user ingest would load, and its
+    patterns would match every record's user field: refused (ConfigError), before anything is touched."""
+    if not "".join(char for char in user_id if unicodedata.category(char) != "Cf").strip():
+        raise ConfigError(f"user id {user_id!r} is empty or blank: no user has it, so there is nothing to forget")
+
+
 def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | None = None,
                 settings: Settings | None = None) -> dict:
     """Delete what the warehouse holds about the user in one transaction; record only that it happened.
@@ -131,6 +141,7 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
     caller deletes the files). Without settings, only the default user field and `user:<id>` cases are known.
     """
     clock = clock or SystemClock()
+    refuse_blank_user_id(user_id)
     case_ids, _ = case_ids_about(settings, user_id)
     alternatives = "|".join(re2_literal(case_id) for case_id in case_ids)
     params = {
@@ -160,7 +171,13 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
 
 
 def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> ForgetReport:
-    """Forget the user everywhere selfmodel keeps data (see the module doc); the caller holds the writer lock."""
+    """Forget the user everywhere selfmodel keeps data (see the module doc); the caller holds the writer lock.
+
+    In order of what matters most: the warehouse's tables (one transaction), then what serves or shows the
+    user (the analyst copy, the snapshots, Data Docs pages), then leftovers, and last the rewrite of the
+    warehouse file, which needs room for a second copy. Each step can be done again: a forget that stopped
+    half-way (a full disk, a kill) finishes when run again, and its error says so.
+    """
     from selfmodel.analyst import export_analyst_copy
     from selfmodel.beliefs.observe import shard_leftovers
     from selfmodel.publish import forget_in_snapshots
@@ -168,38 +185,41 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
     from warehouse.online import SnapshotError
 
     clock = clock or SystemClock()
+    refuse_blank_user_id(user_id)
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
         counts = forget_user(con, user_id, clock, settings)
-    except BaseException:
-        con.close()
-        raise
-    # Deleted rows' bytes stay in the file's free blocks: the file is rewritten with live rows only.
-    compact(con, settings.warehouse_path)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
-    try:
         pages = counts.pop("data_docs_pages")
-        for page in pages:
-            Path(page).unlink(missing_ok=True)
-        if pages:
-            write_index(con, data_docs_folder(settings))
         report = ForgetReport(user_id, counts, data_docs_pages=len(pages))
         copy = settings.analyst_copy_path
         if copy is not None and copy.exists():
             export_analyst_copy(con, settings, clock=clock)  # analysts must not keep reading what was erased
             report.analyst_copy = str(copy)
+        for page in pages:
+            Path(page).unlink(missing_ok=True)
+        if pages:
+            write_index(con, data_docs_folder(settings))
     finally:
         con.close()
-    # A sharded refresh killed with -9 leaves its copies of events behind; no refresh runs now (the caller
-    # holds the writer lock), so whatever is there is such a leftover.
-    for leftover in shard_leftovers(settings):
-        shutil.rmtree(leftover, ignore_errors=True)
     try:
         report.snapshots = forget_in_snapshots(settings.snapshots_path, user_id, clock)
     except (SnapshotError, OSError) as exc:
         raise SnapshotError(f"the warehouse and its copy forgot the user, but the snapshots in "
                             f"{settings.snapshots_path} could not all be rewritten ({exc}); fix that and run "
                             "`selfmodel forget` again: until then a snapshot may still serve the user") from None
+    # A sharded refresh killed with -9 leaves its copies of events behind; no refresh runs now (the caller
+    # holds the writer lock), so whatever is there is such a leftover.
+    for leftover in shard_leftovers(settings):
+        shutil.rmtree(leftover, ignore_errors=True)
+    # Deleted rows' bytes stay in the file's free blocks: the file is rewritten with live rows only.
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    try:
+        compact(con, settings.warehouse_path)
+    except (duckdb.Error, OSError) as exc:
+        con.close()
+        raise WarehouseError(f"the user is forgotten in every table, copy and snapshot, but the warehouse file "
+                             f"could not be rewritten to clear its free space ({type(exc).__name__}: {exc}); "
+                             "make room (it needs a second copy's worth) and run `selfmodel forget` again") from None
     report.still_named_in = case_ids_about(settings, user_id)[1]
     log.info("forgot a user: %s; %d snapshot(s) rewritten", counts, len(report.snapshots))
     return report

@@ -41,7 +41,7 @@ from selfmodel.beliefs.refresh import key_policies_table
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
 from selfmodel.version import code_version
-from warehouse.db import connect, execute, load_sql, run, run_dicts
+from warehouse.db import WarehouseBusyError, connect, execute, load_sql, run, run_dicts
 from warehouse.online import (
     BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, VERSION_PATTERN, SnapshotError,
     _Snapshot, read_current, read_manifest, verify_snapshot,
@@ -542,6 +542,11 @@ def rollback(settings: Settings, version: str, clock: Clock | None = None) -> st
         raise PublishError(f"snapshot {version} cannot be served: {exc}") from None
     if not manifest.get("audit", {}).get("passed"):
         raise PublishError(f"snapshot {version} did not pass its audit")
+    forgotten = _forgotten_users_in(settings, folder / version, manifest)
+    if forgotten:
+        raise PublishError(f"snapshot {version} holds {forgotten} user(s) forgotten (selfmodel forget) after it was "
+                           "published: it must not be served. Run `selfmodel forget` for them again (it rewrites "
+                           "the snapshots that still hold them), or roll back to another version")
     with _folder_lock(folder):
         previous = read_current(folder)
         _switch_current(folder, version)
@@ -549,6 +554,31 @@ def rollback(settings: Settings, version: str, clock: Clock | None = None) -> st
                              "previous": previous})
     log.info("rolled back from %s to %s", previous, version)
     return previous
+
+
+def _forgotten_users_in(settings: Settings, snapshot_dir: Path, manifest: dict) -> int:
+    """How many users of the snapshot were forgotten after it was created (a forget that stopped before it
+    rewrote the snapshots). Read from the warehouse's `deletions`, or its analyst copy while a flow writes;
+    with neither (snapshots kept apart from the warehouse) nothing can be checked and 0 is returned."""
+    deleted_after = {}
+    for candidate in (settings.warehouse_path, settings.analyst_copy_path):
+        if candidate is None or not candidate.exists():
+            continue
+        try:
+            con = connect(candidate, read_only=True)
+        except WarehouseBusyError:
+            continue
+        try:
+            deleted_after = dict(run(con, "forgotten_users"))
+        finally:
+            con.close()
+        break
+    if not deleted_after:
+        return 0
+    created = datetime.fromisoformat(manifest["created_at"])
+    users = pq.read_table(snapshot_dir / BELIEFS_FILE, columns=["user_id"]).column("user_id").unique().to_pylist()
+    return sum(1 for user in users
+               if (deleted := deleted_after.get(hashlib.sha256(user.encode()).hexdigest())) and deleted >= created)
 
 
 # --- forgetting a user in the snapshots already written ---------------------------------------------------------

@@ -166,10 +166,14 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     database is copied (only live rows) into a temporary file beside it and renamed over the original. `con`
     is closed first: its WAL, named after the path, must not be replayed onto the new file.
     """
-    path = Path(path)
+    path = Path(path).resolve()  # a symlinked warehouse: rewrite the file it points to, and keep the link
     temporary = path.parent / f".{path.name}.compact-{os.getpid()}"
     temporary.unlink(missing_ok=True)
-    copy_database(con, temporary, "compacted")
+    try:
+        copy_database(con, temporary, "compacted")
+    except BaseException:
+        temporary.unlink(missing_ok=True)  # a full disk: no half copy left beside the warehouse
+        raise
     con.close()
     replace_synced(temporary, path)
 

@@ -4,6 +4,7 @@ and the texts quoting them, expectation details and their pages, the analyst cop
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from selfmodel.beliefs.observe import shard_work_root
 from selfmodel.cli import main
 from selfmodel.clock import FixedClock
-from selfmodel.forget import forget, quoted_value_pattern, user_field_pattern
+from selfmodel.forget import forget, forget_user, quoted_value_pattern, user_field_pattern
 from selfmodel.ingest import ingest
 from selfmodel.publish import publish, read_log
 from tests.belief_warehouse import (  # noqa: F401
@@ -277,3 +278,57 @@ def test_a_forget_killed_after_a_rewrite_was_renamed_in_finishes_when_run_again(
     [again] = forget_in_snapshots(folder, "alice", FixedClock(REFRESHED_AT + timedelta(days=4)))
     assert again == change  # the same rewrite, recognised
     assert read_current(folder) == change["rewritten_as"] and not (folder / version).exists()
+
+
+def test_a_rollback_never_serves_a_user_a_stopped_forget_left_in_a_snapshot(belief_warehouse) -> None:
+    """A forget that stopped after its warehouse transaction (killed, a full disk) has not rewritten the
+    snapshots yet: a rollback to one holding the user is refused until forget runs again."""
+    settings = belief_warehouse()
+    first = publish_on(settings, 1)
+    con = connect(settings.warehouse_path)
+    con.execute("delete from belief_history where user_id = 'carol'")
+    con.close()
+    second = publish_on(settings, 2)
+    con = connect(settings.warehouse_path)
+    try:
+        forget_user(con, "alice", FixedClock(REFRESHED_AT + timedelta(days=3)), settings)  # the warehouse part only
+        # bob was forgotten before either snapshot was made, and came back: his later records may be served
+        con.execute("insert into deletions values (?, ?, 0, 0, 0, 0, 0)",
+                    [REFRESHED_AT, hashlib.sha256(b"bob").hexdigest()])
+    finally:
+        con.close()
+    config = str(settings.base_dir / "selfmodel.yaml")
+    refused = CliRunner().invoke(main, ["--config", config, "rollback", first])
+    assert refused.exit_code == 2 and "holds 1 user(s) forgotten" in refused.stderr
+    assert read_current(settings.snapshots_path) == second
+
+    report = forget(settings, "alice", clock=FixedClock(REFRESHED_AT + timedelta(days=4)))
+    rewritten = {change["version"]: change["rewritten_as"] for change in report.snapshots}
+    assert CliRunner().invoke(main, ["--config", config, "rollback", rewritten[first]]).exit_code == 0
+
+
+@pytest.mark.parametrize("user_id", ["", " ", "\u200b", "\t"])
+def test_a_blank_user_id_is_refused_and_nothing_is_touched(chat_log, tmp_path, user_id: str) -> None:
+    """An unset shell variable (`selfmodel forget "$ID" --yes`) must not match every record's user field."""
+    settings, _ = chat_log
+    before = quarantined_texts(settings.warehouse_path)
+    result = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "forget", user_id, "--yes"])
+    assert result.exit_code == 2 and "empty or blank" in result.stderr
+    assert quarantined_texts(settings.warehouse_path) == before
+    con = duckdb.connect(str(settings.warehouse_path), read_only=True)
+    try:
+        assert con.execute("select count(*) from deletions").fetchone()[0] == 0
+    finally:
+        con.close()
+
+
+def test_a_symlinked_warehouse_is_rewritten_where_it_lives_and_stays_a_link(chat_log, tmp_path) -> None:
+    settings, _ = chat_log
+    real = tmp_path / "disk" / "warehouse.duckdb"
+    real.parent.mkdir()
+    settings.warehouse_path.rename(real)
+    settings.warehouse_path.symlink_to(real)
+    assert real.read_bytes().count(b"love jazz music") > 0
+    forget(settings, "alice", clock=FixedClock(T0 + timedelta(days=11)))
+    assert settings.warehouse_path.is_symlink() and settings.warehouse_path.resolve() == real
+    assert real.read_bytes().count(b"love jazz music") == 0 and real.read_bytes().count(b"cooking pasta") > 0
