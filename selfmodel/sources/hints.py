@@ -111,7 +111,8 @@ def csv_hint(sample: bytes, source: SourceSettings) -> str | None:
         return "the file looks like JSON Lines (its first line starts with '{'), not CSV: use format: jsonl"
     delimiter = source.csv_delimiter
     if delimiter in header:
-        return missing_field_hint(next(csv.reader([header], delimiter=delimiter), []), source)
+        # The names are not shown: without a header row, the first line is a record (whose values are data).
+        return missing_field_hint(next(csv.reader([header], delimiter=delimiter), []), source, show_names=False)
     counts = {char: header.count(char) for char in DELIMITER_NAMES if char != delimiter}
     likely = max(counts, key=counts.get)
     if counts[likely] == 0:
@@ -131,7 +132,10 @@ def jsonl_hint(sample: bytes, source: SourceSettings, reasons: Counter) -> str |
         return ("the file holds JSON objects spread over several lines (pretty-printed); JSON Lines needs one "
                 "object per line: convert it, e.g. jq -c . FILE > FILE.jsonl")
     if not text.startswith("{") and any(char in first for char in DELIMITER_NAMES):
-        return f"the file looks like CSV (first line {first[:60]!r}), not JSON Lines: use format: csv"
+        # Its shape, never its text: a hint is stored and logged, and the line is someone's record.
+        likely = max(DELIMITER_NAMES, key=first.count)
+        return (f"the file looks like CSV (its first line is not a JSON object and holds {first.count(likely)} "
+                f"{DELIMITER_NAMES[likely]}), not JSON Lines: use format: csv")
     if reasons and reasons.most_common(1)[0][0].startswith("missing_"):
         for line in text.splitlines():
             try:
@@ -143,15 +147,20 @@ def jsonl_hint(sample: bytes, source: SourceSettings, reasons: Counter) -> str |
     return None
 
 
-def missing_field_hint(fields: list[str], source: SourceSettings) -> str | None:
-    """When a required field is found under no name the source maps, list the names the records use."""
+def missing_field_hint(fields: list[str], source: SourceSettings, show_names: bool = True) -> str | None:
+    """When a required field is found under no name the source maps, say so (with the names the records use
+    when they are a record's keys, not possibly its values)."""
     for canonical in REQUIRED_FIELDS:
         column = source.mapping.get(canonical, canonical)
         if column.startswith("$") or column in fields or canonical in source.defaults:
             continue
-        shown = ", ".join(repr(name) for name in fields[:12]) + (", ..." if len(fields) > 12 else "")
+        if show_names:
+            names = ", ".join(repr(name) for name in fields[:12]) + (", ..." if len(fields) > 12 else "")
+            shown = f"their fields: {names}"
+        else:
+            shown = f"the header names {len(fields)} columns"
         mapped = f" (mapping.{canonical})" if column != canonical else ""
-        return (f"the records have no field {column!r}{mapped} (their fields: {shown}): map {canonical} to the field "
+        return (f"the records have no field {column!r}{mapped} ({shown}): map {canonical} to the field "
                 f"that holds it, e.g. mapping: {{{canonical}: <field>}}")
     return None
 

@@ -56,7 +56,7 @@ def hint(tmp_path: Path, data: bytes, source_format: str, reason: str, **options
      "the file holds JSON objects spread over several lines (pretty-printed); JSON Lines needs one object per "
      "line: convert it, e.g. jq -c . FILE > FILE.jsonl"),
     (CSV.encode(), "jsonl", "malformed_json", {},
-     "the file looks like CSV (first line 'event_id,user_id,occurred_at,kind,text'), not JSON Lines: use "
+     "the file looks like CSV (its first line is not a JSON object and holds 4 commas), not JSON Lines: use "
      "format: csv"),
     (JSONL.encode(), "csv", "csv_extra_columns", {},
      "the file looks like JSON Lines (its first line starts with '{'), not CSV: use format: jsonl"),
@@ -64,7 +64,7 @@ def hint(tmp_path: Path, data: bytes, source_format: str, reason: str, **options
      "the records have no field 'user_id' (their fields: 'event_id', 'author', 'occurred_at', 'kind', 'text'): "
      "map user_id to the field that holds it, e.g. mapping: {user_id: <field>}"),
     (CSV.replace("user_id", "uid").encode(), "csv", "missing_user_id", {},
-     "the records have no field 'user_id' (their fields: 'event_id', 'uid', 'occurred_at', 'kind', 'text'): "
+     "the records have no field 'user_id' (the header names 5 columns): "
      "map user_id to the field that holds it, e.g. mapping: {user_id: <field>}"),
 ], ids=["utf16-bom", "utf16be-no-bom", "utf32-csv", "utf16-gzip", "latin1", "semicolons", "tabs",
         "commas-for-semicolon-source", "json-array", "pretty-json", "csv-in-jsonl", "jsonl-in-csv",
@@ -104,3 +104,14 @@ def test_a_named_pipe_is_not_opened_again_for_a_hint(tmp_path: Path) -> None:
     source = SourceSettings(name="s", format="jsonl", path=str(path))
 
     assert file_hint(path, source, Counter({"malformed_json": 3})) is None
+
+
+@pytest.mark.parametrize("data, source_format", [
+    (b"alice,2024-01-01T00:00:00Z,message,my SECRET diagnosis\n" * 3, "csv"),  # no header row: a record first
+    (b"alice;2024-01-01T00:00:00Z;message;my SECRET diagnosis\n" * 3, "jsonl"),
+])
+def test_a_hint_describes_a_file_never_quotes_its_records(tmp_path: Path, data: bytes, source_format: str) -> None:
+    """A hint is stored (ingest_batches.files) and logged, where forget cannot reach: no record text in it."""
+    reason = "missing_user_id" if source_format == "csv" else "malformed_json"
+    shown = hint(tmp_path, data, source_format, reason)
+    assert shown and "alice" not in shown and "SECRET" not in shown
