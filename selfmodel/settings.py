@@ -589,9 +589,12 @@ def _shown_input(problem: dict) -> str:
     given = problem.get("input")
     if given is None or isinstance(given, (dict, list)) or problem["type"] == "extra_forbidden":
         return ""
-    if any(_SECRET_SETTING.search(str(part)) for part in problem["loc"]):
+    # Under alerts anything may be a misplaced credential (a webhook URL given where a list was expected).
+    if problem["loc"][:1] == ("alerts",) or any(_SECRET_SETTING.search(str(part)) for part in problem["loc"]):
         return ""
-    return f" (got {given!r})"
+    from selfmodel.redact import redact_urls
+
+    return f" (got {redact_urls(repr(given))})"  # a URL anywhere else still shows only its scheme and host
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:

@@ -451,6 +451,10 @@ def test_webhook_sources_are_checked(make_settings, owner, expected) -> None:
         {"owners": {"s": [{"name": "Ana", "webhook": "ftp://admin:hunter2hunter2@host/x"}]}},
         {"owners": {"s": [{"name": "Ana", "webhook": 12345678}]}},
         {"smtp": {"host": "h", "from_address": "a@b", "username": "u", "password_env": ["hunter2hunter2"]}},
+        # a URL where a list or a mapping belongs, or in a field that holds no secret
+        {"owners": {"s": "http://admin:hunter2hunter2@h/x?token=12345678"}},
+        {"owners": {"s": ["http://admin:hunter2hunter2@h/x"]}},
+        {"owners": {"s": [{"name": "http://admin:hunter2hunter2@h/x", "email": "a@b"}]}},
     ],
 )
 def test_a_config_error_never_echoes_a_secret(make_settings, alerts) -> None:

@@ -204,3 +204,13 @@ def test_the_example_config_shows_the_defaults() -> None:
     assert list(raw["extractors"]) == list(EXTRACTOR_NAMES)
     for name in EXTRACTOR_NAMES:
         assert example.beliefs.extractor(name) == defaults.beliefs.extractor(name) == ExtractorSettings()
+
+
+def test_a_url_in_any_setting_is_shown_redacted_in_a_config_error(tmp_path: Path) -> None:
+    config = tmp_path / "selfmodel.yaml"
+    config.write_text("warehouse: {path: 'http://admin:hunter2hunter2@h/x', memory_limit: 7}\n"
+                      "nightly: {cron: 'https://u:hunter2hunter2@example.org/hook'}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    assert "nightly.cron" in str(raised.value) and "https://example.org/…" in str(raised.value)
+    assert "hunter2hunter2" not in str(raised.value)
