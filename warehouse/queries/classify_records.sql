@@ -19,8 +19,13 @@ forgotten_users as (
 normalized_records as (
     -- A record of a forgotten user from before the deletion (a re-read file, a re-sent log) must not bring
     -- the user back: it is quarantined as forgotten_user, keeping neither its text nor the user's id.
+    -- Others' records naming a forgotten user as whose post they rate (Stack Exchange votes,
+    -- attributes.target_user_id) lose the id, as forget_user.sql took it from those already stored; the
+    -- content hash stays that of the record as read, so reading it again finds a duplicate.
     select
-        n.* exclude (reason, detail, raw_text, raw_bytes, raw_hash, user_id),
+        n.* exclude (reason, detail, raw_text, raw_bytes, raw_hash, user_id, attributes),
+        case when t.user_hash is not null then json_merge_patch(n.attributes, '{"target_user_id": null}')::json
+             else n.attributes end as attributes,
         case when f.user_hash is not null then 'forgotten_user' else n.reason end as reason,
         case when f.user_hash is not null
              then 'the user was forgotten (selfmodel forget) on ' || strftime(f.deleted_at, '%Y-%m-%d')
@@ -34,6 +39,9 @@ normalized_records as (
     left join forgotten_users as f
         on f.user_hash = sha256(n.user_id)
         and (n.occurred_at is null or n.occurred_at <= f.deleted_at)
+    left join forgotten_users as t
+        on t.user_hash = sha256(n.attributes ->> 'target_user_id')
+        and (n.occurred_at is null or n.occurred_at <= t.deleted_at)
 ),
 
 stored_events as (

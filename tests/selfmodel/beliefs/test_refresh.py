@@ -339,7 +339,8 @@ def test_forgetting_a_stack_exchange_user_survives_a_reread_of_the_dump(make_set
     with open(dump / "Votes.xml", "rb+") as votes:  # the dump is updated: every file is read again
         body = votes.read()
         votes.seek(0)
-        votes.write(body.replace(b"</votes>", b'  <row Id="999999" PostId="1" VoteTypeId="2" '
+        # one more upvote, on an answer of user 26's (post 84), cast before they were forgotten
+        votes.write(body.replace(b"</votes>", b'  <row Id="999999" PostId="84" VoteTypeId="2" '
                                               b'CreationDate="2018-09-02T00:00:00.000" />\r\n</votes>'))
     [second] = ingest(settings, clock=FixedClock(datetime(2018, 9, 5, tzinfo=timezone.utc)))
     assert second.loaded == 1 and second.rows_read == first.rows_read + 1
@@ -348,6 +349,8 @@ def test_forgetting_a_stack_exchange_user_survives_a_reread_of_the_dump(make_set
         for table in ("events", "labels", "quarantine"):
             assert con.execute(f"select count(*) from {table} where user_id = '26'").fetchone()[0] == 0, table
         assert con.execute("select count(*) from events where attributes ->> 'target_user_id' = '26'").fetchone()[0] == 0
+        [(new_vote,)] = con.execute("select attributes from events where event_id like '%999999'").fetchall()
+        assert json.loads(new_vote).get("target_user_id") is None  # read again, the vote does not name them
         [(forgotten,)] = con.execute("select count(*) from quarantine where reason = 'forgotten_user'").fetchall()
         assert forgotten == counts["events"] + counts["quarantined"]  # bad records of theirs too
         # Bot posts that user 26 last edited (LastEditorUserId="26") name them without being theirs: their text
