@@ -39,6 +39,7 @@ import pyarrow.parquet as pq
 
 from selfmodel.beliefs.refresh import key_policies_table
 from selfmodel.clock import Clock, SystemClock
+from selfmodel.redact import scrub
 from selfmodel.settings import Settings
 from selfmodel.version import code_version
 from warehouse.db import WarehouseBusyError, connect, execute, load_sql, run, run_dicts
@@ -149,8 +150,9 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None,
             try:
                 on_audit_failure(result.reason or "audit failed")
             except Exception as exc:  # the failure is recorded already; say the alert did not go out
-                log.exception("the audit-failure hook raised")
-                result.alert_error = f"{type(exc).__name__}: {exc}"
+                # One line, no traceback: a configuration problem (an unset webhook variable) is not a crash.
+                result.alert_error = scrub(f"{type(exc).__name__}: {exc}")
+                log.error("the nightly owners could not be told that the snapshot was refused: %s", result.alert_error)
     else:
         log.info("published snapshot %s (%d beliefs of %d users)", result.version, result.rows, result.users)
     return result

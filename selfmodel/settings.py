@@ -346,10 +346,11 @@ class OwnerSettings(StrictModel):
         if self.webhook is not None:
             return self.webhook.get_secret_value()
         if self.webhook_env is not None:
-            where = f"the environment variable {self.webhook_env} (owner {self.name!r}'s webhook_env)"
+            where = f"the environment variable {self.webhook_env} (webhook_env of owner {self.name!r})"
             value = (os.environ if environ is None else environ).get(self.webhook_env)
         elif self.webhook_secret_block is not None:
-            where = f"the Prefect Secret block {self.webhook_secret_block!r} (owner {self.name!r}'s webhook_secret_block)"
+            where = (f"the Prefect Secret block {self.webhook_secret_block!r} "
+                     f"(webhook_secret_block of owner {self.name!r})")
             value = _prefect_secret(self.webhook_secret_block, where)
         else:
             raise ConfigError(f"owner {self.name!r} has no webhook")

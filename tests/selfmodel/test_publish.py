@@ -4,7 +4,9 @@ content hashes, pruning, rollback, and the CLI contracts."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import timedelta
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -328,3 +330,18 @@ def test_snapshot_settings_are_checked_and_overridable(tmp_path) -> None:
     settings = load_settings(config, environ={"SELFMODEL__SNAPSHOTS__REQUIRE_EVAL": "false"})
     assert settings.snapshots_path == tmp_path / "snaps" and settings.snapshots.require_eval is False
     assert load_settings(config, environ={}).snapshots.keep == 7
+
+
+def test_cli_publish_refused_with_an_unset_owner_webhook_says_so_in_lines_not_a_traceback(belief_warehouse) -> None:
+    import subprocess
+    import sys
+
+    settings, config = nightly_owner_and_failing_eval(belief_warehouse, "http://127.0.0.1:9/unused")
+    text = Path(config).read_text().replace("webhook: http://127.0.0.1:9/unused", "webhook_env: SELFMODEL_TEST_UNSET_HOOK")
+    Path(config).write_text(text)
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", config, "publish"],
+                            capture_output=True, text=True, timeout=120, env={k: v for k, v in os.environ.items()
+                                                                             if k != "SELFMODEL_TEST_UNSET_HOOK"})
+    assert result.returncode == 5, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "nightly owners could not be told" in result.stderr and "SELFMODEL_TEST_UNSET_HOOK" in result.stderr

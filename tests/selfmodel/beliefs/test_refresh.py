@@ -12,9 +12,9 @@ import pytest
 
 from selfmodel.beliefs.model import KeyPolicy, Observation, confidences, decayed_evidence
 from selfmodel.beliefs.read import user_beliefs
-from selfmodel.forget import forget_user
 from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
 from selfmodel.clock import FixedClock
+from selfmodel.forget import forget_user
 from selfmodel.ingest import ingest
 from warehouse.db import connect
 
