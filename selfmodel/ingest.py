@@ -120,6 +120,21 @@ def user_in_text_pattern(source: SourceSettings) -> str:
 # An RE2 character class that no character belongs to.
 NEVER_MATCHES = r"[^\s\S]"
 
+# What an id is trimmed of at either end: every character Python's str.strip() drops (RE2's \s alone is
+# ASCII): tab, newline, U+00A0, U+3000, the line and paragraph separators, ...
+ID_WHITESPACE = r"\s\x0B\x1C-\x1F\x{85}\p{Z}"
+# Characters that show nothing: format characters (U+200B, U+FEFF, bidi controls) and the letters and
+# marks that render blank (Hangul fillers U+115F, U+1160, U+3164, U+FFA0; braille blank U+2800; the
+# combining grapheme joiner U+034F; Khmer inherent vowels U+17B4, U+17B5). An id of only these and
+# whitespace names no one anybody could see.
+ID_INVISIBLE = r"\p{Cf}\x{115F}\x{1160}\x{3164}\x{FFA0}\x{2800}\x{034F}\x{17B4}\x{17B5}"
+ID_PATTERNS = {
+    "id_edge_whitespace": f"^[{ID_WHITESPACE}]+|[{ID_WHITESPACE}]+$",
+    "blank_id": f"[{ID_WHITESPACE}{ID_INVISIBLE}]*",
+    # inside an id: a control character, a line or paragraph separator, or a format character
+    "id_bad_character": r"[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]",
+}
+
 
 def field_plan(source: SourceSettings) -> FieldPlan:
     paths, defaults, default_texts, strip = [], [], [], {}
@@ -316,6 +331,7 @@ class SourceIngestor:
             "min_occurred_at": self.settings.ingest.min_occurred_at,
             "max_occurred_at": now + timedelta(seconds=self.settings.ingest.max_clock_skew_seconds),
             "user_in_text": user_in_text_pattern(self.source),
+            **ID_PATTERNS,
         }
 
     def _store_chunk(self, chunk: pa.Table, report: BatchReport, watermark: datetime | None,

@@ -393,6 +393,13 @@ def test_a_user_id_loses_whitespace_of_any_kind_at_its_ends(tmp_path: Path, make
     ("\ufeffalice", "invalid_user_id", "user_id holds U+FEFF, an invisible format character"),
     ("\u202eecila", "invalid_user_id", "user_id holds U+202E, an invisible format character"),
     ("alice\u200d", "invalid_user_id", "user_id holds U+200D, an invisible format character"),  # joins nothing
+    # letters and marks that render blank (found by review): an id of only these names no one anybody sees
+    ("\u3164", "empty_user_id", "user_id holds only invisible characters"),
+    ("\u115f\u1160", "empty_user_id", "user_id holds only invisible characters"),
+    ("\uffa0 \u2800", "empty_user_id", "user_id holds only invisible characters"),
+    ("\u034f\u17b4\u17b5", "empty_user_id", "user_id holds only invisible characters"),
+    ("ali\u2028ce", "invalid_user_id", "user_id holds U+2028, a line break"),
+    ("a\u2029b", "invalid_user_id", "user_id holds U+2029, a line break"),
 ])
 def test_a_user_id_that_is_blank_or_holds_control_or_invisible_characters_is_quarantined(
         tmp_path: Path, make_settings, user_id: str, reason: str, detail: str) -> None:
@@ -1031,6 +1038,7 @@ def test_timestamp_hints_say_how_to_read_times(tmp_path: Path, make_settings, hi
 @pytest.mark.parametrize("value", [
     "2024-01-01T10:00:00+99:99", "2024-01-01T10:00:00+9999", "2024-01-01T10:00:00 +99:99",
     "2024-01-01T10:00:00+14:01", "2024-01-01 10:00:00 -15", "2024-01-01T10:00:00.5+05:60",
+    "2024-01-01T10:00:00+05:30:99",  # seconds of an offset too (found by review)
 ])
 def test_a_utc_offset_no_place_has_cannot_be_read(tmp_path: Path, make_settings, value: str) -> None:
     # DuckDB reads 2024-01-01T10:00:00+99:99 as 2023-12-28 05:21 UTC: a plausible time, and wrong.

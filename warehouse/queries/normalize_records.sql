@@ -9,6 +9,8 @@
 --   $kinds, $timezone, $epoch_unit ('auto' | 's' | 'ms'), $timestamp_format (strptime or NULL),
 --   $min_occurred_at, $max_occurred_at
 --   $user_in_text  RE2 pattern of the user field as a record's text writes it (group 1 a string, 2 a number)
+--   $id_edge_whitespace, $blank_id, $id_bad_character   what an id may not start, end, be or hold
+--                  (selfmodel.ingest: ID_WHITESPACE, ID_INVISIBLE)
 
 with
 
@@ -104,7 +106,7 @@ typed as (
         -- Whitespace at either end is dropped, of every kind Python's str.strip() drops (tab, newline,
         -- U+00A0, U+3000, ...; RE2's \s alone is ASCII): ' alice\t' is alice.
         case when t_user_id = 'VARCHAR'
-             then regexp_replace(s_user_id, '^[\s\x0B\x1C-\x1F\x{85}\p{Z}]+|[\s\x0B\x1C-\x1F\x{85}\p{Z}]+$', '', 'g')
+             then regexp_replace(s_user_id, $id_edge_whitespace, '', 'g')
              when t_user_id in ('BIGINT', 'UBIGINT') then s_user_id end as user_id,
         case when t_occurred_at = 'VARCHAR' then trim(s_occurred_at) end as occurred_text,
         case when t_occurred_at in ('BIGINT', 'UBIGINT', 'DOUBLE') then try_cast(v_occurred_at as double)
@@ -134,14 +136,15 @@ typed as (
 ),
 
 id_characters as (
-    -- The first character of user_id that cannot stand in an id: a control character (NUL, tab, newline,
-    -- ESC) or an invisible format character (U+200B zero width space, U+FEFF, bidi controls). ZWNJ and ZWJ
+    -- The first character of user_id that cannot stand in an id ($id_bad_character): a control character
+    -- (NUL, tab, newline, ESC), a line or paragraph separator, or an invisible format character (U+200B zero
+    -- width space, U+FEFF, bidi controls). ZWNJ and ZWJ
     -- (U+200C, U+200D) join letters in Persian and Indic scripts and emoji: inside an id they belong to
     -- it, at either end they join nothing.
     select
         *,
-        case when regexp_matches(user_id, '[\p{Cc}\p{Cf}]') then coalesce(
-            nullif(regexp_extract(regexp_replace(user_id, '[\x{200C}\x{200D}]', '', 'g'), '[\p{Cc}\p{Cf}]'), ''),
+        case when regexp_matches(user_id, $id_bad_character) then coalesce(
+            nullif(regexp_extract(regexp_replace(user_id, '[\x{200C}\x{200D}]', '', 'g'), $id_bad_character), ''),
             nullif(regexp_extract(user_id, '^[\x{200C}\x{200D}]|[\x{200C}\x{200D}]$'), ''))
         end as user_id_bad_character
     from typed
@@ -150,17 +153,24 @@ id_characters as (
 zoned as (
     -- The UTC offset a time ends with (+05:30, -0800, +14, with or without a space before it), if any.
     -- DuckDB reads '2024-01-01T10:00:00+99:99' as 2023-12-28 05:21 UTC; no place is more than 14 hours
-    -- from UTC and an hour has 60 minutes, so such a time cannot be read. (DuckDB lets the last column
-    -- use the two aliases defined before it in the same select.)
+    -- from UTC and an hour has 60 minutes (a minute 60 seconds), so such a time cannot be read. (DuckDB
+    -- lets a column use the aliases defined before it in the same select.)
     select
         *,
-        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 1)
-                 as integer) as offset_hours,
-        try_cast(regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?(:?[0-9]{2})?$', 2)
-                 as integer) as offset_minutes,
-        coalesce(offset_hours * 60 + coalesce(offset_minutes, 0) > 14 * 60 or offset_minutes >= 60, false)
-            as offset_out_of_range
+        regexp_extract(occurred_text, '[T ][0-9]{1,2}:[0-9]{2}.*?[+-]([0-9]{2}):?([0-9]{2})?:?([0-9]{2})?$',
+                       ['hours', 'minutes', 'seconds']) as utc_offset
     from id_characters
+),
+
+offset_checked as (
+    select
+        *,
+        try_cast(nullif(utc_offset.hours, '') as integer) as offset_hours,
+        try_cast(nullif(utc_offset.minutes, '') as integer) as offset_minutes,
+        try_cast(nullif(utc_offset.seconds, '') as integer) as offset_seconds,
+        coalesce(offset_hours * 60 + coalesce(offset_minutes, 0) > 14 * 60 or offset_minutes >= 60
+                 or offset_seconds >= 60, false) as offset_out_of_range
+    from zoned
 ),
 
 timed as (
@@ -186,7 +196,7 @@ timed as (
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
         end as occurred_at
-    from zoned
+    from offset_checked
 ),
 
 checked as (
@@ -208,17 +218,18 @@ checked as (
                 {'reason': 'wrong_type', 'detail': 'event_id: expected a string or integer, got ' || t_event_id}
             -- blank: only whitespace (as for user_id) and invisible format characters such as U+200B
             when source_event_id is not null
-                 and regexp_full_match(source_event_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+                 and regexp_full_match(source_event_id, $blank_id) then
                 {'reason': 'empty_event_id', 'detail': 'event_id is empty or blank'}
             when v_user_id is null then {'reason': 'missing_user_id', 'detail': 'no user_id'}
             when user_id is null then
                 {'reason': 'wrong_type', 'detail': 'user_id: expected a string or integer, got ' || t_user_id}
             when user_id = '' then {'reason': 'empty_user_id', 'detail': 'user_id is empty or only whitespace'}
-            when regexp_full_match(user_id, '[\s\x0B\x1C-\x1F\x{85}\p{Z}\p{Cf}]*') then
+            when regexp_full_match(user_id, $blank_id) then
                 {'reason': 'empty_user_id', 'detail': 'user_id holds only invisible characters'}
             when user_id_bad_character is not null then
                 {'reason': 'invalid_user_id', 'detail': 'user_id holds ' || printf('U+%04X', unicode(user_id_bad_character))
                     || (case when regexp_matches(user_id_bad_character, '\p{Cc}') then ', a control character'
+                             when regexp_matches(user_id_bad_character, '[\p{Zl}\p{Zp}]') then ', a line break'
                              else ', an invisible format character' end)}
             when v_occurred_at is null then {'reason': 'missing_occurred_at', 'detail': 'no occurred_at'}
             when occurred_text is null and occurred_number is null then
