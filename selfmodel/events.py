@@ -50,3 +50,10 @@ class Event(BaseModel):
     content_hash: str
     is_late: bool = False
     ingested_at: datetime
+
+
+def json_path(column: str) -> str:
+    """A mapping value as a JSON path: '$.a.b' is used as written, anything else names one key."""
+    if column.startswith("$"):
+        return column
+    return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from selfmodel.clock import Clock, SystemClock
-from selfmodel.events import CANONICAL_FIELDS
+from selfmodel.events import CANONICAL_FIELDS, json_path
 from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS
 from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
@@ -80,13 +80,6 @@ class FieldPlan:
     defaults: list[str | None]  # as JSON values
     default_texts: list[str | None]  # the same, as plain text
     strip_patch: str
-
-
-def json_path(column: str) -> str:
-    """A mapping value as a JSON path: '$.a.b' is used as written, anything else names one key."""
-    if column.startswith("$"):
-        return column
-    return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def user_field_name(source: SourceSettings) -> str | None:

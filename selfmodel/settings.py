@@ -21,7 +21,7 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
 
-from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS
+from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS, json_path
 
 DEFAULT_CONFIG_NAME = "selfmodel.yaml"
 CONFIG_ENV_VAR = "SELFMODEL_CONFIG"
@@ -102,14 +102,22 @@ def _check_json_paths(paths: list[str]) -> None:
                     _json_path_problems[path] = None
 
 
+def _needs_checking(column: str) -> bool:
+    """A JSON path, or a column name with a character DuckDB's path syntax could read as more than a name
+    (a plain name like `user_id` or `event time` is always one key, and needs no DuckDB)."""
+    return column.startswith("$") or re.fullmatch(r"[A-Za-z0-9_ .-]+", column) is None
+
+
 def _mapped_column(value: str) -> str:
     if value == "":
         raise ValueError("must name a column, or a JSON path starting with '$'")
-    if value.startswith("$"):
-        _check_json_paths([value])
-        problem = _json_path_problems[value]
+    if _needs_checking(value):
+        path = json_path(value)  # what ingest asks DuckDB for: a plain name too becomes a path
+        _check_json_paths([path])
+        problem = _json_path_problems[path]
         if problem:
-            raise ValueError(f"invalid JSON path {value!r}: {problem}")
+            what = "JSON path" if value.startswith("$") else "column name"
+            raise ValueError(f"invalid {what} {value!r}: {problem}")
     return value
 
 
@@ -143,8 +151,8 @@ class SourceSettings(StrictModel):
     def _check_json_paths_at_once(cls, value: Any) -> Any:
         # One DuckDB connection for all of the source's paths; each is then judged on its own (MappedColumn).
         if isinstance(value, dict):
-            _check_json_paths([column for column in value.values()
-                               if isinstance(column, str) and column.startswith("$")])
+            _check_json_paths([json_path(column) for column in value.values()
+                               if isinstance(column, str) and column and _needs_checking(column)])
         return value
 
     @field_validator("mapping", "defaults")

@@ -88,6 +88,7 @@ def test_bad_config_names_the_field_and_the_problem(tmp_path: Path, text: str, e
     ("$.turns[*].text", "wildcards"),
     ("$..text", "wildcards"),
     ("", "must name a column"),
+    ("*", "invalid column name '*'"),  # DuckDB reads the key "*" as a wildcard (found by review)
 ])
 def test_a_mapping_that_ingest_could_not_use_is_refused_when_the_config_loads(tmp_path: Path, column: str,
                                                                                problem: str) -> None:
