@@ -164,7 +164,8 @@ def test_migration_0008_redacts_webhook_urls_already_stored_in_alert_errors(tmp_
     con = connect(path)
     leaked = ("HTTPStatusError: Client error '401 Unauthorized' for url "
               "'https://admin:PASSWORD@hooks.example.org:8443/services/T0/B0/TOKEN?token=TOKEN'")
-    rows = [("a1", leaked), ("a2", "ConnectError: http://user:PASSWORD@10.0.0.1"), ("a3", "no url here"), ("a4", None)]
+    rows = [("a1", leaked), ("a2", "ConnectError: http://user:PASSWORD@10.0.0.1"), ("a3", "no url here"), ("a4", None),
+            ("a5", "x: http%3A%2F%2Fadmin%3APASSWORD%40host%2Fhook"), ("a6", "x: http://admin:pa#ss@host/hook")]
     for alert_id, error in rows:
         con.execute("insert into alerts values (?, 'i', 's', 'failure', 'o', 'webhook', now(), null, 1, ?, 's', 'b')",
                     [alert_id, error])
@@ -180,6 +181,8 @@ def test_migration_0008_redacts_webhook_urls_already_stored_in_alert_errors(tmp_
         "a2": "ConnectError: http://10.0.0.1",
         "a3": "no url here",
         "a4": None,
+        "a5": "x: http://…",
+        "a6": "x: http://host/…",
     }
 
 
