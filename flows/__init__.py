@@ -4,32 +4,37 @@ Importing any of them prepares this process's Prefect the same way, however the 
 nightly`, `selfmodel ingest --prefect`, a worker, a plain script):
 - a temporary Prefect server started here dies with this process, `kill -9` included
   (selfmodel.prefect_server);
-- a busy warehouse (another process holds it for longer than the run waits) is an expected outcome, not
-  a bug: Prefect logs the failed task or flow run as its one-line message, without a traceback.
+- a busy warehouse (another process holds it for longer than the run waits) and a snapshot refused by its
+  audit are expected outcomes, not bugs: Prefect logs the failed task or flow run as its one-line message,
+  without a traceback.
 """
 
 import logging
 
 from selfmodel.prefect_server import watch_temporary_server
+from selfmodel.publish import AuditFailed
 from warehouse.db import WarehouseBusyError
 
+# Failures that are outcomes, each with a message that says all: the holder, or why the audit refused.
+EXPECTED_OUTCOMES = (WarehouseBusyError, AuditFailed)
 
-class BusyWithoutTraceback(logging.Filter):
-    """Drops the traceback from a log record about a WarehouseBusyError; the message names the holder."""
+
+class OutcomeWithoutTraceback(logging.Filter):
+    """Drops the traceback from a log record about an expected outcome (EXPECTED_OUTCOMES)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], WarehouseBusyError):
+        if record.exc_info and isinstance(record.exc_info[1], EXPECTED_OUTCOMES):
             record.exc_info = None
             record.exc_text = None
         return True
 
 
-def _log_busy_without_traceback() -> None:
+def _log_outcomes_without_traceback() -> None:
     for name in ("prefect.flow_runs", "prefect.task_runs"):  # the loggers of Prefect's run engines
         logger = logging.getLogger(name)
-        if not any(isinstance(existing, BusyWithoutTraceback) for existing in logger.filters):
-            logger.addFilter(BusyWithoutTraceback())
+        if not any(isinstance(existing, OutcomeWithoutTraceback) for existing in logger.filters):
+            logger.addFilter(OutcomeWithoutTraceback())
 
 
 watch_temporary_server()
-_log_busy_without_traceback()
+_log_outcomes_without_traceback()

@@ -8,12 +8,9 @@ from prefect import flow
 from prefect.artifacts import create_table_artifact
 
 from selfmodel.lock import run_writer_lock
+from selfmodel.publish import AuditFailed
 from selfmodel.settings import find_config_path, load_settings
 from tasks.publish import publish_snapshot_task
-
-
-class AuditFailed(RuntimeError):
-    """The snapshot failed its audit; the current snapshot stays in service."""
 
 
 @flow(name="publish")

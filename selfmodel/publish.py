@@ -65,6 +65,11 @@ class AuditFailureHook(Protocol):
     def __call__(self, reason: str) -> None: ...
 
 
+class AuditFailed(RuntimeError):
+    """The snapshot failed its audit; the current snapshot stays in service (the publish flow's failure: an
+    outcome the audit recorded, not a crash)."""
+
+
 class PublishError(RuntimeError):
     """A request about snapshots that cannot be done (unknown version, nothing to roll back to)."""
 

@@ -7,6 +7,9 @@ import asyncio
 
 import pytest
 
+# Imported here, not in a test: the first import of Prefect's flow API configures logging, which would drop
+# the log capture (caplog) of the test that happened to import it.
+from flows.publish import AuditFailed, publish
 from tests.belief_warehouse import (  # noqa: F401
     belief_warehouse, belief_warehouse_template, nightly_owner_and_failing_eval, record_quality)
 from warehouse.db import connect
@@ -14,10 +17,10 @@ from warehouse.online import read_current
 
 
 @pytest.mark.slow
-def test_publish_flow_publishes_then_fails_on_a_failed_audit(prefect_server, belief_warehouse) -> None:
-    from prefect.client.orchestration import get_client
+def test_publish_flow_publishes_then_fails_on_a_failed_audit(prefect_server, belief_warehouse, caplog) -> None:
+    import logging
 
-    from flows.publish import AuditFailed, publish
+    from prefect.client.orchestration import get_client
 
     settings = belief_warehouse()
     config = str(settings.base_dir / "selfmodel.yaml")
@@ -37,17 +40,20 @@ def test_publish_flow_publishes_then_fails_on_a_failed_audit(prefect_server, bel
     con = connect(settings.warehouse_path)
     record_quality(con, eval_passed=False)
     con.close()
+    caplog.set_level(logging.INFO)
     state = publish(config_path=config, return_state=True)
     assert state.is_failed()
     with pytest.raises(AuditFailed, match="stays current"):
         state.result()
     assert read_current(settings.snapshots_path) == result["version"]
+    # A refusal is an outcome the audit recorded: its run log says why in a line, with no traceback.
+    refused = [record for record in caplog.records if "stays current" in record.getMessage()]
+    assert refused and not any(record.exc_info for record in refused) and "Traceback" not in caplog.text
 
 
 @pytest.mark.slow
 def test_a_publish_flow_run_on_its_own_tells_the_nightly_owners_once_when_refused(prefect_server, belief_warehouse,
                                                                                    webhook) -> None:
-    from flows.publish import publish
 
     _, config = nightly_owner_and_failing_eval(belief_warehouse, webhook.url)
     assert publish(config_path=config, tell_owners=False, return_state=True).is_failed()
