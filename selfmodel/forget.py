@@ -48,7 +48,6 @@ from warehouse.db import WarehouseError, compact, connect, execute, re2_literal,
 
 log = logging.getLogger("selfmodel.forget")
 
-FORGOTTEN_TEMP_TABLES = ("forgotten_quarantine", "forget_counts", "forgotten_validations")
 # Characters that can be part of an id or a case id: a match must not continue into one of them.
 _ID_CHARACTER = "A-Za-z0-9_.@-"
 
@@ -161,8 +160,7 @@ def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | Non
         run(con, "insert_deletion", {
             "deleted_at": clock.now(), "user_hash": hashlib.sha256(user_id.encode()).hexdigest(),
             **{name: counts[name] for name in ("events", "observations", "beliefs", "labels", "quarantined")}})
-        for table in FORGOTTEN_TEMP_TABLES:
-            execute(con, f"drop table if exists temp.{table}")  # names from the constant above, not from data
+        run_script(con, "forget_user_done")
         execute(con, "commit")
     except Exception:
         execute(con, "rollback")

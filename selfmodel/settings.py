@@ -89,10 +89,12 @@ def _check_json_paths(paths: list[str]) -> None:
             return
         import duckdb  # not at the top: most configs map no JSON path, and every command loads the config
 
+        from warehouse.db import load_sql
+
         with duckdb.connect() as con:
             for path in unchecked:
                 try:
-                    con.execute("select json_extract('{}', ?::varchar[])", [[path]]).fetchall()
+                    con.execute(load_sql("check_json_path"), {"path": path}).fetchall()
                 except duckdb.Error as exc:
                     message = str(exc).removeprefix("Binder Error: ")
                     if "wildcards" in message:
