@@ -357,18 +357,27 @@ class OwnerSettings(StrictModel):
             return self.webhook.get_secret_value()
         if self.webhook_env is not None:
             where = f"the environment variable {self.webhook_env} (webhook_env of owner {self.name!r})"
-            value = (os.environ if environ is None else environ).get(self.webhook_env)
+            value = environment_secret(self.webhook_env, where, "the webhook URL", environ)
         elif self.webhook_secret_block is not None:
             where = (f"the Prefect Secret block {self.webhook_secret_block!r} "
                      f"(webhook_secret_block of owner {self.name!r})")
             value = _prefect_secret(self.webhook_secret_block, where)
+            if not value:
+                raise ConfigError(f"{where} is not set (or empty): set it to the webhook URL")
         else:
             raise ConfigError(f"owner {self.name!r} has no webhook")
-        if not value:
-            raise ConfigError(f"{where} is not set (or empty): set it to the webhook URL")
         if not is_http_url(value.strip()):
             raise ConfigError(f"{where} does not hold an http:// or https:// URL")
         return value.strip()
+
+
+def environment_secret(variable: str, where: str, what: str, environ: Mapping[str, str] | None = None) -> str:
+    """A secret read from an environment variable when it is used: missing or empty is a ConfigError saying
+    `where` it was looked for and `what` to set it to, never "" and never the value."""
+    value = (os.environ if environ is None else environ).get(variable)
+    if not value:
+        raise ConfigError(f"{where} is not set (or empty): set it to {what}")
+    return value
 
 
 def is_http_url(value: str) -> bool:
@@ -407,13 +416,8 @@ class SmtpSettings(StrictModel):
         """The SMTP password, read when an email is sent; a missing variable is a ConfigError, never ""."""
         if self.password_env is None:
             return None
-        value = (os.environ if environ is None else environ).get(self.password_env)
-        if not value:
-            raise ConfigError(
-                f"alerts.smtp.password_env names the environment variable {self.password_env}, "
-                "which is not set (or empty): set it to the SMTP password"
-            )
-        return value
+        where = f"alerts.smtp.password_env names the environment variable {self.password_env}, which"
+        return environment_secret(self.password_env, where, "the SMTP password", environ)
 
 
 class AlertSettings(StrictModel):
