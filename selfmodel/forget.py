@@ -133,15 +133,17 @@ def refuse_blank_user_id(user_id: str) -> None:
 
 
 def forget_user(con: duckdb.DuckDBPyConnection, user_id: str, clock: Clock | None = None,
-                settings: Settings | None = None) -> dict:
+                settings: Settings | None = None, case_ids: list[str] | None = None) -> dict:
     """Delete what the warehouse holds about the user in one transaction; record only that it happened.
 
     Returns the counts per table; `data_docs_pages` lists the validation pages that quoted the id (the
-    caller deletes the files). Without settings, only the default user field and `user:<id>` cases are known.
+    caller deletes the files). Without settings, only the default user field and `user:<id>` cases are known;
+    `case_ids` (from case_ids_about) saves reading the case files again.
     """
     clock = clock or SystemClock()
     refuse_blank_user_id(user_id)
-    case_ids, _ = case_ids_about(settings, user_id)
+    if case_ids is None:
+        case_ids, _ = case_ids_about(settings, user_id)
     alternatives = "|".join(re2_literal(case_id) for case_id in case_ids)
     params = {
         "user_id": user_id,
@@ -184,11 +186,12 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
 
     clock = clock or SystemClock()
     refuse_blank_user_id(user_id)
+    case_ids, named_in = case_ids_about(settings, user_id)  # the team's case files, read once
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
     try:
-        counts = forget_user(con, user_id, clock, settings)
+        counts = forget_user(con, user_id, clock, settings, case_ids)
         pages = counts.pop("data_docs_pages")
-        report = ForgetReport(user_id, counts, data_docs_pages=len(pages))
+        report = ForgetReport(user_id, counts, data_docs_pages=len(pages), still_named_in=named_in)
         copy = settings.analyst_copy_path
         if copy is not None and copy.exists():
             export_analyst_copy(con, settings, clock=clock)  # analysts must not keep reading what was erased
@@ -218,6 +221,5 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
         raise WarehouseError(f"the user is forgotten in every table, copy and snapshot, but the warehouse file "
                              f"could not be rewritten to clear its free space ({type(exc).__name__}: {exc}); "
                              "make room (it needs a second copy's worth) and run `selfmodel forget` again") from None
-    report.still_named_in = case_ids_about(settings, user_id)[1]
     log.info("forgot a user: %s; %d snapshot(s) rewritten", counts, len(report.snapshots))
     return report

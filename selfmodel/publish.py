@@ -622,11 +622,16 @@ def forget_in_snapshots(folder: Path, user_id: str, clock: Clock | None = None) 
 def _rewrite_without(folder: Path, version: str, user_id: str, now: datetime) -> str | None:
     """Called under the folder lock: the new version's name, or None when `version` does not hold the user."""
     old = folder / version
+    # The user column alone first: most kept versions are left alone, and need not be verified and decoded.
+    try:
+        users = pq.read_table(old / BELIEFS_FILE, columns=["user_id"]).column("user_id")
+    except (OSError, pa.ArrowException):
+        users = None  # unreadable: verify_snapshot below says why
+    if users is not None and not pc.any(pc.equal(users, user_id)).as_py():
+        return None
     manifest = verify_snapshot(old)  # a damaged snapshot is an error to see, never silently rewritten
     table = pq.read_table(old / BELIEFS_FILE, schema=BELIEFS_SCHEMA)
     held = pc.equal(table.column("user_id"), user_id)
-    if not pc.any(held).as_py():
-        return None
     content_keys = {"version", "content_hash", "created_at", "schema_version", "data_as_of", "serving_threshold",
                     "min_confidence", "rows", "users", "files"}
     extra = {key: value for key, value in manifest.items() if key not in content_keys}
