@@ -42,7 +42,7 @@ from selfmodel.clock import Clock, SystemClock
 from selfmodel.redact import scrub
 from selfmodel.settings import Settings
 from selfmodel.version import code_version
-from warehouse.db import WarehouseBusyError, connect, execute, load_sql, run, run_dicts
+from warehouse.db import WarehouseBusyError, connect, load_sql, run, run_dicts
 from warehouse.online import (
     BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, VERSION_PATTERN, SnapshotError,
     _Snapshot, read_current, read_manifest, verify_snapshot,
