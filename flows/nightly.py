@@ -1,4 +1,5 @@
-"""The `nightly` flow: ingest -> refresh_beliefs -> evaluate -> publish, as the warehouse's only writer.
+"""The `nightly` flow: ingest -> [calibrate] -> refresh_beliefs -> evaluate -> publish, as the warehouse's only
+writer (calibrate when calibration.nightly is on).
 
 Each step is the existing flow of that name, run as a subflow, so the Prefect UI shows every step with
 its own tasks, logs and artifacts under the nightly run. Order and failure rules are in selfmodel.nightly:
@@ -22,6 +23,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Completed, State
 
+from flows.calibrate import calibrate
 from flows.evaluate import evaluate
 from flows.ingest import ingest
 from flows.publish import AuditFailed, publish
@@ -29,8 +31,8 @@ from flows.refresh_beliefs import refresh_beliefs
 from selfmodel.beliefs.refresh import refuse_future_as_of
 from selfmodel.lock import run_writer_lock, writer_lock
 from selfmodel.nightly import (
-    NightlySummary, StepFailed, StepResult, evaluate_step, failure_outcome, ingest_step, not_run_after,
-    publish_step, refresh_step, run_outcome, steps_table, summary_markdown, tell_owners,
+    NightlySummary, StepFailed, StepResult, calibrate_step, evaluate_step, failure_outcome, ingest_step,
+    nightly_steps, not_run_after, publish_step, refresh_step, run_outcome, steps_table, summary_markdown, tell_owners,
 )
 from selfmodel.quality import data_docs_folder
 from selfmodel.settings import Settings, find_config_path, load_settings
@@ -110,6 +112,8 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
     summary = NightlySummary(run_name, "failed", steps, str(settings.warehouse_path), str(settings.snapshots_path),
                              analyst_copy=str(settings.analyst_copy_path) if settings.analyst_copy_path else None)
 
+    order = nightly_steps(settings)
+
     def step(name: str, call: Callable[[], State], describe: Callable[[Any, float], StepResult]) -> Any:
         started = time.perf_counter()
         try:
@@ -118,7 +122,7 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
             wait_until_free(settings.warehouse_path, settings.nightly.lock_wait_seconds)
         except WarehouseBusyError as busy:
             steps.append(StepResult(name, "busy", time.perf_counter() - started, detail=str(busy)))
-            steps.extend(not_run_after(name))
+            steps.extend(not_run_after(name, order))
             raise
         # Subflows run in this process, whose own run already sends heartbeats; a subflow's heartbeat
         # thread would only add about a second per step while it is joined at the end.
@@ -129,7 +133,7 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
         if isinstance(result, WarehouseBusyError):
             # One of the step's tasks found the warehouse held open for longer than the run waits.
             steps.append(StepResult(name, "busy", seconds, detail=str(result)))
-            steps.extend(not_run_after(name))
+            steps.extend(not_run_after(name, order))
             raise result
         if name == "publish" and isinstance(result, AuditFailed):
             # A refused snapshot is an outcome, not a failure: the publish subflow recorded why.
@@ -138,7 +142,7 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
             return None
         if not state.is_completed():
             steps.append(StepResult(name, "failed", seconds, detail=state.message or ""))
-            steps.extend(not_run_after(name))
+            steps.extend(not_run_after(name, order))
             summary.reason = f"{name} failed: {state.message}"
             _publish_summary(summary)
             raise StepFailed(name, state.message or state.name, steps)
@@ -151,6 +155,8 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
         return result
 
     step("ingest", lambda: ingest(config_path=config_path, return_state=True), ingest_step)
+    if "calibrate" in order:
+        step("calibrate", lambda: calibrate(config_path=config_path, as_of=as_of, return_state=True), calibrate_step)
     refreshed = step("refresh_beliefs", lambda: refresh_beliefs(config_path=config_path, as_of=as_of,
                                                                  return_state=True), refresh_step)
     evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, as_of=as_of,

@@ -22,7 +22,7 @@ import duckdb
 
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
-from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.beliefs import parameters as beliefs_parameters
 from warehouse.db import connect, copy_database, execute, load_sql, replace_synced, run_script
 
 log = logging.getLogger("selfmodel.analyst")
@@ -65,11 +65,15 @@ def _create_beliefs_as_of(con: duckdb.DuckDBPyConnection, settings: Settings) ->
     """`beliefs_as_of(user, moment)`: what the evidence said about a user then, by the very query
     `selfmodel beliefs USER --as-of` runs (its parameters become the macro's), over a key_policies table
     holding the config's half-lives and priors."""
-    con.register("current_key_policies", key_policies_table(settings))
+    tables = beliefs_parameters.arrow_tables(beliefs_parameters.in_force(con, settings))
+    for name, table in tables.items():
+        con.register(f"current_{name}", table)
     try:
-        execute(con, "create or replace table key_policies as select * from current_key_policies")
+        for name in tables:
+            execute(con, f"create or replace table {name} as select * from current_{name}")
     finally:
-        con.unregister("current_key_policies")
+        for name in tables:
+            con.unregister(f"current_{name}")
     body = load_sql("user_beliefs_as_of").replace("$user_id", "who").replace("$at", "moment::timestamptz")
     execute(con, f"create or replace macro beliefs_as_of(who, moment) as table {body}")
 

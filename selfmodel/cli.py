@@ -349,6 +349,61 @@ def _print_eval_runs(runs) -> None:
 
 
 @main.command()
+@click.option("--as-of", "as_of", type=Timestamp(), default=None,
+              help="Calibrate as of a past time: only events up to it are seen (as eval --as-of).")
+@click.option("--dry-run", is_flag=True, help="Fit and print the table of parameters; write nothing.")
+@click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
+@click.pass_context
+def calibrate(ctx: click.Context, as_of: datetime | None, dry_run: bool, as_json: bool) -> None:
+    """Fit the belief model per key family to this warehouse's history (README "Calibration").
+
+    Half-life, prior, evidence weights, repeat discount, base rates and a calibration map are fitted on
+    windows before the evaluation's and adopted per family only when validation log loss improves. The
+    next refresh re-folds every belief with them. Exits 0 (also when nothing improved).
+    """
+    from selfmodel.calibrate import calibrate as run_calibrate
+    from warehouse.db import connect
+
+    with _clean_errors(), ExitStack() as stack:
+        settings = _settings(ctx)
+        if not dry_run:
+            stack.enter_context(_sole_writer(settings, "calibrate"))
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        try:
+            try:
+                result = run_calibrate(con, settings, as_of=as_of, dry_run=dry_run)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        finally:
+            con.close()
+    if as_json:
+        click.echo(json.dumps(result.to_json(), default=_json_default))
+    else:
+        _print_calibration(result)
+
+
+def _print_calibration(result) -> None:
+    from selfmodel.calibrate import calibration_table
+
+    console = _console()
+    if result.reason:
+        console.print(f"nothing fitted: {printable(result.reason)}", markup=False)
+        return
+    console.print(f"calibration on data up to {result.data_end:%Y-%m-%d}; the evaluation's windows start "
+                  f"{result.evaluation_from:%Y-%m-%d} and were not read", markup=False, highlight=False)
+    for line in calibration_table(result):
+        console.print(printable(line), markup=False, highlight=False)
+    if result.dry_run:
+        console.print("dry run: nothing written", markup=False)
+    elif result.adopted:
+        console.print(f"adopted as {printable(result.calibration_id)}; the next refresh re-folds every belief with it",
+                      markup=False, highlight=False)
+    else:
+        console.print(f"recorded as {printable(result.calibration_id)}; not adopted (no family's validation log "
+                      "loss improved)", markup=False, highlight=False)
+
+
+@main.command()
 @click.option("--out", "out_path", type=click.Path(dir_okay=False), default=None,
               help="Where to write the HTML (default: next to the warehouse, report.html).")
 @click.pass_context

@@ -27,11 +27,19 @@ from warehouse.db import connect, run_dicts
 
 SUITE = "nightly"  # owners under alerts.owners.nightly
 STEPS = ("ingest", "refresh_beliefs", "evaluate", "publish")
+# With calibration.nightly on, calibrate runs after ingest: the refresh then folds with what it adopted.
+STEPS_WITH_CALIBRATION = ("ingest", "calibrate", "refresh_beliefs", "evaluate", "publish")
+
+
+def nightly_steps(settings: Settings) -> tuple[str, ...]:
+    return STEPS_WITH_CALIBRATION if settings.calibration.nightly else STEPS
 
 # Where an owner looks first when a step fails: SQL against the warehouse.
 REPRODUCE_SQL = {
     "ingest": ("select batch_id, source, started_at, error from ingest_batches\n"
                "where status = 'failed' order by started_at desc limit 5;"),
+    "calibrate": ("-- a failed calibration writes nothing: the newest row is the calibration in force\n"
+                  "select adopted_at, calibration_id, reason from calibration_adoptions order by adopted_at desc limit 5;"),
     "refresh_beliefs": ("-- a failed refresh rolls back and leaves no row: the newest row is what is in force\n"
                         "select refresh_id, as_of, mode, ended_at, observations_folded, beliefs_total\n"
                         "from refresh_runs order by started_at desc limit 5;"),
@@ -75,9 +83,9 @@ class StepFailed(RuntimeError):
         self.steps = steps
 
 
-def not_run_after(step: str) -> list[StepResult]:
+def not_run_after(step: str, order: tuple[str, ...] = STEPS) -> list[StepResult]:
     """The steps after `step`, each marked not run because it needs the one before."""
-    later = STEPS[STEPS.index(step) + 1:]
+    later = order[order.index(step) + 1:]
     needed = (step,) + later[:-1]
     return [StepResult(name, "not_run", detail=f"not run: needs {before}") for name, before in zip(later, needed)]
 
@@ -92,6 +100,21 @@ def ingest_step(reports: list[dict], seconds: float) -> StepResult:
         quarantined=sum(r["quarantined"] for r in reports),
         detail=", ".join(f"{r['source']}: {r['loaded']:,} loaded, {r['duplicates']:,} duplicates" for r in reports),
     )
+
+
+def calibrate_step(report: dict, seconds: float) -> StepResult:
+    """Key families judged in, families adopted out; which were adopted, or why nothing was fitted."""
+    families = report.get("families", [])
+    adopted = [f["family"] for f in families if f["status"] == "adopted"]
+    if report.get("reason"):
+        detail = f"nothing fitted: {report['reason']}"
+    elif adopted:
+        detail = f"adopted {report['calibration_id']} for {', '.join(adopted)}"
+    else:
+        detail = f"recorded {report.get('calibration_id')}; no family's validation log loss improved"
+    return StepResult("calibrate", "completed", seconds,
+                      rows_in=sum(f.get("judged_train", 0) + f.get("judged_validation", 0) for f in families),
+                      rows_out=len(adopted), detail=detail)
 
 
 def refresh_step(report: dict, seconds: float) -> StepResult:
@@ -243,18 +266,12 @@ class NightlySummary:
 
 def belief_summary(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[dict]:
     """Beliefs per key family, decayed to the last refresh's as-of exactly as a snapshot holds them."""
-    from selfmodel.beliefs.refresh import key_policies_table
     from warehouse.db import load_sql
 
     refresh = run_dicts(con, "last_refresh_run")
     if not refresh:
         return []
-    con.register("key_policies", key_policies_table(settings))
-    try:
-        decayed = con.sql(load_sql("snapshot_beliefs"),
-                          params={"at": refresh[0]["as_of"], "min_confidence": 0.0}).to_arrow_table()
-    finally:
-        con.unregister("key_policies")
+    decayed = con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).to_arrow_table()
     con.register("decayed_beliefs", decayed)
     try:
         return run_dicts(con, "nightly_belief_summary", {"threshold": settings.beliefs.serving_threshold})

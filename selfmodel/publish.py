@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.beliefs import parameters as beliefs_parameters
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.redact import scrub
 from selfmodel.settings import Settings
@@ -180,14 +180,21 @@ def _publish(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock,
                                  "reason": audit.reason})
         return PublishResult(False, version, audit.reason, read_current(folder), audit=audit)
     refresh = refresh[0]
-    table, counts = _beliefs_table(con, settings, refresh["as_of"])
+    table, counts = _beliefs_table(con, settings)
+    parameters = beliefs_parameters.of_last_refresh(con)
     staged, manifest = stage_snapshot(
         folder, table, data_as_of=refresh["as_of"], created=created,
         serving_threshold=settings.beliefs.serving_threshold, min_confidence=settings.snapshots.min_confidence,
         extra={
             "refresh": {"refresh_id": refresh["refresh_id"], "as_of": refresh["as_of"].isoformat(),
                         "ended_at": refresh["ended_at"].isoformat()},
-            "key_policies": {name: policy.model_dump() for name, policy in settings.beliefs.keys.items()},
+            # What confidence was computed with: the refresh's parameter set and the calibration it came from
+            # (a rollback to this snapshot puts that calibration back in force).
+            "key_policies": ({family: beliefs_parameters.policy_to_json(policy)
+                              for family, policy in sorted(parameters.policies.items())} if parameters else
+                             {name: policy.model_dump() for name, policy in settings.beliefs.keys.items()}),
+            "parameter_set": parameters.id if parameters else None,
+            "calibration_id": parameters.calibration_id if parameters else None,
             "code_version": code_version(), "config_hash": settings.config_hash(),
         },
     )
@@ -289,15 +296,13 @@ def publish_table(folder: Path, table: pa.Table, *, data_as_of: datetime, create
     return manifest["version"]
 
 
-def _beliefs_table(con, settings: Settings, as_of: datetime) -> tuple[pa.Table, dict]:
-    con.register("key_policies", key_policies_table(settings))
-    try:
-        relation = con.sql(load_sql("snapshot_beliefs"),
-                           params={"at": as_of, "min_confidence": settings.snapshots.min_confidence})
-        table = relation.to_arrow_table()
+def _beliefs_table(con, settings: Settings) -> tuple[pa.Table, dict]:
+    """The beliefs in force as the `beliefs` view computes them (the last refresh's as-of and parameters)."""
+    relation = con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": settings.snapshots.min_confidence})
+    table = relation.to_arrow_table()
+    parameters = beliefs_parameters.of_last_refresh(con) or beliefs_parameters.configured(settings)
+    with beliefs_parameters.registered(con, parameters):
         [counts] = run_dicts(con, "snapshot_belief_counts")
-    finally:
-        con.unregister("key_policies")
     return table.cast(BELIEFS_SCHEMA), counts
 
 
@@ -560,7 +565,33 @@ def rollback(settings: Settings, version: str, clock: Clock | None = None) -> st
         _append_log(folder, {"at": clock.now().isoformat(), "action": "rolled_back", "version": version,
                              "previous": previous})
     log.info("rolled back from %s to %s", previous, version)
+    try:
+        restore_calibration(settings, version, manifest, clock)
+    except WarehouseBusyError as busy:
+        raise PublishError(f"snapshot {version} is in service, but the calibration its beliefs were computed with "
+                           f"could not be put back in force ({busy}); run the same rollback again when the "
+                           "warehouse is free") from None
     return previous
+
+
+def restore_calibration(settings: Settings, version: str, manifest: dict, clock: Clock) -> str | None:
+    """Put the calibration the snapshot's beliefs were computed with back in force, so the next refresh
+    re-folds with it rather than publish again what was rolled back from. Snapshots published before
+    calibrations were recorded say nothing and change nothing. Returns what was put in force, or None."""
+    if "calibration_id" not in manifest or not settings.warehouse_path.exists():
+        return None
+    wanted = manifest["calibration_id"]
+    con = connect(settings.warehouse_path, wait_seconds=settings.nightly.lock_wait_seconds)
+    try:
+        in_force, _ = beliefs_parameters.adopted_calibration(con)
+        if in_force == wanted:
+            return None
+        beliefs_parameters.adopt(con, wanted, clock.now(), f"rollback to {version}")
+    finally:
+        con.close()
+    log.info("calibration in force: %s (that of snapshot %s; was %s)", wanted or "the config's values", version,
+             in_force or "the config's values")
+    return wanted or "config"
 
 
 def _forgotten_users_in(settings: Settings, snapshot_dir: Path, manifest: dict) -> int:

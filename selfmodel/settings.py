@@ -498,6 +498,24 @@ class NightlySettings(StrictModel):
         return value
 
 
+class CalibrationSettings(StrictModel):
+    """`selfmodel calibrate` (README "Calibration"): the belief model fitted to the warehouse's own history.
+
+    Windows go back from the evaluation's earliest cutoff (the predictive eval's backtest), each as long as
+    the eval's horizon: first `validation_windows` to check the fit on, then before them `train_windows` to fit
+    on. Nothing observed after the evaluation's earliest cutoff is read."""
+
+    train_windows: int = Field(default=6, ge=1, le=200)
+    validation_windows: int = Field(default=2, ge=1, le=200)
+    every_days: float = Field(default=14, gt=0)
+    # A key family with fewer judged beliefs in the training windows keeps its parameters ("too small to fit");
+    # one with fewer in the validation windows is fitted but not adopted.
+    min_judged: int = Field(default=100, ge=1)
+    min_validation_judged: int = Field(default=30, ge=1)
+    # Run `calibrate` as a nightly step, after the refresh (an adopted calibration re-folds the next refresh).
+    nightly: bool = False
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
@@ -505,6 +523,7 @@ class Settings(StrictModel):
     beliefs: BeliefSettings = BeliefSettings()
     alerts: AlertSettings = AlertSettings()
     eval: EvalSettings = EvalSettings()
+    calibration: CalibrationSettings = CalibrationSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
     quality: QualitySettings = QualitySettings()
     nightly: NightlySettings = NightlySettings()

@@ -187,8 +187,11 @@ def _validated_size(size: str) -> str:
 
 @cache
 def load_sql(name: str) -> str:
-    """The text of warehouse/queries/<name>.sql."""
-    return resources.files(QUERIES_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    """The text of warehouse/queries/<name>.sql, with each `{{other}}` line replaced by the text of
+    warehouse/queries/other.sql: one home for a fragment several queries share (the belief formula's
+    effective weights), composed from files only, never from values."""
+    text = resources.files(QUERIES_PACKAGE).joinpath(f"{name}.sql").read_text(encoding="utf-8")
+    return re.sub(r"^\s*\{\{([a-z_]+)\}\}\s*$", lambda m: load_sql(m.group(1)).strip(), text, flags=re.M)
 
 
 def _migration_files() -> list[tuple[str, str]]:

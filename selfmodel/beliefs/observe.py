@@ -34,7 +34,7 @@ FETCH_ROWS = 20_000
 PARALLEL_MIN_EVENTS = 50_000
 INSERT_ROWS = 200_000
 OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
-                       "extractor_version", "batch_id")
+                       "extractor_version", "batch_id", "evidence_kind", "evidence_unit")
 
 
 @dataclass
@@ -141,6 +141,17 @@ def findings_the_target_adds(with_target: list[Finding], without_target: list[Fi
     return added
 
 
+def evidence_unit(row: dict, finding: Finding) -> str:
+    """What repeated evidence is counted within (README "Belief model"): feedback credited to the rated
+    post's author comes from that post (sixty upvotes on one answer are one unit); anything else from its
+    session or thread, or from its own event when it has none."""
+    if finding.user_id is not None and row.get("reply_to"):
+        return f"post|{row['reply_to']}"
+    if row.get("session_id"):
+        return f"session|{row['session_id']}"
+    return f"event|{row['event_id']}"
+
+
 def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
                          ) -> dict[str, list]:
     """Run the extractors over one page of queued events; the observations as columns."""
@@ -164,6 +175,8 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
                 columns["extractor"].append(extractor.name)
                 columns["extractor_version"].append(extractor.version)
                 columns["batch_id"].append(row["batch_id"])
+                columns["evidence_kind"].append(f"{extractor.name}:{finding.kind or event.kind}")
+                columns["evidence_unit"].append(evidence_unit(row, finding))
     return columns
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import duckdb
 
-from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.beliefs import parameters as beliefs_parameters
 from selfmodel.settings import Settings
 from warehouse.db import run, run_dicts
 
@@ -29,12 +29,12 @@ def user_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, user_id: st
     at = as_of or current
     if at is None:
         return {"user_id": user_id, "as_of": None, "beliefs": []}
-    query = "user_beliefs_as_of" if as_of is not None else "user_beliefs_current"
-    con.register("key_policies", key_policies_table(settings))
-    try:
-        rows = run_dicts(con, query, {"user_id": user_id, "at": at})
-    finally:
-        con.unregister("key_policies")
+    if as_of is None:
+        rows = run_dicts(con, "user_beliefs_current", {"user_id": user_id})
+    else:
+        # What the evidence said then, computed with the parameters in force now (an adopted calibration).
+        with beliefs_parameters.registered(con, beliefs_parameters.in_force(con, settings)):
+            rows = run_dicts(con, "user_beliefs_as_of", {"user_id": user_id, "at": at})
     beliefs = [{field: row[field] for field in BELIEF_FIELDS} for row in rows]
     if explain:
         evidence = run_dicts(con, "belief_evidence", {"user_id": user_id, "at": at})

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 from typing import Callable
 
 import duckdb
-import pyarrow as pa
 
+from selfmodel.beliefs import parameters as beliefs_parameters
 from selfmodel.beliefs.observe import ExtractionReport, extract_pending
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import Settings
@@ -37,6 +37,9 @@ class RefreshReport:
     refresh_id: str
     as_of: datetime | None
     mode: str
+    parameter_set: str | None = None
+    calibration_id: str | None = None
+    refolded: bool = False  # every group recomputed because the parameters changed
     events_extracted: int = 0
     observations_extracted: int = 0
     observations_folded: int = 0
@@ -45,16 +48,6 @@ class RefreshReport:
 
     def to_json(self) -> dict:
         return {**asdict(self), "as_of": self.as_of.isoformat() if self.as_of else None}
-
-
-def key_policies_table(settings: Settings) -> pa.Table:
-    keys = settings.beliefs.keys
-    return pa.table({
-        "family": pa.array(list(keys), pa.string()),
-        "cardinality": pa.array([k.cardinality for k in keys.values()], pa.string()),
-        "half_life_days": pa.array([k.half_life_days for k in keys.values()], pa.float64()),
-        "prior": pa.array([k.prior for k in keys.values()], pa.float64()),
-    })
 
 
 def latest_allowed_as_of(settings: Settings, clock: Clock) -> datetime:
@@ -152,10 +145,17 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     extracted = extraction(con, settings, started)
     report.events_extracted, report.observations_extracted = extracted.events, extracted.observations
     [(watermark,)] = run(con, "max_extract_run")
-    con.register("key_policies", key_policies_table(settings))
-    execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
-            {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
-    con.unregister("key_policies")
+    parameters = beliefs_parameters.in_force(con, settings)
+    report.parameter_set = beliefs_parameters.store(con, parameters)
+    report.calibration_id = parameters.calibration_id
+    # Beliefs folded with other parameters (a calibration adopted or rolled back, a config edit) are not
+    # comparable with new ones: every group is recomputed from its observations.
+    previous_set = run(con, "last_refresh_parameter_set") if mode == "incremental" else []
+    report.refolded = mode == "incremental" and (not previous_set or previous_set[0][0] != report.parameter_set)
+    with beliefs_parameters.registered(con, parameters):
+        execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
+                {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark,
+                 "refold": report.refolded})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     if mode == "incremental":  # full and rewind closed every row in force before extracting
         run(con, "close_history", {"as_of": as_of})
@@ -166,6 +166,7 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         "started_at": started, "ended_at": clock.now(), "observations_folded": report.observations_folded,
         "groups_touched": report.groups_touched, "beliefs_total": report.beliefs_total,
         "config_hash": settings.config_hash(), "code_version": code_version(),
+        "parameter_set": report.parameter_set, "calibration_id": report.calibration_id,
     })
     execute(con, "drop table folded")
     return report

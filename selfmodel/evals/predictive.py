@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 
 import duckdb
 
-from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.beliefs import parameters as beliefs_parameters
 from selfmodel.evals.metrics import (
     Judgement,
     brier,
@@ -59,12 +59,7 @@ def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings,
         return None
     cutoff = data_end - timedelta(days=options.cutoff_days)
     horizon_end = cutoff + timedelta(days=options.horizon_days)
-    con.register("key_policies", key_policies_table(settings))
-    try:
-        execute(con, "create or replace temp table beliefs_at_cutoff as " + load_sql("beliefs_at_cutoff"),
-                {"cutoff": cutoff})
-    finally:
-        con.unregister("key_policies")
+    create_beliefs_at_cutoff(con, settings, cutoff)
     window = {"cutoff": cutoff, "horizon_end": horizon_end, "source": options.source}
     judgements = [
         Judgement(row["user_id"], row["key"], row["confidence"], bool(row["holds"]), row["prior_interactions"],
@@ -74,6 +69,14 @@ def load_predictive_data(con: duckdb.DuckDBPyConnection, settings: Settings,
     active = {row["user_id"]: row["max_confidence"] for row in run_dicts(con, "predictive_active_users", window)}
     execute(con, "drop table beliefs_at_cutoff")
     return PredictiveData(cutoff, horizon_end, judgements, active, data_end)
+
+
+def create_beliefs_at_cutoff(con: duckdb.DuckDBPyConnection, settings: Settings, cutoff: datetime) -> None:
+    """Temp table beliefs_at_cutoff (user_id, key, value, cardinality, confidence): what a refresh at the cutoff
+    would have believed, with the parameters in force (an adopted calibration's, else the config's)."""
+    with beliefs_parameters.registered(con, beliefs_parameters.in_force(con, settings)):
+        execute(con, "create or replace temp table beliefs_at_cutoff as " + load_sql("beliefs_at_cutoff"),
+                {"cutoff": cutoff})
 
 
 def family(key: str) -> str:

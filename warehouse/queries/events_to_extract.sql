@@ -41,6 +41,8 @@ final as (
         e.tags,
         e.rating,
         e.occurred_at,
+        e.session_id,
+        e.reply_to,
         e.attributes ->> 'post_type' as post_type,
         e.attributes ->> 'vote_type' as vote_type,
         t.user_id as target_user_id,

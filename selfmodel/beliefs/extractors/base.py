@@ -32,12 +32,14 @@ class EventView:
 @dataclass(frozen=True)
 class Finding:
     """One piece of evidence: key = value, with a weight. user_id None means the event's own user;
-    feedback received is evidence about the rated event's author instead."""
+    feedback received is evidence about the rated event's author instead. `kind` names the kind of
+    evidence (a tag, a self-declaration, an upvote...) whose weight a calibration fits; empty: the event's kind."""
 
     key: str
     value: str
     weight: float
     user_id: str | None = None
+    kind: str = ""
 
 
 def is_authored_message(event: EventView) -> bool:

@@ -47,9 +47,10 @@ VOTE_EVIDENCE = {"accept": ("expert", 1.0), "upvote": ("expert", 0.3), "bounty_c
                  "downvote": ("novice", 0.3)}
 
 
-def _with_topics(level: str, weight: float, tags: tuple[str, ...], user_id: str | None = None) -> list[Finding]:
-    findings = [Finding("expertise", level, weight, user_id)]
-    findings += [Finding(f"expertise@{tag}", level, weight, user_id) for tag in normalised_tags(tags)]
+def _with_topics(level: str, weight: float, tags: tuple[str, ...], kind: str, user_id: str | None = None
+                 ) -> list[Finding]:
+    findings = [Finding("expertise", level, weight, user_id, kind)]
+    findings += [Finding(f"expertise@{tag}", level, weight, user_id, kind) for tag in normalised_tags(tags)]
     return findings
 
 
@@ -74,17 +75,17 @@ class ExpertiseExtractor:
         if is_authored_message(event):
             declared = self_declared(event.text)
             if declared is not None:
-                findings += _with_topics(*declared, event.tags)
+                findings += _with_topics(*declared, event.tags, kind="declared")
             if _is_answer(event.attributes):
-                findings += _with_topics("intermediate", 0.3, event.tags)
+                findings += _with_topics("intermediate", 0.3, event.tags, kind="answered")
         elif event.kind == "feedback" and event.target is not None and _is_answer(event.target.attributes):
             target = event.target
             if target.user_id == event.user_id:
                 return findings  # nobody's vote on their own answer counts
             vote = event.attributes.get("vote_type")
-            evidence = VOTE_EVIDENCE.get(vote)
+            evidence, kind = VOTE_EVIDENCE.get(vote), vote
             if evidence is None and vote is None and event.rating is not None and event.rating != 0:
-                evidence = ("expert", 0.3) if event.rating > 0 else ("novice", 0.3)
+                evidence, kind = ("expert", 0.3) if event.rating > 0 else ("novice", 0.3), "rating"
             if evidence is not None:
-                findings += _with_topics(evidence[0], evidence[1], target.tags, user_id=target.user_id)
+                findings += _with_topics(evidence[0], evidence[1], target.tags, kind, user_id=target.user_id)
         return findings

@@ -123,4 +123,4 @@ class FactExtractor:
             return []
         clauses = [clause for statement in own_statements(event.text) for clause in CLAUSE_BREAK.split(statement)]
         facts = {fact for clause in clauses if (fact := normalise_fact(clause))}
-        return [Finding("fact", fact, 1.0) for fact in sorted(facts)]
+        return [Finding("fact", fact, 1.0, kind="declared") for fact in sorted(facts)]

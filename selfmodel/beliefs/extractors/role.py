@@ -63,4 +63,4 @@ class RoleExtractor:
                     role = self.normalise(match.group(1))
                     if role and weight > findings.get(role, 0):
                         findings[role] = weight
-        return [Finding("role", role, weight) for role, weight in sorted(findings.items())]
+        return [Finding("role", role, weight, kind="declared") for role, weight in sorted(findings.items())]

@@ -45,14 +45,14 @@ class StyleExtractor:
             liked = event.rating > 0
             findings = []
             if not liked and text.words >= LONG_RESPONSE_WORDS:
-                findings.append(Finding("style.verbosity", "concise", 1.0))
+                findings.append(Finding("style.verbosity", "concise", 1.0, kind="thumbs_down"))
             elif not liked and 0 < text.words <= SHORT_RESPONSE_WORDS:
-                findings.append(Finding("style.verbosity", "detailed", 0.5))
+                findings.append(Finding("style.verbosity", "detailed", 0.5, kind="thumbs_down"))
             elif liked and text.words >= LONG_RESPONSE_WORDS:
-                findings.append(Finding("style.verbosity", "detailed", 0.5))
+                findings.append(Finding("style.verbosity", "detailed", 0.5, kind="thumbs_up"))
             if liked:
                 for present, value in ((text.has_code, "code"), (text.has_math, "math"), (text.has_list, "lists")):
                     if present:
-                        findings.append(Finding("style.format", value, 0.5))
+                        findings.append(Finding("style.format", value, 0.5, kind="thumbs_up"))
             return findings
         return []

@@ -31,9 +31,9 @@ class TopicExtractor:
         if not is_authored_message(event):
             return []
         if event.tags:
-            return [Finding("topic", tag, 1.0) for tag in normalised_tags(event.tags)]
+            return [Finding("topic", tag, 1.0, kind="tag") for tag in normalised_tags(event.tags)]
         text = clean(event.text)
         if text.is_command or not text.prose:
             return []
         prose = text.prose.lower()
-        return [Finding("topic", topic, 0.5) for topic, pattern in self.patterns.items() if pattern.search(prose)]
+        return [Finding("topic", topic, 0.5, kind="keyword") for topic, pattern in self.patterns.items() if pattern.search(prose)]

@@ -10,24 +10,28 @@ from pathlib import Path
 
 import pytest
 
-from selfmodel.beliefs.model import KeyPolicy, Observation, confidences, decayed_evidence
+from selfmodel.beliefs.model import CalibrationMap, KeyPolicy, Observation, confidences, decayed_evidence
+from selfmodel.beliefs.parameters import adopt, policy_to_json
 from selfmodel.beliefs.read import user_beliefs
 from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
 from selfmodel.clock import FixedClock
 from selfmodel.forget import forget_user
 from selfmodel.ingest import ingest
-from warehouse.db import connect
+from warehouse.db import connect, run
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 KEYS = ["role", "topic", "expertise@qubit"]  # one-valued, many-valued, a per-topic family
 
 
 def seed_observations(con, rows: list[tuple], extract_run: int) -> None:
-    """Observations as if extraction run `extract_run` had made them: (user, key, value, weight, observed_at)."""
-    for user, key, value, weight, at in rows:
+    """Observations as if extraction run `extract_run` had made them: (user, key, value, weight, observed_at)
+    and optionally (..., evidence kind, evidence unit)."""
+    for user, key, value, weight, at, *kind_and_unit in rows:
+        kind, unit = kind_and_unit or (None, None)
         con.execute(
-            "insert into observations values (?, ?, ?, ?, ?, ?, 'test', 'test', '1', ?, ?)",
-            [user, key, value, weight, at, f"e-{user}-{key}-{at.isoformat()}", f"b{extract_run}", extract_run],
+            "insert into observations values (?, ?, ?, ?, ?, ?, 'test', 'test', '1', ?, ?, ?, ?)",
+            [user, key, value, weight, at, f"e-{user}-{key}-{at.isoformat()}", f"b{extract_run}", extract_run,
+             kind, unit],
         ).fetchall()
     con.execute("insert into extracted_batches values (?, ?, 'test', ?, ?)",
                 [f"b{extract_run}", extract_run, len(rows), T0]).fetchall()
@@ -445,3 +449,181 @@ def test_beliefs_left_in_the_far_future_name_the_way_out_and_a_full_refresh_take
     assert con.execute("select max(confidence) from beliefs").fetchone()[0] > 0.5
     assert con.execute("select count(*) from belief_history where valid_from > ?", [now]).fetchone() == (0,)
     con.close()
+
+
+# --- fitted parameters (README "Calibration"): the fold stays the model, incremental stays full ------------
+
+FITTED = {
+    "role": KeyPolicy("one", 40.0, 1.3, repeat_discount=0.5, kind_weights={"role:declared": 2.5},
+                      base_rates={"nurse": 0.2}, calibration=CalibrationMap(1.7, 0.3, 0.8)),
+    "topic": KeyPolicy("many", 12.0, 3.1, repeat_discount=0.4, kind_weights={"topic:tag": 0.7, "topic:keyword": 1.9},
+                       base_rates={"music": 0.4, "pets": 0.05}, calibration=CalibrationMap(0.8, 1.6, -0.3)),
+    "expertise": KeyPolicy("one", 90.0, 2.2, repeat_discount=0.8, kind_weights={"expertise:upvote": 0.6},
+                           base_rates={"expert": 0.3, "novice": 0.5}, calibration=CalibrationMap(1.2, 1.1, 0.2)),
+}
+KINDS = {"role": ["role:declared", None], "topic": ["topic:tag", "topic:keyword"],
+         "expertise@qubit": ["expertise:upvote", "expertise:accept"]}
+
+
+def adopt_policies(con, policies: dict[str, KeyPolicy], at: datetime = T0) -> str:
+    """Put fitted policies in force as `selfmodel calibrate` would (a calibration_runs row and its adoption)."""
+    calibration_id = f"cal-test-{len(con.execute('select * from calibration_runs').fetchall())}"
+    parameters = {family: {"before": None, "fitted": policy_to_json(policy)} for family, policy in policies.items()}
+    run(con, "insert_calibration_run", {
+        "calibration_id": calibration_id, "started_at": at, "ended_at": at, "data_as_of": at, "train_from": at,
+        "train_to": at, "validation_from": at, "validation_to": at, "evaluation_from": at,
+        "parameters": json.dumps(parameters), "figures": "{}", "adopted": True,
+        "families_adopted": sorted(policies), "config_hash": "test", "code_version": "test"})
+    adopt(con, calibration_id, at, "test")
+    return calibration_id
+
+
+def observations_with_kinds(rng: random.Random, count: int) -> list[tuple]:
+    """Random observations with evidence kinds and units, so the repeat discount and kind weights matter."""
+    rows = []
+    for user, key, value, weight, at in random_observations(rng, count):
+        rows.append((user, key, value, weight, at, rng.choice(KINDS[key]), rng.choice(["post|1", "post|2", None])))
+    return rows
+
+
+def model_beliefs(rows: list[tuple], settings, policies: dict[str, KeyPolicy], at: datetime) -> dict:
+    expected = {}
+    for user in {r[0] for r in rows}:
+        for key in KEYS:
+            family = key.split("@")[0]
+            policy = policies.get(family) or KeyPolicy(settings.beliefs.keys[family].cardinality,
+                                                       settings.beliefs.keys[family].half_life_days,
+                                                       settings.beliefs.keys[family].prior)
+            obs = [Observation(v, w, t, kind=kind or None, unit=unit, event_id=f"e-{u}-{k}-{t.isoformat()}")
+                   for u, k, v, w, t, kind, unit in rows if u == user and k == key]
+            if obs:
+                evidence = decayed_evidence(obs, at, policy.half_life_days, policy)
+                for value, c in confidences(evidence, policy).items():
+                    expected[(user, key, value)] = (evidence[value], c)
+    return expected
+
+
+def view_beliefs(con) -> dict:
+    return {(u, k, v): (s, c) for u, k, v, s, c in
+            con.execute("select user_id, key, value, decayed_evidence, confidence from beliefs").fetchall()}
+
+
+def test_the_sql_fold_and_the_beliefs_view_compute_the_model_with_fitted_parameters(warehouse) -> None:
+    settings, con = warehouse
+    rows = observations_with_kinds(random.Random(8), 300)
+    seed_observations(con, rows, 1)
+    adopt_policies(con, FITTED)
+    as_of = T0 + timedelta(days=210)
+    report = refresh_beliefs(con, settings, as_of=as_of)
+    assert report.calibration_id is not None
+    expected = model_beliefs(rows, settings, FITTED, as_of)
+    got = view_beliefs(con)
+    assert got.keys() == expected.keys()
+    for belief, (evidence, confidence) in expected.items():
+        assert got[belief][0] == pytest.approx(evidence, rel=1e-9), belief
+        assert got[belief][1] == pytest.approx(confidence, rel=1e-9), belief
+    one_valued = {}
+    for (user, key, _), (_, confidence) in got.items():
+        if key != "topic":
+            one_valued[(user, key)] = one_valued.get((user, key), 0.0) + confidence
+    assert max(one_valued.values()) < 1
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_incremental_equals_full_with_fitted_parameters_and_late_observations(make_settings, tmp_path: Path,
+                                                                               seed: int) -> None:
+    rng = random.Random(seed)
+    rows = observations_with_kinds(rng, 400)
+    rng.shuffle(rows)  # late observations: a repeat discount ranks them by time, whatever their arrival
+    runs = [rows[i::4] for i in range(4)]
+    as_ofs = sorted(T0 + timedelta(days=rng.randrange(20, 190)) for _ in range(3)) + [T0 + timedelta(days=200)]
+    settings = make_settings(sources=[])
+    con = connect(settings.warehouse_path)
+    adopt_policies(con, FITTED)
+    for number, (arriving, as_of) in enumerate(zip(runs, as_ofs), start=1):
+        seed_observations(con, arriving, number)
+        refresh_beliefs(con, settings, as_of=as_of)
+    incremental = view_beliefs(con)
+    con.close()
+    other = tmp_path / "full"
+    other.mkdir()
+    (other / "selfmodel.yaml").write_text("warehouse: {path: wh.duckdb}\nsources: []\n")
+    from selfmodel.settings import load_settings
+
+    full_settings = load_settings(other / "selfmodel.yaml", environ={})
+    con = connect(full_settings.warehouse_path)
+    adopt_policies(con, FITTED)
+    seed_observations(con, rows, 1)  # every observation in one run, in time order's stead
+    refresh_beliefs(con, full_settings, as_of=as_ofs[-1])
+    full = view_beliefs(con)
+    con.close()
+    expected = model_beliefs(rows, settings, FITTED, as_ofs[-1])
+    assert incremental.keys() == full.keys() == expected.keys()
+    for belief, (evidence, confidence) in full.items():
+        assert incremental[belief][0] == pytest.approx(evidence, rel=1e-9), belief
+        assert incremental[belief][1] == pytest.approx(confidence, rel=1e-9), belief
+        assert confidence == pytest.approx(expected[belief][1], rel=1e-9), belief
+
+
+def test_a_calibration_adopted_between_refreshes_refolds_every_group(warehouse) -> None:
+    settings, con = warehouse
+    rows = observations_with_kinds(random.Random(3), 200)
+    seed_observations(con, rows, 1)
+    first = refresh_beliefs(con, settings, as_of=T0 + timedelta(days=200))
+    assert first.calibration_id is None
+    adopt_policies(con, FITTED)
+    # No new observation: without the re-fold the beliefs would keep the old parameters' confidence.
+    second = refresh_beliefs(con, settings, as_of=T0 + timedelta(days=201))
+    assert second.refolded and second.groups_touched == first.groups_touched
+    assert second.parameter_set != first.parameter_set
+    expected = model_beliefs(rows, settings, FITTED, T0 + timedelta(days=201))
+    got = view_beliefs(con)
+    for belief, (_, confidence) in expected.items():
+        assert got[belief][1] == pytest.approx(confidence, rel=1e-9), belief
+    third = refresh_beliefs(con, settings, as_of=T0 + timedelta(days=202))
+    assert not third.refolded and third.groups_touched == 0
+
+
+def test_beliefs_of_a_user_no_refresh_touched_since_are_current_through_the_cli(make_settings, tmp_path: Path
+                                                                                ) -> None:
+    """Item 4 of issue 12: the `beliefs` view gives every row's confidence as of the latest refresh."""
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "batches/*.jsonl"}])
+    (tmp_path / "batches").mkdir()
+    cli = lambda *args: CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), *args])  # noqa: E731
+    early = [chat_event(n, "early", "I'm a nurse and I love jazz music so much, really.", n) for n in range(4)]
+    write_jsonl(tmp_path / "batches" / "1.jsonl", early + [chat_event(10, "late", "I love cooking pasta a lot.", 5)])
+    assert cli("ingest").exit_code == 0
+    assert cli("refresh").exit_code == 0
+    write_jsonl(tmp_path / "batches" / "2.jsonl",
+                [chat_event(20 + n, "late", "I love cooking pasta a lot.", 60 + n) for n in range(3)])
+    assert cli("ingest").exit_code == 0
+    assert cli("refresh").exit_code == 0  # touches only "late"; as of day 62
+
+    def view() -> dict:
+        con = connect(settings.warehouse_path, read_only=True)
+        try:
+            return {(u, k, v): c for u, k, v, c in
+                    con.execute("select user_id, key, value, confidence from beliefs").fetchall()}
+        finally:
+            con.close()
+
+    incremental = view()
+    shown = json.loads(cli("beliefs", "early", "--json").stdout)
+    assert cli("refresh", "--full").exit_code == 0
+    full = view()
+    assert incremental.keys() == full.keys()
+    early_beliefs = [b for b in full if b[0] == "early"]
+    assert early_beliefs
+    for belief in full:
+        assert incremental[belief] == pytest.approx(full[belief], rel=1e-9), belief
+    for belief in shown["beliefs"]:
+        assert belief["confidence"] == pytest.approx(full[("early", belief["key"], belief["value"])], rel=1e-9)
+    con = connect(settings.warehouse_path, read_only=True)
+    [(stale_days,)] = con.execute("select max(epoch(as_of) - epoch(valid_from)) / 86400 from beliefs "
+                                  "join belief_history using (user_id, key, value) where valid_to is null").fetchall()
+    con.close()
+    assert stale_days == 0  # every row is as of the latest refresh
