@@ -25,4 +25,4 @@ final as (
         on o.user_id = c.user_id and o.key = c.key and o.value = c.value and o.observed_at <= c.cutoff
 )
 
-select * from final order by family, belief_index
+select * from final order by family, belief_index, age_days, weight, kind, unit_rank  -- a total order: the same sums, digit for digit
