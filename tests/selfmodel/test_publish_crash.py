@@ -31,9 +31,9 @@ from warehouse.db import connect
 from warehouse.online import VERSION_PATTERN, SnapshotError, read_current, verify_snapshot
 
 settings = load_settings(sys.argv[1], environ={})
-from selfmodel.beliefs.refresh import key_policies_table
+from selfmodel.beliefs.parameters import configured
 from selfmodel.version import code_version
-key_policies_table(settings), code_version()  # warm what every child would otherwise load again
+configured(settings), code_version()  # warm what every child would otherwise load again
 kill_points, random_trials = int(sys.argv[2]), int(sys.argv[3])
 folder = settings.snapshots_path
 rng = random.Random(7)

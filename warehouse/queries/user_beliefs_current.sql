@@ -4,4 +4,4 @@
 select key, value, confidence, evidence_count, decayed_evidence, first_seen, last_evidence_at
 from beliefs
 where user_id = $user_id
-order by confidence desc, key, value
+order by round(confidence, 12) desc, key, value  -- as a snapshot orders them (equal beliefs by key and value)
