@@ -73,8 +73,11 @@ def case(case_id: str, user: str, expect: list[dict]) -> dict:
             "why": "built for the test"}
 
 
+ONE_CUTOFF = {"predictive": {"backtest_cutoffs": 1}}  # the newest cutoff alone, as before the backtest
+
+
 def test_predictive_judges_beliefs_at_the_cutoff_against_the_next_window(warehouse) -> None:
-    settings, con = warehouse()
+    settings, con = warehouse(eval=ONE_CUTOFF)
     [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
     con.close()
     assert predictive.details["cutoff"].startswith("2024-03-27")
@@ -112,7 +115,7 @@ def test_predictive_source_sets_the_cutoff_when_sources_cover_different_periods(
                {"name": "later", "format": "jsonl", "path": "later.jsonl"}]
     verdicts = {}
     for chosen in (None, "chat"):
-        settings = make_settings(sources, eval={"predictive": {"source": chosen}})
+        settings = make_settings(sources, eval={"predictive": {"source": chosen, "backtest_cutoffs": 1}})
         ingest(settings, clock=FixedClock(T0 + timedelta(days=160)))
         con = connect(settings.warehouse_path)
         refresh_beliefs(con, settings)
@@ -151,7 +154,7 @@ def test_labeled_cases_bar_and_storage(warehouse, tmp_path: Path) -> None:
 
 
 def test_eval_json_contract_and_exit_code(warehouse, tmp_path: Path) -> None:
-    settings, con = warehouse()
+    settings, con = warehouse(eval=ONE_CUTOFF)
     con.close()
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--json",
                                        "--suite", "predictive"])
