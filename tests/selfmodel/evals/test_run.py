@@ -227,3 +227,50 @@ def test_eval_json_and_stderr_show_a_failing_webhook_only_redacted(warehouse, tm
     con.close()
     for text in (result.stdout, result.stderr, str(stored)):
         assert "PASSWORD" not in text and "TOKEN" not in text and "admin" not in text
+
+
+@pytest.mark.parametrize("demo_file", [None, "users: [ghost]\n"], ids=["no-demo-file", "demo-users-not-in-the-data"])
+def test_without_demo_users_the_demo_suite_is_skipped_and_eval_and_publish_succeed(warehouse, tmp_path: Path,
+                                                                                   demo_file: str | None) -> None:
+    """A new user's own data has no demo users: demo_vs_production has nothing to judge. The bar names it,
+    yet it is skipped, not failed: `eval` exits 0 and the snapshot is published."""
+    bar_path = tmp_path / "expectations" / "bar.yaml"
+    bar = yaml.safe_load(bar_path.read_text())
+    bar["suites"]["predictive"] = {"beliefs_judged": {"min": 1}}  # the tiny warehouse passes this predictive bar
+    bar_path.write_text(yaml.safe_dump(bar))
+    assert "demo_vs_production" in bar["suites"]
+    settings, con = warehouse(snapshots={"require_eval": False})  # no expectation runs on this warehouse
+    con.close()
+    demo_path = tmp_path / "expectations" / "evals" / "demo_users.yaml"
+    demo_path.unlink()
+    if demo_file is not None:
+        demo_path.write_text(demo_file)
+    config = ["--config", str(tmp_path / "selfmodel.yaml")]
+    evaluated = CliRunner().invoke(main, [*config, "eval"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "demo_vs_production: skipped (no demo users" in evaluated.stdout
+    assert "predictive: PASSED" in evaluated.stdout
+    published = CliRunner().invoke(main, [*config, "publish", "--json"])
+    assert published.exit_code == 0, published.output
+    assert json.loads(published.stdout)["published"] is True
+
+
+def test_per_family_figures_reach_eval_results_the_html_report_and_the_eval_command(warehouse, tmp_path: Path) -> None:
+    from selfmodel.evals.report import render_report
+
+    settings, con = warehouse()
+    [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
+    stored = dict(con.execute("select metric, value from eval_results where run_id = ? and case_id = 'key=topic'",
+                              [predictive.run_id]).fetchall())
+    page = render_report(con, T0 + timedelta(days=41))
+    con.close()
+    topic = predictive.details["per_key"]["topic"]
+    assert {k: stored[k] for k in ("beliefs_judged", "ece", "ece_low", "ece_high", "log_loss", "users")} == {
+        k: pytest.approx(topic[k]) for k in ("beliefs_judged", "ece", "ece_low", "ece_high", "log_loss", "users")}
+    assert sum(row["count"] for row in topic["reliability"]) == topic["beliefs_judged"]
+    assert "aria-label=\"Reliability: topic\"" in page and "aria-label=\"Reliability: fact\"" in page
+    assert f"<td>topic</td><td>{topic['beliefs_judged']}</td>" in page
+    assert "too small to judge (&lt; 100)" in page  # the tiny warehouse has fewer than 100 of every family
+    printed = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--suite", "predictive"])
+    assert "key family" in printed.stdout and "too small to judge: " in printed.stdout
+    assert any(line.split()[:2] == ["topic", str(topic["beliefs_judged"])] for line in printed.stdout.splitlines())
