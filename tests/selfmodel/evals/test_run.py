@@ -274,3 +274,24 @@ def test_per_family_figures_reach_eval_results_the_html_report_and_the_eval_comm
     printed = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--suite", "predictive"])
     assert "key family" in printed.stdout and "too small to judge: " in printed.stdout
     assert any(line.split()[:2] == ["topic", str(topic["beliefs_judged"])] for line in printed.stdout.splitlines())
+
+
+def test_regressions_compare_per_user_sums_over_the_cutoffs(warehouse) -> None:
+    """Each user's held/served and enriched/active are sums over the backtest's cutoffs; a run stored before
+    the backtest (no "active" count) judged one cutoff, so its users count as active once."""
+    from selfmodel.evals.run import _per_user
+
+    settings, con = warehouse(eval={"predictive": {"backtest_cutoffs": 3, "backtest_every_days": 7}})
+    [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
+    con.close()
+    assert [c["cutoff"][:10] for c in predictive.details["cutoffs"]] == ["2024-03-27", "2024-03-20", "2024-03-13"]
+    results = {(case, metric): value for case, metric, value in predictive.results}
+    served = _per_user(results, "held", "served")
+    assert sum(s for _, s in served.values()) == predictive.metrics["beliefs_served"]
+    assert sum(h for h, _ in served.values()) == round(predictive.metrics["precision_at_threshold"]
+                                                       * predictive.metrics["beliefs_served"])
+    enriched = _per_user(results, "enriched", "active")
+    assert sum(a for _, a in enriched.values()) == predictive.metrics["active_users"] > len(enriched)
+    assert sum(e for e, _ in enriched.values()) == predictive.metrics["users_enriched"]
+    before_backtest = {("user:nurse", "enriched"): 1.0, ("user:cook", "enriched"): 0.0}
+    assert _per_user(before_backtest, "enriched", "active") == {"user:nurse": (1, 1), "user:cook": (0, 1)}
