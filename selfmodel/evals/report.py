@@ -35,7 +35,9 @@ def _frame(title: str, x_label: str, y_label: str, body: str, y_ticks=(0, 0.25, 
         for t in y_ticks for y in [_scale(t, *y_range, HEIGHT - PAD, 20)]
     )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
+        # the viewBox lets the per-family small multiples scale down instead of being cropped
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" '
         f'aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>'
         f'<text x="{WIDTH / 2}" y="14" font-size="12" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
         f"{ticks}"
