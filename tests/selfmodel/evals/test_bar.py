@@ -69,3 +69,13 @@ def test_a_suite_the_bar_does_not_name_fails_and_the_committed_bar_loads() -> No
     assert written["suites"]["predictive"]["per_key"] == {"min_judged": 100, "ece": {"max": 0.05}}
     passed, checks = bar.verdict("labeled_qc", {"case_pass_rate": 0.75})
     assert passed and list(checks) == ["case_pass_rate"]
+
+
+def test_a_family_too_small_to_judge_alerts_no_one() -> None:
+    from selfmodel.alerts import SuiteOutcome
+
+    bar = Bar.model_validate(PER_KEY_BAR)
+    passed, checks = bar.verdict("predictive", {"ece": 0.02}, {"language": family(31, 0.21), "topic": family(500, 0.09)})
+    outcome = SuiteOutcome.from_run({"run_id": "r1", "bar": checks, "regressions": [], "metrics": {}},
+                                    reproduce_sql="select 1")
+    assert not passed and [f.metric for f in outcome.bar_failures] == ["ece[topic]"]
