@@ -129,7 +129,7 @@ class SuiteOutcome:
                 threshold=f"{check.get('op', '')} {check.get('threshold')}".strip(),
             )
             for metric, check in sorted(bar.items())
-            if not check.get("passed", False)
+            if check.get("passed", False) is False  # None: a key family too small to judge, no failure
         )
         changes = tuple(
             MetricChange(

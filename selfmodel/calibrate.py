@@ -59,11 +59,10 @@ class WindowPlan:
 
 def evaluation_cutoffs(data_end: datetime, settings: Settings) -> list[datetime]:
     """The predictive eval's backtest cutoffs for this data end, newest first."""
+    from selfmodel.evals.predictive import backtest_cutoffs
+
     options = settings.eval.predictive
-    newest = data_end - timedelta(days=options.cutoff_days)
-    count = getattr(options, "backtest_cutoffs", 1)
-    every = getattr(options, "backtest_every_days", options.horizon_days)
-    return [newest - timedelta(days=k * every) for k in range(count)]
+    return backtest_cutoffs(data_end, options.cutoff_days, options.backtest_every_days, options.backtest_cutoffs)
 
 
 def plan_windows(data_end: datetime, data_start: datetime, settings: Settings) -> WindowPlan:

@@ -334,13 +334,19 @@ def _print_eval_runs(runs) -> None:
         console.print(f"{suite}: {verdict}", markup=False)
         for metric, check in suite_run.bar.items():
             value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
-            mark = "ok  " if check["passed"] else "FAIL"
-            console.print(f"  {mark} {printable(metric):<36} {value:>8}  (bar {check['op']} {check['threshold']})",
+            mark = "ok  " if check["passed"] else ("n/a " if check["passed"] is None else "FAIL")
+            small = f", too small to judge: {check.get('judged')} judged" if check.get("status") == "too_small" else ""
+            console.print(f"  {mark} {printable(metric):<36} {value:>8}  (bar {check['op']} {check['threshold']}{small})",
                           markup=False)
         shown = {k: v for k, v in suite_run.metrics.items() if k not in suite_run.bar and isinstance(v, (int, float))}
         if shown:
             console.print("       " + ", ".join(f"{printable(k)}={v:.3g}" if isinstance(v, float)
                                                else f"{printable(k)}={v}" for k, v in shown.items()), markup=False)
+        if suite_run.details.get("per_key"):
+            from selfmodel.evals.report import per_key_table_lines
+
+            for line in per_key_table_lines(suite_run.details["per_key"], suite_run.bar):
+                console.print("  " + printable(line), markup=False)
         for regression in suite_run.regressions:
             console.print(f"  REGRESSION {printable(regression['metric'])}: {regression['before']:.3f} -> "
                           f"{regression['after']:.3f}", markup=False)

@@ -136,9 +136,15 @@ def evaluate_step(result: dict, seconds: float) -> StepResult:
     verdicts = ", ".join(f"{r['suite']} {'passed' if r['passed'] else 'FAILED'}" for r in runs) or "no suite ran"
     lines = [f"{verdicts}; {len(result['validations'])} validations, {blocking} blocking failures"]
     for run in runs:
-        measured = ", ".join(bar_line(metric, verdict) for metric, verdict in (run.get("bar") or {}).items())
+        bar = run.get("bar") or {}
+        # the per-family checks are in the table below, one row per family
+        measured = ", ".join(bar_line(metric, verdict) for metric, verdict in bar.items() if "family" not in verdict)
         regressions = f"; {len(run['regressions'])} regression(s)" if run.get("regressions") else ""
         lines.append(f"    {run['suite']}: {measured or 'no bar'}{regressions}")
+        if run.get("details", {}).get("per_key"):
+            from selfmodel.evals.report import per_key_table_lines
+
+            lines += [f"      {line}" for line in per_key_table_lines(run["details"]["per_key"], bar, compact=True)]
     return StepResult(
         "evaluate", "completed", seconds,
         rows_in=sum(v.get("rows", 0) for v in result["validations"]),
@@ -151,7 +157,8 @@ def bar_line(metric: str, verdict: dict) -> str:
     """`precision_at_threshold 0.797 (>= 0.75)`, with FAILED when the bar is not met (n/a when unmeasured)."""
     value = verdict.get("value")
     shown = "n/a" if value is None else f"{value:.3g}"
-    failed = "" if verdict.get("passed") else " FAILED"
+    failed = "" if verdict.get("passed") else (" too small to judge" if verdict.get("status") == "too_small"
+                                               else " FAILED")
     return f"{metric} {shown} ({verdict.get('op')} {verdict.get('threshold')}){failed}"
 
 

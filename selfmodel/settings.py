@@ -264,6 +264,10 @@ class PredictiveEvalSettings(StrictModel):
     # Beliefs are computed as of (data end - cutoff_days) and checked against the next horizon_days.
     cutoff_days: float = Field(default=14, gt=0)
     horizon_days: float = Field(default=14, gt=0)
+    # A backtest: beliefs are judged at this many cutoffs, the newest one above, each older one
+    # backtest_every_days before the next (cutoffs at or before the first event are skipped).
+    backtest_cutoffs: int = Field(default=4, ge=1)
+    backtest_every_days: float = Field(default=14, gt=0)
     # Size of the random sample of active users that stands for "production" beside the demo users.
     production_sample: int = Field(default=200, gt=0)
     seed: int = 20181122

@@ -1,11 +1,23 @@
-"""The success bar (expectations/bar.yaml): thresholds per suite and metric, and regression tolerances."""
+"""The success bar (expectations/bar.yaml): thresholds per suite and metric, per key family, and regression
+tolerances.
+
+A suite's entry maps metric names to `{min: x}` or `{max: x}`; `per_key` (optional) holds thresholds every key
+family must meet once it has `min_judged` judgements, with per-family overrides under `families`:
+
+    predictive:
+      ece: {max: 0.10}
+      per_key: {min_judged: 100, ece: {max: 0.05}, families: {topic: {precision_at_threshold: {min: 0.5}}}}
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+TOO_SMALL = "too_small"
 
 
 class Threshold(BaseModel):
@@ -24,29 +36,92 @@ class Threshold(BaseModel):
             return False
         return value >= self.min if self.min is not None else value <= self.max
 
+    def entry(self, value: float | None) -> dict[str, Any]:
+        """{op, threshold, value, passed}: one line of a verdict."""
+        return {"op": ">=" if self.min is not None else "<=",
+                "threshold": self.min if self.min is not None else self.max,
+                "value": value, "passed": self.check(value)}
+
+
+class PerKeyBar(BaseModel):
+    """Thresholds on each key family's metrics (the predictive suite's details["per_key"])."""
+
+    model_config = ConfigDict(extra="forbid")
+    # A family with fewer judgements is too small to judge: reported, neither passed nor failed.
+    min_judged: int = Field(default=100, ge=1)
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    # family -> metric -> threshold, over (or beside) the thresholds every family shares
+    families: dict[str, dict[str, Threshold]] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_beside_settings(cls, data: Any) -> Any:
+        """In the file the metrics sit beside min_judged and families, as a suite's metrics do."""
+        if not isinstance(data, dict) or "thresholds" in data:
+            return data
+        settings = {k: v for k, v in data.items() if k in ("min_judged", "families")}
+        return {**settings, "thresholds": {k: v for k, v in data.items() if k not in settings}}
+
+    def for_family(self, name: str) -> dict[str, Threshold]:
+        return {**self.thresholds, **self.families.get(name, {})}
+
+
+class SuiteBar(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    thresholds: dict[str, Threshold] = Field(default_factory=dict)
+    per_key: PerKeyBar | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metrics_beside_per_key(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "thresholds" in data:
+            return data
+        return {"per_key": data.get("per_key"), "thresholds": {k: v for k, v in data.items() if k != "per_key"}}
+
+    def __bool__(self) -> bool:
+        return bool(self.thresholds or (self.per_key and (self.per_key.thresholds or self.per_key.families)))
+
 
 class Bar(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    suites: dict[str, dict[str, Threshold]] = Field(default_factory=dict)
+    suites: dict[str, SuiteBar] = Field(default_factory=dict)
     regression_tolerance: dict[str, float] = Field(default_factory=dict)
 
-    def verdict(self, suite: str, metrics: dict) -> tuple[bool, dict[str, dict]]:
-        """(passed, {metric: {op, threshold, value, passed}}) for a suite's metrics.
+    def verdict(self, suite: str, metrics: dict, per_key: dict[str, dict] | None = None
+                ) -> tuple[bool, dict[str, dict]]:
+        """(passed, {check: {op, threshold, value, passed}}) for a suite's metrics and its key families.
 
-        A suite the bar says nothing about fails: a run can only pass a bar that was written down.
+        A suite the bar says nothing about fails: a run can only pass a bar that was written down. A key
+        family's check is named `metric[family]`; a family with fewer than `min_judged` judgements gets
+        `passed: None, status: "too_small"`: it neither passes nor fails the suite. A suite passes when every
+        check it could judge passed and there was at least one.
         """
-        if not self.suites.get(suite):
+        written = self.suites.get(suite)
+        if not written:
             return False, {}
-        results = {}
-        for metric, threshold in self.suites.get(suite, {}).items():
-            value = metrics.get(metric)
-            results[metric] = {
-                "op": ">=" if threshold.min is not None else "<=",
-                "threshold": threshold.min if threshold.min is not None else threshold.max,
-                "value": value,
-                "passed": threshold.check(value),
-            }
-        return all(r["passed"] for r in results.values()), results
+        results = {metric: threshold.entry(metrics.get(metric)) for metric, threshold in written.thresholds.items()}
+        if written.per_key is not None:
+            results |= _per_key_verdict(written.per_key, per_key or {})
+        judged = [r["passed"] for r in results.values() if r.get("status") != TOO_SMALL]
+        return bool(judged) and all(judged), results
+
+
+def _per_key_verdict(bar: PerKeyBar, per_key: dict[str, dict]) -> dict[str, dict]:
+    results = {}
+    for name in sorted(per_key.keys() | bar.families.keys()):
+        values = per_key.get(name, {})
+        judged = values.get("beliefs_judged") or 0
+        for metric, threshold in bar.for_family(name).items():
+            entry = threshold.entry(values.get(metric)) | {"family": name, "judged": judged}
+            if judged < bar.min_judged:
+                entry |= {"passed": None, "status": TOO_SMALL, "min_judged": bar.min_judged}
+            results[f"{metric}[{name}]"] = entry
+    return results
+
+
+def is_too_small(check: dict) -> bool:
+    """A verdict entry for a key family with too few judgements to judge."""
+    return check.get("status") == TOO_SMALL
 
 
 def load_bar(path: Path) -> Bar:

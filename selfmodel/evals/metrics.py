@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -20,6 +21,7 @@ class Judgement:
     holds: bool
     prior_interactions: int = 0
     days_known: float = 0.0
+    cutoff: datetime | None = None  # the backtest cutoff it was judged at
 
 
 def precision(judgements: Iterable[Judgement], threshold: float) -> tuple[float | None, int]:
@@ -34,12 +36,40 @@ def brier(judgements: Sequence[Judgement]) -> float | None:
     return sum((j.confidence - float(j.holds)) ** 2 for j in judgements) / len(judgements)
 
 
+LOG_LOSS_CLIP = 1e-6
+
+
+def log_loss(judgements: Sequence[Judgement]) -> float | None:
+    """Mean negative log-likelihood of what happened; confidence clipped to [1e-6, 1 - 1e-6] so that a
+    confident miss costs about 13.8 nats, not infinity."""
+    if not judgements:
+        return None
+    total = 0.0
+    for judgement in judgements:
+        p = min(max(judgement.confidence, LOG_LOSS_CLIP), 1 - LOG_LOSS_CLIP)
+        total -= math.log(p) if judgement.holds else math.log(1 - p)
+    return total / len(judgements)
+
+
+def confidence_bin(confidence: float, bins: int = 10) -> int:
+    """The reliability bin of a confidence: [k/bins, (k+1)/bins), the last bin closed at 1."""
+    index = min(max(int(confidence * bins), 0), bins - 1)
+    # int(c * bins) can land one off at a bin edge (float rounding): compare with the edges themselves
+    if index < bins - 1 and confidence >= (index + 1) / bins:
+        index += 1
+    elif index > 0 and confidence < index / bins:
+        index -= 1
+    return index
+
+
 def reliability(judgements: Sequence[Judgement], bins: int = 10) -> list[dict]:
     """Reliability-diagram data: per confidence bin, the mean confidence, the share that held, the count."""
+    binned: list[list[Judgement]] = [[] for _ in range(bins)]
+    for judgement in judgements:
+        binned[confidence_bin(judgement.confidence, bins)].append(judgement)
     table = []
-    for index in range(bins):
+    for index, members in enumerate(binned):
         low, high = index / bins, (index + 1) / bins
-        members = [j for j in judgements if low <= j.confidence < high or (index == bins - 1 and j.confidence == 1)]
         table.append({
             "bin": f"{low:.1f}-{high:.1f}",
             "mean_confidence": sum(j.confidence for j in members) / len(members) if members else None,
@@ -56,6 +86,39 @@ def expected_calibration_error(judgements: Sequence[Judgement], bins: int = 10) 
     total = len(judgements)
     return sum(row["count"] / total * abs(row["mean_confidence"] - row["observed_rate"])
                for row in reliability(judgements, bins) if row["count"])
+
+
+def ece_interval(judgements: Sequence[Judgement], resamples: int, seed: int, level: float,
+                 bins: int = 10) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of the ECE, resampling users (not beliefs) with replacement.
+
+    One user's beliefs are not independent of each other (one busy user can fill a bin), so the unit of
+    resampling is the user. ECE = sum over bins of |sum of confidences - number held| / number judged, so
+    each resample needs only per-user bin sums: a multiplicity matrix (resamples x users) times them.
+    """
+    if not judgements:
+        return None
+    users = sorted({j.user_id for j in judgements})
+    index = {user: i for i, user in enumerate(users)}
+    # per user: for each bin the sum of confidence minus holds, and the number of judgements
+    gaps = np.zeros((len(users), bins))
+    counts = np.zeros(len(users))
+    for judgement in judgements:
+        row = index[judgement.user_id]
+        gaps[row, confidence_bin(judgement.confidence, bins)] += judgement.confidence - float(judgement.holds)
+        counts[row] += 1
+    rng = np.random.default_rng(seed)
+    # resamples in chunks: the multiplicity matrix of a big warehouse would not fit at once
+    chunk = max(1, min(resamples, 4_000_000 // len(users)))
+    draws = []
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        multiplicity = rng.multinomial(len(users), np.full(len(users), 1 / len(users)), size=size)
+        judged = multiplicity @ counts
+        draws.append(np.abs(multiplicity @ gaps).sum(axis=1) / np.where(judged > 0, judged, 1))
+    values = np.concatenate(draws)
+    tail = (1 - level) / 2
+    return float(np.quantile(values, tail)), float(np.quantile(values, 1 - tail))
 
 
 def bucket(value: float, edges: Sequence[tuple[float, float, str]]) -> str:

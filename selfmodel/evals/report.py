@@ -14,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 
+from selfmodel.evals.bar import is_too_small
 from warehouse.db import run_dicts
 
 WIDTH, HEIGHT, PAD = 420, 300, 44
@@ -34,7 +35,9 @@ def _frame(title: str, x_label: str, y_label: str, body: str, y_ticks=(0, 0.25, 
         for t in y_ticks for y in [_scale(t, *y_range, HEIGHT - PAD, 20)]
     )
     return (
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" role="img" '
+        # the viewBox lets the per-family small multiples scale down instead of being cropped
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'role="img" '
         f'aria-label="{html.escape(title)}"><title>{html.escape(title)}</title>'
         f'<text x="{WIDTH / 2}" y="14" font-size="12" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>'
         f"{ticks}"
@@ -46,7 +49,7 @@ def _frame(title: str, x_label: str, y_label: str, body: str, y_ticks=(0, 0.25, 
     )
 
 
-def reliability_svg(rows: list[dict]) -> str:
+def reliability_svg(rows: list[dict], title: str = "Reliability: confidence vs. how often it held") -> str:
     """Observed rate against mean confidence per bin; the diagonal is perfect calibration."""
     x = lambda v: _scale(v, 0, 1, PAD, WIDTH - 10)  # noqa: E731
     y = lambda v: _scale(v, 0, 1, HEIGHT - PAD, 20)  # noqa: E731
@@ -63,7 +66,7 @@ def reliability_svg(rows: list[dict]) -> str:
         body += f'<polyline points="{path}" fill="none" stroke="{COLOURS[0]}"/>'
     body += "".join(f'<text x="{x(t):.1f}" y="{HEIGHT - PAD + 14}" font-size="10" text-anchor="middle">{t:g}</text>'
                     for t in (0, 0.25, 0.5, 0.75, 1))
-    return _frame("Reliability: confidence vs. how often it held", "confidence (bin mean)", "share that held", body)
+    return _frame(title, "confidence (bin mean)", "share that held", body)
 
 
 def bars_svg(title: str, x_label: str, rows: list[dict]) -> str:
@@ -141,7 +144,8 @@ def render_report(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> str
     for suite in suites:
         latest = _latest_run(con, suite)
         verdict = "passed" if latest["passed"] else "FAILED"
-        bar = "; ".join(f"{m} {b['op']} {b['threshold']} (is {b['value'] if b['value'] is None else round(b['value'], 3)})"
+        bar = "; ".join(f"{m} {b['op']} {b['threshold']} (is {b['value'] if b['value'] is None else round(b['value'], 3)}"
+                        + (f"; too small to judge: {b.get('judged')} judged)" if is_too_small(b) else ")")
                         for m, b in latest["bar"].items())
         regressions = "; ".join(f"{r['metric']} {r['before']:.3f} -> {r['after']:.3f}" for r in latest["regressions"])
         summary_rows += (f"<tr><td>{html.escape(suite)}</td><td class='{verdict.lower()}'>{verdict}</td>"
@@ -159,14 +163,20 @@ def render_report(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> str
             curves.append(bars_svg(f"Learning curve: {label}", label,
                                    [{"bucket": b, **values.get(b, {})} for b in order]))
         per_key = _slices(con, predictive["run_id"], "key=")
+        family_bins: dict[str, list[dict]] = {}
+        for case, values in sorted(_slices(con, predictive["run_id"], "key_reliability=").items()):
+            name, _, bin_label = case.rpartition(":")
+            family_bins.setdefault(name, []).append({"bin": bin_label, **values})
+        header = "".join(f"<th>{html.escape(label)}</th>" for label, _ in PER_KEY_COLUMNS)
         key_rows = "".join(
-            f"<tr><td>{html.escape(k)}</td><td>{_fmt(v.get('precision_at_threshold'))}</td>"
-            f"<td>{_fmt(v.get('beliefs_served'), 0)}</td><td>{_fmt(v.get('beliefs_judged'), 0)}</td>"
-            f"<td>{_fmt(v.get('brier'))}</td><td>{_fmt(v.get('ece'))}</td></tr>" for k, v in sorted(per_key.items()))
+            f"<tr><td>{html.escape(k)}</td>"
+            + "".join(f"<td>{html.escape(cell)}</td>" for cell in per_key_cells(v, latest_bar(predictive["bar"], k)))
+            + "</tr>" for k, v in sorted(per_key.items()))
+        family_charts = "".join(reliability_svg(bins, f"Reliability: {name}") for name, bins in family_bins.items())
         sections.append(
             "<h2>Predictive eval (latest run)</h2><div class='charts'>" + reliability_svg(rows) + "".join(curves)
-            + "</div><table><tr><th>key</th><th>precision@threshold</th><th>served</th><th>judged</th><th>Brier</th>"
-            "<th>ECE</th></tr>" + key_rows + "</table>")
+            + "</div>" + _topic_top1_html(predictive["metrics"]) + "<h3>Per key family (all backtest cutoffs)</h3><table><tr><th>key family</th>" + header + "</tr>"
+            + key_rows + "</table><div class='charts small'>" + family_charts + "</div>")
     trend_series = {}
     for suite, metric in (("predictive", "precision_at_threshold"), ("predictive", "coverage"), ("predictive", "ece"),
                           ("labeled_qc", "case_pass_rate"), ("labeled_convai2", "case_pass_rate")):
@@ -178,10 +188,66 @@ def render_report(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> str
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>selfmodel eval report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}.failed{{color:#b00;font-weight:bold}}
-.passed{{color:#2e8540}}.charts{{display:flex;flex-wrap:wrap;gap:16px}}svg{{border:1px solid #eee;background:#fff}}</style>
+.passed{{color:#2e8540}}.charts{{display:flex;flex-wrap:wrap;gap:16px}}svg{{border:1px solid #eee;background:#fff}}
+.small svg{{width:280px;height:200px}}</style>
 </head><body><h1>selfmodel eval report</h1><p>Generated {generated_at:%Y-%m-%d %H:%M} UTC from the warehouse's
 eval_runs and eval_results.</p><h2>Latest run per suite</h2><table><tr><th>suite</th><th>verdict</th><th>bar</th>
 <th>regressions</th><th>run at</th></tr>{summary_rows}</table>{''.join(sections)}</body></html>"""
+
+
+PER_KEY_COLUMNS = [("judged", "beliefs_judged"), ("served", "beliefs_served"), ("precision", "precision_at_threshold"),
+                   ("Brier", "brier"), ("log loss", "log_loss"), ("ECE [interval]", "ece"), ("users", "users"),
+                   ("bar", None)]
+
+
+def latest_bar(bar: dict[str, dict], family: str) -> list[dict]:
+    """The bar's checks on one key family (entries named `metric[family]`)."""
+    return [check | {"metric": name.split("[", 1)[0]} for name, check in bar.items()
+            if check.get("family") == family]
+
+
+def per_key_cells(values: dict, checks: list[dict]) -> list[str]:
+    """One key family's row: the PER_KEY_COLUMNS as text, the bar's verdict on it last."""
+    cells = []
+    for _, metric in PER_KEY_COLUMNS:
+        if metric in ("beliefs_judged", "beliefs_served", "users"):
+            cells.append(_fmt(values.get(metric), 0))
+        elif metric == "ece":
+            interval = (f" [{_fmt(values['ece_low'])}, {_fmt(values['ece_high'])}]"
+                        if values.get("ece_low") is not None and values.get("ece_high") is not None else "")
+            cells.append(_fmt(values.get("ece")) + interval)
+        elif metric is not None:
+            cells.append(_fmt(values.get(metric)))
+    if not checks:
+        cells.append("-")
+    elif any(is_too_small(c) for c in checks):
+        cells.append(f"too small to judge (< {checks[0].get('min_judged')})")
+    else:
+        failed = [f"{c['metric']} {_fmt(c['value'])} not {c['op']} {c['threshold']}" for c in checks if not c["passed"]]
+        cells.append("FAILED: " + "; ".join(failed) if failed else "passed")
+    return cells
+
+
+COMPACT_LEFT_OUT = ("Brier", "users")
+
+
+def per_key_table_lines(per_key: dict[str, dict], bar: dict[str, dict], compact: bool = False) -> list[str]:
+    """The per-family table as fixed-width text lines (the eval command and, compact, the nightly summary)."""
+    keep = [i for i, (label, _) in enumerate(PER_KEY_COLUMNS) if not (compact and label in COMPACT_LEFT_OUT)]
+    header = ["key family", *(PER_KEY_COLUMNS[i][0] for i in keep)]
+    rows = [[name, *(cells[i] for i in keep)]
+            for name, values in sorted(per_key.items()) for cells in [per_key_cells(values, latest_bar(bar, name))]]
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    return ["  ".join(str(cell).ljust(widths[i]) if i in (0, len(header) - 1) else str(cell).rjust(widths[i])
+                      for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
+
+
+def _topic_top1_html(metrics: dict) -> str:
+    if metrics.get("topic_top1_users") is None:
+        return ""
+    return (f"<p>Topic top-1 (a user's most confident topic among the topics of their next window): "
+            f"{_fmt(metrics.get('topic_top1'))}; the most frequent topic so far: "
+            f"{_fmt(metrics.get('topic_top1_most_frequent'))}; over {metrics['topic_top1_users']} (cutoff, user) pairs.</p>")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -216,6 +282,12 @@ def report_markdown(runs: list[dict], report_path: str, validations: int, blocki
                   "|---|---|---|---|"]
         lines += [f"| {row['bin']} | {_fmt(row['mean_confidence'])} | {_fmt(row['observed_rate'])} | {row['count']} |"
                   for row in details.get("reliability", [])]
+        if details.get("per_key"):
+            lines += ["\n## Per key family (predictive, all backtest cutoffs)\n",
+                      "| key family | " + " | ".join(label for label, _ in PER_KEY_COLUMNS) + " |",
+                      "|---" * (len(PER_KEY_COLUMNS) + 1) + "|"]
+            lines += [f"| {name} | " + " | ".join(per_key_cells(values, latest_bar(predictive.get("bar") or {}, name)))
+                      + " |" for name, values in sorted(details["per_key"].items())]
         for curve, rows in details.get("learning_curve", {}).items():
             lines += [f"\n## Learning curve: {curve.replace('_', ' ')}\n",
                       "| bucket | precision at threshold | beliefs served | users |", "|---|---|---|---|"]

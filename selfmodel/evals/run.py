@@ -1,10 +1,10 @@
 """Run the eval suites, judge them against the success bar and the last passing run, store everything.
 
 Suites:
-- `predictive`: beliefs at a cutoff checked against what users did next (selfmodel.evals.predictive);
+- `predictive`: beliefs at several cutoffs checked against what users did next (selfmodel.evals.predictive);
 - `labeled_<name>`: the committed case files in expectations/evals/labeled_*.yaml;
 - `demo_vs_production`: the predictive metrics on the hand-picked demo users beside a random sample of
-  active users, and the gap between them.
+  active users, and the gap between them (skipped when no demo user is active in the evaluation windows).
 
 Each run is one `eval_runs` row (metrics, the bar's verdict, regressions, code version, config hash,
 data as-of) plus `eval_results` rows per case or slice, so any metric can be charted over time.
@@ -75,42 +75,85 @@ def _predictive_runs(con, settings: Settings, wanted: set[str], as_of: datetime 
     runs = []
     if data is None:
         return [SuiteRun(s, False, {}, {}, skipped="the warehouse has no events") for s in sorted(wanted)]
-    window = {"cutoff": data.cutoff.isoformat(), "horizon_end": data.horizon_end.isoformat()}
+    newest = data.windows[0]
+    window = {"cutoff": newest.cutoff.isoformat(), "horizon_end": newest.horizon_end.isoformat(),
+              "cutoffs": [_cutoff_details(data, w) for w in data.windows],
+              "skipped_cutoffs": [c.isoformat() for c in data.skipped_cutoffs]}
     if PREDICTIVE in wanted:
-        everyone = predictive.subset_metrics(data.judgements, data.active_users, threshold)
-        results = [(f"user:{u}", "held", float(h)) for u, (h, _) in everyone.per_user.items()]
-        results += [(f"user:{u}", "served", float(s)) for u, (_, s) in everyone.per_user.items()]
-        results += [(f"user:{u}", "enriched", float(b is not None and b >= threshold))
-                    for u, b in data.active_users.items()]
-        for key, values in everyone.per_key.items():
-            results += [(f"key={key}", metric, value) for metric, value in values.items()]
-        for row in everyone.reliability:
-            results += [(f"reliability:{row['bin']}", m, row[m]) for m in ("mean_confidence", "observed_rate", "count")]
-        for curve, rows in everyone.learning_curve.items():
-            results += [(f"{curve}:{row['bucket']}", m, row[m]) for row in rows for m in ("precision", "served", "users")]
-        runs.append(SuiteRun(PREDICTIVE, False, everyone.metrics, {}, details={
-            **window, "per_key": everyone.per_key, "reliability": everyone.reliability,
-            "learning_curve": everyone.learning_curve}, results=results))
+        everyone = predictive.subset_metrics(data.judgements, data.active_users, threshold,
+                                             settings.eval.bootstrap_resamples, settings.eval.predictive.seed,
+                                             1 - settings.eval.alpha)
+        runs.append(SuiteRun(PREDICTIVE, False, everyone.metrics | predictive.pooled_topic_top1(data), {},
+                             details={**window, **_subset_details(everyone),
+                                      "topic_top1": {c.isoformat(): asdict(t) for c, t in data.topic_top1.items()}},
+                             results=_subset_results(everyone, data.active_users, threshold)))
     if DEMO_VS_PRODUCTION in wanted:
-        demo_file = eval_folder(settings) / "evals" / "demo_users.yaml"
-        demo_users = set(map(str, (yaml.safe_load(demo_file.read_text()) or {}).get("users", []))) if demo_file.exists() else set()
-        sample = set(predictive.production_sample(data.active_users, settings.eval.predictive.production_sample,
-                                                  settings.eval.predictive.seed))
-        demo = predictive.subset_metrics(*predictive.restrict(data, demo_users), threshold)
-        production = predictive.subset_metrics(*predictive.restrict(data, sample), threshold)
-        metrics = {f"demo_{k}": v for k, v in demo.metrics.items()}
-        metrics |= {f"production_{k}": v for k, v in production.metrics.items()}
-        demo_precision = demo.metrics["precision_at_threshold"]
-        production_precision = production.metrics["precision_at_threshold"]
-        metrics["precision_gap"] = (demo_precision - production_precision
-                                    if demo_precision is not None and production_precision is not None else None)
-        results = [(f"user:{u}", "held", float(h)) for u, (h, _) in production.per_user.items()]
-        results += [(f"user:{u}", "served", float(s)) for u, (_, s) in production.per_user.items()]
-        runs.append(SuiteRun(DEMO_VS_PRODUCTION, False, metrics, {}, details={
-            **window, "demo_users": sorted(demo_users), "production_sample_size": len(sample),
-            "demo_learning_curve": demo.learning_curve, "production_learning_curve": production.learning_curve},
-            results=results))
+        runs.append(_demo_vs_production(settings, data, window, threshold))
     return runs
+
+
+def _cutoff_details(data: predictive.PredictiveData, window: predictive.Window) -> dict:
+    return {"cutoff": window.cutoff.isoformat(), "horizon_end": window.horizon_end.isoformat(),
+            "beliefs_judged": sum(1 for j in data.judgements if j.cutoff == window.cutoff),
+            "active_users": sum(1 for cutoff, _ in data.active_users if cutoff == window.cutoff)}
+
+
+def _subset_details(subset: predictive.SubsetMetrics) -> dict:
+    return {"per_key": {k: {**v, "reliability": subset.per_key_reliability[k]} for k, v in subset.per_key.items()},
+            "reliability": subset.reliability, "learning_curve": subset.learning_curve}
+
+
+def _user_results(subset: predictive.SubsetMetrics) -> list[tuple[str, str, float | None]]:
+    """Per user, summed over the cutoffs: beliefs that held and beliefs served (regressions resample these)."""
+    results = [(f"user:{u}", "held", float(h)) for u, (h, _) in subset.per_user.items()]
+    return results + [(f"user:{u}", "served", float(s)) for u, (_, s) in subset.per_user.items()]
+
+
+def _subset_results(subset: predictive.SubsetMetrics, active_users: dict, threshold: float
+                    ) -> list[tuple[str, str, float | None]]:
+    results = _user_results(subset)
+    active: dict[str, list[float]] = {}  # user -> [cutoffs active, cutoffs enriched]
+    for (_, user), best in active_users.items():
+        counts = active.setdefault(user, [0.0, 0.0])
+        counts[0] += 1
+        counts[1] += best is not None and best >= threshold
+    results += [(f"user:{u}", "enriched", enriched) for u, (_, enriched) in active.items()]
+    results += [(f"user:{u}", "active", cutoffs) for u, (cutoffs, _) in active.items()]
+    for key, values in subset.per_key.items():
+        results += [(f"key={key}", metric, value) for metric, value in values.items()]
+        results += [(f"key_reliability={key}:{row['bin']}", m, row[m]) for row in subset.per_key_reliability[key]
+                    for m in ("mean_confidence", "observed_rate", "count")]
+    for row in subset.reliability:
+        results += [(f"reliability:{row['bin']}", m, row[m]) for m in ("mean_confidence", "observed_rate", "count")]
+    for curve, rows in subset.learning_curve.items():
+        results += [(f"{curve}:{row['bucket']}", m, row[m]) for row in rows for m in ("precision", "served", "users")]
+    return results
+
+
+def _demo_vs_production(settings: Settings, data: predictive.PredictiveData, window: dict, threshold: float
+                        ) -> SuiteRun:
+    """The demo users beside a random sample of active users; skipped when no demo user is in the windows."""
+    demo_file = eval_folder(settings) / "evals" / "demo_users.yaml"
+    listed = set(map(str, (yaml.safe_load(demo_file.read_text()) or {}).get("users", []))) if demo_file.exists() else set()
+    demo_users = listed & data.users
+    if not demo_users:
+        why = (f"{demo_file.name} is absent" if not demo_file.exists() else f"{demo_file.name} lists none"
+               if not listed else f"none of the {len(listed)} in {demo_file.name} is active in the evaluation windows")
+        return SuiteRun(DEMO_VS_PRODUCTION, False, {}, {}, skipped=f"no demo users: {why}")
+    sample = set(predictive.production_sample(data.users, settings.eval.predictive.production_sample,
+                                              settings.eval.predictive.seed))
+    demo = predictive.subset_metrics(*predictive.restrict(data, demo_users), threshold)
+    production = predictive.subset_metrics(*predictive.restrict(data, sample), threshold)
+    metrics = {f"demo_{k}": v for k, v in demo.metrics.items()}
+    metrics |= {f"production_{k}": v for k, v in production.metrics.items()}
+    demo_precision = demo.metrics["precision_at_threshold"]
+    production_precision = production.metrics["precision_at_threshold"]
+    metrics["precision_gap"] = (demo_precision - production_precision
+                                if demo_precision is not None and production_precision is not None else None)
+    return SuiteRun(DEMO_VS_PRODUCTION, False, metrics, {}, details={
+        **window, "demo_users": sorted(listed), "production_sample_size": len(sample),
+        "demo_learning_curve": demo.learning_curve, "production_learning_curve": production.learning_curve},
+        results=_user_results(production))
 
 
 def _labeled_runs(con, settings: Settings, wanted: set[str]) -> list[SuiteRun]:
@@ -162,7 +205,7 @@ def detect_regressions(con, settings: Settings, bar: Bar, suite_run: SuiteRun) -
         if metric == "case_pass_rate":
             finding = case_regression(_outcomes(before), _outcomes(after), tolerance, settings.eval.alpha)
         else:
-            hits, trials = ("enriched", None) if metric == "coverage" else ("held", "served")
+            hits, trials = ("enriched", "active") if metric == "coverage" else ("held", "served")
             finding = ratio_regression(_per_user(before, hits, trials), _per_user(after, hits, trials), tolerance,
                                        settings.eval.alpha, settings.eval.bootstrap_resamples)
         if finding is not None:
@@ -176,9 +219,11 @@ def _outcomes(results: dict[tuple[str, str], float]) -> dict[str, bool]:
     return {case: bool(value) for (case, metric), value in results.items() if metric == "passed"}
 
 
-def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str | None) -> dict[str, tuple[int, int]]:
+def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str) -> dict[str, tuple[int, int]]:
+    """Per user (hits, trials), summed over the backtest's cutoffs. A run stored before the backtest has no
+    "active" count: it judged one cutoff, so each user it lists was active once."""
     users = {case for case, metric in results if metric == hits and case.startswith("user:")}
-    return {u: (int(results[(u, hits)]), int(results[(u, trials)]) if trials else 1) for u in users}
+    return {u: (int(results[(u, hits)]), int(results.get((u, trials), 1))) for u in users}
 
 
 def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[str] | None = None,
@@ -203,7 +248,8 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
     for suite_run in suite_runs:
         if suite_run.skipped:
             continue
-        suite_run.passed, suite_run.bar = bar.verdict(suite_run.suite, suite_run.metrics)
+        suite_run.passed, suite_run.bar = bar.verdict(suite_run.suite, suite_run.metrics,
+                                                      suite_run.details.get("per_key"))
         suite_run.regressions = detect_regressions(con, settings, bar, suite_run)
         suite_run.passed = suite_run.passed and not suite_run.regressions
         suite_run.run_id = f"{started:%Y%m%dT%H%M%S}-{suite_run.suite}-{uuid.uuid4().hex[:6]}"

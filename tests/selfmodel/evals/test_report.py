@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from selfmodel.evals.report import report_markdown
+from selfmodel.evals.report import per_key_table_lines, report_markdown
+from selfmodel.nightly import bar_line, evaluate_step
 
 
 def test_the_artifact_holds_verdicts_reliability_and_learning_curves() -> None:
@@ -28,3 +29,38 @@ def test_without_a_predictive_run_there_are_no_tables() -> None:
     markdown = report_markdown([{"suite": "predictive", "skipped": "no events", "passed": False, "details": {}}],
                                "r.html", validations=0, blocking=0)
     assert "- **predictive**: skipped" in markdown and "Reliability" not in markdown
+
+
+PER_KEY = {
+    "expertise": {"beliefs_judged": 507, "beliefs_served": 94, "precision_at_threshold": 0.947, "brier": 0.1,
+                  "log_loss": 0.41, "ece": 0.167, "ece_low": 0.14, "ece_high": 0.19, "users": 60},
+    "language": {"beliefs_judged": 31, "beliefs_served": 23, "precision_at_threshold": 1.0, "brier": 0.05,
+                 "log_loss": 0.3, "ece": 0.21, "ece_low": 0.15, "ece_high": 0.27, "users": 30},
+}
+PER_KEY_CHECKS = {
+    "ece": {"op": "<=", "threshold": 0.1, "value": 0.02, "passed": True},
+    "ece[expertise]": {"op": "<=", "threshold": 0.05, "value": 0.167, "passed": False, "family": "expertise",
+                       "judged": 507},
+    "ece[language]": {"op": "<=", "threshold": 0.05, "value": 0.21, "passed": None, "family": "language",
+                      "judged": 31, "status": "too_small", "min_judged": 100},
+}
+
+
+def test_the_per_family_table_shows_the_interval_and_the_verdict_per_family() -> None:
+    header, expertise, language = per_key_table_lines(PER_KEY, PER_KEY_CHECKS)
+    assert header.split()[:4] == ["key", "family", "judged", "served"]
+    assert "0.167 [0.140, 0.190]" in expertise and "0.410" in expertise and "FAILED: ece 0.167 not <= 0.05" in expertise
+    assert "too small to judge (< 100)" in language and "FAILED" not in language
+    compact = per_key_table_lines(PER_KEY, PER_KEY_CHECKS, compact=True)
+    assert "Brier" not in compact[0] and "log loss" in compact[0]
+
+
+def test_the_nightly_evaluate_step_prints_the_per_family_table_and_too_small_is_no_failure() -> None:
+    run = {"suite": "predictive", "skipped": None, "passed": False, "regressions": [], "bar": PER_KEY_CHECKS,
+           "details": {"per_key": PER_KEY}}
+    step = evaluate_step({"runs": [run], "validations": []}, 1.0)
+    lines = step.detail.splitlines()
+    assert lines[1] == "    predictive: ece 0.02 (<= 0.1)"  # the family checks are in the table, not here
+    assert any("expertise" in line and "FAILED: ece 0.167" in line for line in lines)
+    assert any("language" in line and "too small to judge" in line for line in lines)
+    assert bar_line("ece[language]", PER_KEY_CHECKS["ece[language]"]) == "ece[language] 0.21 (<= 0.05) too small to judge"

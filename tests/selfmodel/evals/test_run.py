@@ -73,8 +73,11 @@ def case(case_id: str, user: str, expect: list[dict]) -> dict:
             "why": "built for the test"}
 
 
+ONE_CUTOFF = {"predictive": {"backtest_cutoffs": 1}}  # the newest cutoff alone, as before the backtest
+
+
 def test_predictive_judges_beliefs_at_the_cutoff_against_the_next_window(warehouse) -> None:
-    settings, con = warehouse()
+    settings, con = warehouse(eval=ONE_CUTOFF)
     [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
     con.close()
     assert predictive.details["cutoff"].startswith("2024-03-27")
@@ -112,7 +115,7 @@ def test_predictive_source_sets_the_cutoff_when_sources_cover_different_periods(
                {"name": "later", "format": "jsonl", "path": "later.jsonl"}]
     verdicts = {}
     for chosen in (None, "chat"):
-        settings = make_settings(sources, eval={"predictive": {"source": chosen}})
+        settings = make_settings(sources, eval={"predictive": {"source": chosen, "backtest_cutoffs": 1}})
         ingest(settings, clock=FixedClock(T0 + timedelta(days=160)))
         con = connect(settings.warehouse_path)
         refresh_beliefs(con, settings)
@@ -151,7 +154,7 @@ def test_labeled_cases_bar_and_storage(warehouse, tmp_path: Path) -> None:
 
 
 def test_eval_json_contract_and_exit_code(warehouse, tmp_path: Path) -> None:
-    settings, con = warehouse()
+    settings, con = warehouse(eval=ONE_CUTOFF)
     con.close()
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--json",
                                        "--suite", "predictive"])
@@ -224,3 +227,71 @@ def test_eval_json_and_stderr_show_a_failing_webhook_only_redacted(warehouse, tm
     con.close()
     for text in (result.stdout, result.stderr, str(stored)):
         assert "PASSWORD" not in text and "TOKEN" not in text and "admin" not in text
+
+
+@pytest.mark.parametrize("demo_file", [None, "users: [ghost]\n"], ids=["no-demo-file", "demo-users-not-in-the-data"])
+def test_without_demo_users_the_demo_suite_is_skipped_and_eval_and_publish_succeed(warehouse, tmp_path: Path,
+                                                                                   demo_file: str | None) -> None:
+    """A new user's own data has no demo users: demo_vs_production has nothing to judge. The bar names it,
+    yet it is skipped, not failed: `eval` exits 0 and the snapshot is published."""
+    bar_path = tmp_path / "expectations" / "bar.yaml"
+    bar = yaml.safe_load(bar_path.read_text())
+    bar["suites"]["predictive"] = {"beliefs_judged": {"min": 1}}  # the tiny warehouse passes this predictive bar
+    bar_path.write_text(yaml.safe_dump(bar))
+    assert "demo_vs_production" in bar["suites"]
+    settings, con = warehouse(snapshots={"require_eval": False})  # no expectation runs on this warehouse
+    con.close()
+    demo_path = tmp_path / "expectations" / "evals" / "demo_users.yaml"
+    demo_path.unlink()
+    if demo_file is not None:
+        demo_path.write_text(demo_file)
+    config = ["--config", str(tmp_path / "selfmodel.yaml")]
+    evaluated = CliRunner().invoke(main, [*config, "eval"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "demo_vs_production: skipped (no demo users" in evaluated.stdout
+    assert "predictive: PASSED" in evaluated.stdout
+    published = CliRunner().invoke(main, [*config, "publish", "--json"])
+    assert published.exit_code == 0, published.output
+    assert json.loads(published.stdout)["published"] is True
+
+
+def test_per_family_figures_reach_eval_results_the_html_report_and_the_eval_command(warehouse, tmp_path: Path) -> None:
+    from selfmodel.evals.report import render_report
+
+    settings, con = warehouse()
+    [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
+    stored = dict(con.execute("select metric, value from eval_results where run_id = ? and case_id = 'key=topic'",
+                              [predictive.run_id]).fetchall())
+    page = render_report(con, T0 + timedelta(days=41))
+    con.close()
+    topic = predictive.details["per_key"]["topic"]
+    assert {k: stored[k] for k in ("beliefs_judged", "ece", "ece_low", "ece_high", "log_loss", "users")} == {
+        k: pytest.approx(topic[k]) for k in ("beliefs_judged", "ece", "ece_low", "ece_high", "log_loss", "users")}
+    assert sum(row["count"] for row in topic["reliability"]) == topic["beliefs_judged"]
+    assert "aria-label=\"Reliability: topic\"" in page and "aria-label=\"Reliability: fact\"" in page
+    assert f"<td>topic</td><td>{topic['beliefs_judged']}</td>" in page
+    assert "too small to judge (&lt; 100)" in page  # the tiny warehouse has fewer than 100 of every family
+    printed = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--suite", "predictive"])
+    assert "key family" in printed.stdout and "too small to judge: " in printed.stdout
+    assert any(line.split()[:2] == ["topic", str(topic["beliefs_judged"])] for line in printed.stdout.splitlines())
+
+
+def test_regressions_compare_per_user_sums_over_the_cutoffs(warehouse) -> None:
+    """Each user's held/served and enriched/active are sums over the backtest's cutoffs; a run stored before
+    the backtest (no "active" count) judged one cutoff, so its users count as active once."""
+    from selfmodel.evals.run import _per_user
+
+    settings, con = warehouse(eval={"predictive": {"backtest_cutoffs": 3, "backtest_every_days": 7}})
+    [predictive] = run_evals(con, settings, ["predictive"], clock=FixedClock(T0 + timedelta(days=41)))
+    con.close()
+    assert [c["cutoff"][:10] for c in predictive.details["cutoffs"]] == ["2024-03-27", "2024-03-20", "2024-03-13"]
+    results = {(case, metric): value for case, metric, value in predictive.results}
+    served = _per_user(results, "held", "served")
+    assert sum(s for _, s in served.values()) == predictive.metrics["beliefs_served"]
+    assert sum(h for h, _ in served.values()) == round(predictive.metrics["precision_at_threshold"]
+                                                       * predictive.metrics["beliefs_served"])
+    enriched = _per_user(results, "enriched", "active")
+    assert sum(a for _, a in enriched.values()) == predictive.metrics["active_users"] > len(enriched)
+    assert sum(e for e, _ in enriched.values()) == predictive.metrics["users_enriched"]
+    before_backtest = {("user:nurse", "enriched"): 1.0, ("user:cook", "enriched"): 0.0}
+    assert _per_user(before_backtest, "enriched", "active") == {"user:nurse": (1, 1), "user:cook": (0, 1)}
