@@ -66,7 +66,7 @@ def test_a_suite_the_bar_does_not_name_fails_and_the_committed_bar_loads() -> No
     bar = load_bar(REPO_ROOT / "expectations" / "bar.yaml")
     assert bar.verdict("labeled_unknown", {"case_pass_rate": 1.0}) == (False, {})
     written = yaml.safe_load((REPO_ROOT / "expectations" / "bar.yaml").read_text())
-    assert written["suites"]["predictive"]["per_key"] == {"min_judged": 100, "ece": {"max": 0.05}}
+    assert written["suites"]["predictive"]["per_key"] == {"min_judged": 1000, "ece": {"max": 0.05}}
     passed, checks = bar.verdict("labeled_qc", {"case_pass_rate": 0.75})
     assert passed and list(checks) == ["case_pass_rate"]
 
@@ -79,3 +79,27 @@ def test_a_family_too_small_to_judge_alerts_no_one() -> None:
     outcome = SuiteOutcome.from_run({"run_id": "r1", "bar": checks, "regressions": [], "metrics": {}},
                                     reproduce_sql="select 1")
     assert not passed and [f.metric for f in outcome.bar_failures] == ["ece[topic]"]
+
+
+def test_the_committed_min_judged_is_above_the_noise_floor_of_its_ece_threshold() -> None:
+    """A per-family ECE bar must be passable by a perfectly calibrated family of min_judged judgements and not by
+    one of a tenth of that: otherwise it judges the sample size, not the confidence (the bar.yaml comment)."""
+    import numpy as np
+
+    from selfmodel.evals.metrics import Judgement, expected_calibration_error
+
+    per_key = load_bar(REPO_ROOT / "expectations" / "bar.yaml").suites["predictive"].per_key
+    threshold = per_key.thresholds["ece"].max
+
+    def failing_share(judged: int, trials: int = 150) -> float:
+        rng = np.random.default_rng(judged)
+        failures = 0
+        for _ in range(trials):
+            confidence = rng.beta(2, 2, judged)
+            holds = rng.random(judged) < confidence  # calibrated by construction
+            ece = expected_calibration_error([Judgement("u", "topic", float(c), bool(h)) for c, h in zip(confidence, holds)])
+            failures += ece > threshold
+        return failures / trials
+
+    assert failing_share(per_key.min_judged) <= 0.10
+    assert failing_share(max(per_key.min_judged // 7, 1)) >= 0.9
