@@ -1,5 +1,5 @@
-"""The `nightly` flow: ingest -> [calibrate] -> refresh_beliefs -> evaluate -> publish, as the warehouse's only
-writer (calibrate when calibration.nightly is on).
+"""The `nightly` flow: ingest -> refresh_beliefs -> [calibrate] -> evaluate -> publish, as the warehouse's only
+writer (calibrate when calibration.nightly is on; what it adopts is re-folded before the evaluation).
 
 Each step is the existing flow of that name, run as a subflow, so the Prefect UI shows every step with
 its own tasks, logs and artifacts under the nightly run. Order and failure rules are in selfmodel.nightly:
@@ -155,10 +155,11 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
         return result
 
     step("ingest", lambda: ingest(config_path=config_path, return_state=True), ingest_step)
-    if "calibrate" in order:
-        step("calibrate", lambda: calibrate(config_path=config_path, as_of=as_of, return_state=True), calibrate_step)
     refreshed = step("refresh_beliefs", lambda: refresh_beliefs(config_path=config_path, as_of=as_of,
                                                                  return_state=True), refresh_step)
+    if "calibrate" in order:
+        step("calibrate", lambda: calibrate(config_path=config_path, as_of=as_of, refold=True, return_state=True),
+             calibrate_step)
     evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, as_of=as_of,
                                                   return_state=True),
                      evaluate_step)

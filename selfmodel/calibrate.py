@@ -34,6 +34,10 @@ from warehouse.db import execute, load_sql, run, run_dicts
 log = logging.getLogger("selfmodel.calibrate")
 
 TRAIN, VALIDATION = "train", "validation"
+# A fit must lower validation log loss by more than this to be adopted: refitting from the parameters in force
+# finds them again up to the optimiser's rounding, and that is no reason for a new calibration, a re-fold and
+# a snapshot with other digits.
+MIN_IMPROVEMENT = 1e-6
 
 
 class CalibrationLeak(RuntimeError):
@@ -220,7 +224,7 @@ def fit_family(family: str, data: fit.FamilyData, before: KeyPolicy, base_rate_c
     result.validation_ece_interval_after = fit.bootstrap_interval(
         after_validation, validation.holds, validation.user, settings.eval.bootstrap_resamples, settings.eval.alpha,
         seed=settings.eval.predictive.seed)
-    improves = result.validation_log_loss_after < result.validation_log_loss_before
+    improves = result.validation_log_loss_after < result.validation_log_loss_before - MIN_IMPROVEMENT
     result.status = "adopted" if improves else "not_better"
     return result
 

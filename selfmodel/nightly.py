@@ -27,8 +27,9 @@ from warehouse.db import connect, run_dicts
 
 SUITE = "nightly"  # owners under alerts.owners.nightly
 STEPS = ("ingest", "refresh_beliefs", "evaluate", "publish")
-# With calibration.nightly on, calibrate runs after ingest: the refresh then folds with what it adopted.
-STEPS_WITH_CALIBRATION = ("ingest", "calibrate", "refresh_beliefs", "evaluate", "publish")
+# With calibration.nightly on, calibrate runs after the refresh (it fits on the observations the refresh extracted)
+# and, when it adopts, re-folds the beliefs at once: what is evaluated and published is what it adopted.
+STEPS_WITH_CALIBRATION = ("ingest", "refresh_beliefs", "calibrate", "evaluate", "publish")
 
 
 def nightly_steps(settings: Settings) -> tuple[str, ...]:
@@ -109,7 +110,9 @@ def calibrate_step(report: dict, seconds: float) -> StepResult:
     if report.get("reason"):
         detail = f"nothing fitted: {report['reason']}"
     elif adopted:
-        detail = f"adopted {report['calibration_id']} for {', '.join(adopted)}"
+        refold = report.get("refresh") or {}
+        detail = (f"adopted {report['calibration_id']} for {', '.join(adopted)}"
+                  + (f"; beliefs re-folded into {refold.get('groups_touched', 0):,} groups" if refold else ""))
     else:
         detail = f"recorded {report.get('calibration_id')}; no family's validation log loss improved"
     return StepResult("calibrate", "completed", seconds,

@@ -28,3 +28,22 @@ def calibrate_task(config_path: str, as_of: datetime | None = None, dry_run: boo
     for line in calibration_table(report):
         logger.info("%s", line)
     return report.to_json()
+
+
+@task(name="refold-beliefs", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=io_error_may_pass)
+def refold_task(config_path: str) -> dict:
+    """Re-fold every belief with the calibration just adopted, at the as-of of the beliefs in force (an
+    incremental refresh that finds the parameters changed); refresh the analyst copy."""
+    from selfmodel.analyst import export_analyst_copy
+    from selfmodel.beliefs.read import last_refresh_as_of
+    from selfmodel.beliefs.refresh import refresh_beliefs
+
+    settings = load_settings(config_path)
+    con = run_connection(settings)
+    try:
+        report = refresh_beliefs(con, settings, as_of=last_refresh_as_of(con))
+        export_analyst_copy(con, settings)
+    finally:
+        con.close()
+    get_run_logger().info("re-folded %d groups with calibration %s", report.groups_touched, report.calibration_id)
+    return report.to_json()
