@@ -98,7 +98,7 @@ def refuse_leaks(plan: WindowPlan) -> None:
 @dataclass
 class FamilyResult:
     family: str
-    status: str  # adopted | not_better | too_small | no_validation | not_seen
+    status: str  # adopted | not_better | too_small | no_validation | not_seen | excluded
     judged_train: int = 0
     judged_validation: int = 0
     before: dict = field(default_factory=dict)
@@ -251,6 +251,9 @@ def calibrate(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetim
     in_force = beliefs_parameters.in_force(con, settings)
     families, base_rates = load_family_data(con, settings, plan, in_force)
     for family, before in sorted(in_force.policies.items()):
+        if family in settings.calibration.exclude:
+            report.families.append(FamilyResult(family, "excluded", before=beliefs_parameters.policy_to_json(before)))
+            continue
         if family not in families:
             report.families.append(FamilyResult(family, "not_seen", before=beliefs_parameters.policy_to_json(before)))
             continue
@@ -275,7 +278,7 @@ def _record(con, settings: Settings, report: CalibrationReport, plan: WindowPlan
     for f in report.families:
         if f.status == "adopted":
             adopted_families.append(f.family)
-        elif f.family in previously_fitted:  # carried over, so one adoption holds everything in force
+        elif f.family in previously_fitted and f.status != "excluded":  # carried over: one adoption holds all
             parameters[f.family]["fitted"] = beliefs_parameters.policy_to_json(previously_fitted[f.family])
             adopted_families.append(f.family)
     figures = {f.family: {k: v for k, v in asdict(f).items() if k not in ("family", "before", "fitted")}

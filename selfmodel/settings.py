@@ -518,7 +518,11 @@ class CalibrationSettings(StrictModel):
     # one with fewer in the validation windows is fitted but not adopted.
     min_judged: int = Field(default=100, ge=1)
     min_validation_judged: int = Field(default=30, ge=1)
-    # Run `calibrate` as a nightly step, after the refresh (an adopted calibration re-folds the next refresh).
+    # Key families never fitted (they keep beliefs.keys): for when "held in the next window" is not what the
+    # product means by the family, e.g. ConvAI2's personas, assigned afresh to every dialog, make any stated
+    # fact look fleeting, where a real user's "i have two dogs" lasts.
+    exclude: list[str] = Field(default_factory=list)
+    # Run `calibrate` as a nightly step after the refresh; what it adopts is re-folded before the evaluation.
     nightly: bool = False
 
 
@@ -542,6 +546,10 @@ class Settings(StrictModel):
         duplicated = sorted({name for name in names if names.count(name) > 1})
         if duplicated:
             raise ValueError(f"source names must be unique; repeated: {duplicated}")
+        unknown_families = sorted(set(self.calibration.exclude) - set(self.beliefs.keys))
+        if unknown_families:
+            raise ValueError(f"calibration.exclude names unknown key families {unknown_families}; "
+                             f"known: {sorted(self.beliefs.keys)}")
         predictive_source = self.eval.predictive.source
         if predictive_source is not None and predictive_source not in names:
             raise ValueError(f"eval.predictive.source {predictive_source!r} is not a configured source; "

@@ -91,9 +91,12 @@ def adopted_calibration(con: duckdb.DuckDBPyConnection) -> tuple[str | None, dic
 
 
 def in_force(con: duckdb.DuckDBPyConnection, settings: Settings) -> ParameterSet:
-    """What the next refresh folds with: the config's policies with the adopted calibration's fits."""
+    """What the next refresh folds with: the config's policies with the adopted calibration's fits (but for the
+    families calibration.exclude keeps at the config's values)."""
     calibration_id, fitted = adopted_calibration(con)
-    return with_calibration(configured(settings), calibration_id, fitted)
+    kept = set(settings.calibration.exclude)
+    return with_calibration(configured(settings), calibration_id,
+                            {family: policy for family, policy in fitted.items() if family not in kept})
 
 
 def of_last_refresh(con: duckdb.DuckDBPyConnection) -> ParameterSet | None:
