@@ -29,7 +29,7 @@ AS_OF = datetime(2018, 9, 2, tzinfo=timezone.utc)  # the newest event of the bun
 # What a night produces; run logs (ingest_batches, refresh_runs, eval_runs, expectation_runs, ...) may grow.
 DATA_TABLES = ("events", "quarantine", "labels", "observations", "belief_history", "beliefs")
 ARTIFACTS = ("nightly-summary", "nightly-steps", "belief-summary", "ingest-counts", "belief-refresh", "eval-metrics",
-             "eval-report", "snapshot-audit")
+             "eval-report", "snapshot-audit", "calibration")
 
 
 def _write_config(folder: Path, qc_sample: Path, webhook_url: str, broken: bool = False,
@@ -44,6 +44,8 @@ def _write_config(folder: Path, qc_sample: Path, webhook_url: str, broken: bool 
         "sources": sources,
         "alerts": {"owners": {"nightly": [{"name": "Ops", "webhook": webhook_url}]},
                    "retries": 0, "webhook_timeout_seconds": 5},
+        # as the bundled config: the success bar judges each key family's calibration
+        "calibration": {"nightly": True},
     }
     path = folder / ("broken.yaml" if broken else "strict.yaml" if strict else "selfmodel.yaml")
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
@@ -125,9 +127,12 @@ def test_nightly_fails_alerts_serialises_publishes_reruns_identically_and_refuse
     assert first.returncode == 0, out + err
     run_one = json.loads(out.strip().splitlines()[-1])
     assert run_one["status"] == "published" and run_one["state"] == "Completed"
-    assert [step["status"] for step in run_one["steps"]] == ["completed"] * 4
+    assert [(step["step"], step["status"]) for step in run_one["steps"]] == [
+        ("ingest", "completed"), ("refresh_beliefs", "completed"), ("calibrate", "completed"),
+        ("evaluate", "completed"), ("publish", "completed")]
     assert run_one["steps"][0]["rows_in"] == 0  # the qc files were loaded by the failed nights already
     assert run_one["steps"][1]["rows_in"] > 15_000  # ... and are first turned into beliefs now
+    assert "adopted cal-" in run_one["steps"][2]["detail"] and "re-folded" in run_one["steps"][2]["detail"]
     assert [a["kind"] for a in webhook.accepted()] == ["failure", "recovery"]
 
     # 3. The same night again: identical data and snapshot content; only the run logs grow.
