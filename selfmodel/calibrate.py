@@ -309,26 +309,27 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _parameters(policy: dict | None) -> str:
-    if not policy:
-        return "-"
+def _parameters(policy: dict) -> str:
     a, b, c = policy["map"]
-    return (f"h={policy['half_life_days']:.3g}d prior={policy['prior']:.3g} d={policy['repeat_discount']:.2f} "
-            f"map=({a:.2f},{b:.2f},{c:.2f})")
+    shown = "identity" if (a, b, c) == (1.0, 1.0, 0.0) else f"a={a:.2f} b={b:.2f} c={c:.2f}"
+    return (f"half-life {policy['half_life_days']:.4g} d, prior {policy['prior']:.3g}, "
+            f"repeat discount {policy['repeat_discount']:.2f}, map {shown}")
 
 
 def calibration_table(report: CalibrationReport) -> list[str]:
-    """The per-family table `calibrate` prints: parameters old -> new, log loss and ECE before -> after."""
-    lines = [f"{'family':<16} {'status':<13} {'judged tr/val':>13}  {'train log loss':>15}  {'val log loss':>15}  "
-             f"{'val ECE':>13}  parameters (before -> fitted)"]
+    """The per-family table `calibrate` prints: train and validation log loss and validation ECE before ->
+    after, then the parameters before and fitted (and the fitted kind weights)."""
+    lines = [f"{'family':<16} {'status':<13} {'judged train/val':>16}  {'log loss train':>16}  {'log loss val':>16}  "
+             f"{'ECE val':>16}"]
     for f in report.families:
         lines.append(
-            f"{f.family:<16} {f.status:<13} {f.judged_train:>6}/{f.judged_validation:<6}  "
+            f"{f.family:<16} {f.status:<13} {f.judged_train:>9}/{f.judged_validation:<6}  "
             f"{_number(f.train_log_loss_before):>6} -> {_number(f.train_log_loss_after):<6}  "
             f"{_number(f.validation_log_loss_before):>6} -> {_number(f.validation_log_loss_after):<6}  "
-            f"{_number(f.validation_ece_before):>5} -> {_number(f.validation_ece_after):<5}  "
-            f"{_parameters(f.before)} -> {_parameters(f.fitted)}")
-        if f.fitted and f.fitted["kind_weights"]:
-            weights = ", ".join(f"{kind}={weight:.2f}" for kind, weight in f.fitted["kind_weights"].items())
-            lines.append(f"{'':<16} kind weights: {weights}; {len(f.fitted['base_rates'])} base rates")
+            f"{_number(f.validation_ece_before):>6} -> {_number(f.validation_ece_after):<6}")
+        lines.append(f"{'':<16} before  {_parameters(f.before)}")
+        if f.fitted:
+            lines.append(f"{'':<16} fitted  {_parameters(f.fitted)}")
+            weights = ", ".join(f"{kind} {weight:.2f}" for kind, weight in f.fitted["kind_weights"].items())
+            lines.append(f"{'':<16} kinds   {weights or '-'}; {len(f.fitted['base_rates'])} base rates")
     return lines

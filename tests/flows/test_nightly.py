@@ -150,6 +150,10 @@ def test_nightly_fails_alerts_serialises_publishes_reruns_identically_and_refuse
     manifests = [json.loads(p.read_text())["content_hash"]
                  for p in sorted((tmp_path / "wh" / "snapshots").glob("*/manifest.json"))]
     assert manifests == [run_one["snapshot"]["content_hash"]] * 2
+    # each snapshot says which calibration its confidences came from (a rollback puts it back in force)
+    calibrations = {json.loads(p.read_text())["calibration_id"]
+                    for p in (tmp_path / "wh" / "snapshots").glob("*/manifest.json")}
+    assert len(calibrations) == 1 and calibrations.pop() in run_one["steps"][2]["detail"]
     assert len(webhook.accepted()) == 2  # healthy again: nothing more to say
 
     artifacts = _latest_artifacts()

@@ -142,3 +142,35 @@ def test_calibrate_as_of_sees_only_events_up_to_then(qc) -> None:
     assert earlier["data_end"] <= "2018-07-15T00:00:00+00:00" < full["data_end"]
     assert earlier["evaluation_from"] < full["evaluation_from"]
     assert cli(qc, "calibrate", "--as-of", "2999-01-01T00:00:00Z").exit_code == 2  # the future is a typo
+
+
+def test_an_excluded_family_is_never_fitted_and_keeps_the_config_s_values(qc) -> None:
+    assert cli(qc, "calibrate").exit_code == 0  # topic fitted and adopted
+    (qc.base_dir / "selfmodel.yaml").write_text(
+        (qc.base_dir / "selfmodel.yaml").read_text() + "calibration: {exclude: [topic]}\n")
+    excluding = load_settings(qc.base_dir / "selfmodel.yaml", environ={})
+    con = connect(qc.warehouse_path)
+    try:
+        assert parameters.adopted_calibration(con)[1]["topic"] != parameters.configured(qc).policies["topic"]
+        assert parameters.in_force(con, excluding).policies["topic"] == parameters.configured(qc).policies["topic"]
+        report = calibration.calibrate(con, excluding, dry_run=True)
+    finally:
+        con.close()
+    assert {f.family: f.status for f in report.families}["topic"] == "excluded"
+    (qc.base_dir / "selfmodel.yaml").write_text(
+        (qc.base_dir / "selfmodel.yaml").read_text().replace("[topic]", "[topics]"))
+    refused = cli(qc, "calibrate", "--dry-run")
+    assert refused.exit_code == 2 and "calibration.exclude names unknown key families ['topics']" in refused.output
+
+
+def test_the_table_says_what_was_fitted_and_a_dry_run_says_it_wrote_nothing(qc) -> None:
+    result = cli(qc, "calibrate", "--dry-run")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert "the evaluation's windows start" in lines[0] and "were not read" in lines[0]
+    topic = lines.index(next(line for line in lines if line.startswith("topic ")))
+    assert lines[topic + 1].split() == ["before", "half-life", "30", "d,", "prior", "4,", "repeat", "discount", "1.00,",
+                                        "map", "identity"]  # the config's values
+    assert lines[topic + 2].split()[0] == "fitted" and lines[topic + 3].split()[:2] == ["kinds", "topic:keyword"]
+    assert lines[-1] == "dry run: nothing written"
+    assert table_counts(qc) == (0, 0)
