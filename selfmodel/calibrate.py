@@ -88,8 +88,9 @@ def refuse_leaks(plan: WindowPlan) -> None:
     late = [w for w in plan.windows if w.horizon_end > plan.evaluation_from]
     if late:
         raise CalibrationLeak(
-            f"a {late[0].split} window ends at {late[0].horizon_end.isoformat()}, after the evaluation's earliest cutoff "
-            f"{plan.evaluation_from.isoformat()}: the fit would read what the evaluation judges; nothing was fitted")
+            f"a {late[0].split} window ends at {late[0].horizon_end.isoformat()}, after the evaluation's earliest "
+            f"cutoff {plan.evaluation_from.isoformat()}: the fit would read what the evaluation judges; "
+            "nothing was fitted")
     validation = plan.of(VALIDATION)
     if validation and any(w.horizon_end > min(v.cutoff for v in validation) for w in plan.of(TRAIN)):
         raise CalibrationLeak("a training window overlaps the validation windows: nothing was fitted")
@@ -183,7 +184,8 @@ def _family_arrays(candidates: pa.Table, evidence: pa.Table, parameters: beliefs
         value_names, value = np.unique(c["value"][members].astype(str), return_inverse=True)
         value_names = [str(v) for v in value_names]
         on = np.flatnonzero(e["family"] == family) if evidence.num_rows else np.zeros(0, dtype=int)
-        kind_names, kind = np.unique(e["kind"][on].astype(str), return_inverse=True) if on.size else ([], np.zeros(0, int))
+        kind_names, kind = (np.unique(e["kind"][on].astype(str), return_inverse=True) if on.size
+                            else ([], np.zeros(0, int)))
         families[family] = fit.FamilyData(
             cardinality=parameters.policies[family].cardinality,
             holds=c["holds"][members].astype(float), group=group, user=user, value=value,
@@ -195,8 +197,8 @@ def _family_arrays(candidates: pa.Table, evidence: pa.Table, parameters: beliefs
     return families
 
 
-def fit_family(family: str, data: fit.FamilyData, before: KeyPolicy, base_rate_counts: tuple[dict[str, int], int] | None,
-               settings: Settings) -> FamilyResult:
+def fit_family(family: str, data: fit.FamilyData, before: KeyPolicy,
+               base_rate_counts: tuple[dict[str, int], int] | None, settings: Settings) -> FamilyResult:
     train, validation = data.subset(data.split == TRAIN), data.subset(data.split == VALIDATION)
     result = FamilyResult(family, "too_small", train.judged, validation.judged,
                           before=beliefs_parameters.policy_to_json(before))
@@ -245,8 +247,9 @@ def calibrate(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetim
                for w in plan.windows]
     report = CalibrationReport(None, dry_run, data_end, plan.evaluation_from, windows, [])
     if not plan.of(TRAIN):
-        report.reason = (f"no training window: the data begins {data_start.isoformat()}, after the earliest training "
-                         f"cutoff; shorten calibration.every_days or eval.predictive.horizon_days, or use fewer windows")
+        report.reason = (f"no training window: the data begins {data_start.isoformat()}, after every training "
+                         "cutoff; shorten calibration.every_days or eval.predictive.horizon_days, or the eval's "
+                         "backtest (eval.predictive.backtest_cutoffs)")
         return report
     in_force = beliefs_parameters.in_force(con, settings)
     families, base_rates = load_family_data(con, settings, plan, in_force)

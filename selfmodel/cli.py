@@ -84,6 +84,11 @@ class FiniteFloatRange(click.FloatRange):
 # Bounds of numeric options: generous for any real use, far below what DuckDB (BIGINT) or timedelta hold.
 MAX_EXAMPLE_RECORDS = 1_000_000
 MAX_BELIEFS_USED = 10_000
+
+
+def _confidence(value: float) -> str:
+    """Three decimals, rounded down: confidence is below 1, and 0.99999 shown as 1.000 would read as certainty."""
+    return f"{math.floor(value * 1000) / 1000:.3f}"
 MAX_DAYS_BETWEEN_NIGHTS = 366
 
 
@@ -592,7 +597,8 @@ def lookup(ctx: click.Context, user_id: str, as_json: bool) -> None:
     key_width = min(40, max([28, *map(len, keys)]))
     for key, belief in zip(keys, model.beliefs):
         mark = "*" if belief.confidence >= threshold else " "
-        console.print(f" {mark} {key:<{key_width}} {printable(belief.value)[:40]:<40} {belief.confidence:.3f}  "
+        shown = _confidence(belief.confidence)
+        console.print(f" {mark} {key:<{key_width}} {printable(belief.value)[:40]:<40} {shown}  "
                       f"({_observations(belief.evidence_count)}, last {belief.last_evidence_at:%Y-%m-%d})",
                       markup=False, highlight=False)
 
@@ -1023,7 +1029,8 @@ def beliefs(ctx: click.Context, user_id: str, as_of: datetime | None, as_json: b
     key_width = min(40, max([28, *map(len, keys)]))
     for key, belief in zip(keys, shown):
         mark = "*" if belief["confidence"] >= threshold else " "
-        console.print(f" {mark} {key:<{key_width}} {printable(belief['value'])[:40]:<40} {belief['confidence']:.3f}  "
+        shown = _confidence(belief["confidence"])
+        console.print(f" {mark} {key:<{key_width}} {printable(belief['value'])[:40]:<40} {shown}  "
                       f"({_observations(belief['evidence_count'])}, last {belief['last_evidence_at']:%Y-%m-%d})",
                       markup=False, highlight=False)
         for evidence in belief.get("evidence", [])[:5]:

@@ -40,7 +40,8 @@ REPRODUCE_SQL = {
     "ingest": ("select batch_id, source, started_at, error from ingest_batches\n"
                "where status = 'failed' order by started_at desc limit 5;"),
     "calibrate": ("-- a failed calibration writes nothing: the newest row is the calibration in force\n"
-                  "select adopted_at, calibration_id, reason from calibration_adoptions order by adopted_at desc limit 5;"),
+                  "select adopted_at, calibration_id, reason from calibration_adoptions\n"
+                  "order by adopted_at desc limit 5;"),
     "refresh_beliefs": ("-- a failed refresh rolls back and leaves no row: the newest row is what is in force\n"
                         "select refresh_id, as_of, mode, ended_at, observations_folded, beliefs_total\n"
                         "from refresh_runs order by started_at desc limit 5;"),
