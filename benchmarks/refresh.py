@@ -24,7 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from selfmodel.beliefs.refresh import key_policies_table, refresh_beliefs  # noqa: E402
+from selfmodel.beliefs import parameters  # noqa: E402
+from selfmodel.beliefs.refresh import refresh_beliefs  # noqa: E402
 from selfmodel.clock import FixedClock  # noqa: E402
 from selfmodel.settings import load_settings  # noqa: E402
 from warehouse.db import connect  # noqa: E402
@@ -119,11 +120,10 @@ def main() -> None:
     fold_only = refresh_beliefs(con, settings, as_of=as_of, full=False, clock=FixedClock(as_of))
     fold_seconds = time.perf_counter() - started
 
-    con.register("key_policies", key_policies_table(settings))
-    started = time.perf_counter()
-    con.execute(BARE_GROUP_BY, {"as_of": as_of}).fetchall()
-    bare_seconds = time.perf_counter() - started
-    con.unregister("key_policies")
+    with parameters.registered(con, parameters.configured(settings)):
+        started = time.perf_counter()
+        con.execute(BARE_GROUP_BY, {"as_of": as_of}).fetchall()
+        bare_seconds = time.perf_counter() - started
     [(bare_rows,)] = con.execute("select count(*) from bare_decayed_sums").fetchall()
 
     new_events = max(1, args.events // 100)
