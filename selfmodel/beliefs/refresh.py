@@ -155,7 +155,7 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     with beliefs_parameters.registered(con, parameters):
         execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
                 {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark,
-                 "refold": report.refolded})
+                 "all_groups": report.refolded or prev_as_of is None})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     if mode == "incremental":  # full and rewind closed every row in force before extracting
         run(con, "close_history", {"as_of": as_of})

@@ -14,7 +14,7 @@ weighted as (
 evidence as (
     select
         user_id, key, value, any_value(cardinality) as cardinality, any_value(prior) as prior,
-        sum(belief_decay(weight, observed_at, $cutoff, half_life_days)) as decayed_evidence
+        sum(belief_decay(effective_weight, observed_at, $cutoff, half_life_days)) as decayed_evidence
     from weighted
     group by user_id, key, value
 ),

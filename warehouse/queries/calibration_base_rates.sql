@@ -4,7 +4,7 @@
 with
 
 window_support as (
-    select c.cutoff, o.user_id, o.key, o.value, sum(o.weight) as support
+    select c.cutoff, o.user_id, o.key, o.value, round(sum(o.weight), 9) as support  -- rounded: a float sum in any order, ties stay ties
     from observations as o
     join calibration_cutoffs as c on o.observed_at > c.cutoff and o.observed_at <= c.horizon_end
     where c.split = 'train' and o.observed_at <= $fit_end and ($source is null or o.source = $source)

@@ -6,7 +6,7 @@
 with
 
 window_support as (
-    select user_id, key, value, sum(weight) as support
+    select user_id, key, value, round(sum(weight), 9) as support  -- rounded: a float sum in any order, ties stay ties
     from observations
     where observed_at > $cutoff and observed_at <= $horizon_end
       and ($source is null or source = $source)

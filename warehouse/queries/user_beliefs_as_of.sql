@@ -14,7 +14,7 @@ weighted as (
 evidence as (
     select
         user_id, key, value, any_value(cardinality) as cardinality, any_value(prior) as prior,
-        sum(belief_decay(weight, observed_at, $at, half_life_days)) as decayed_evidence,
+        sum(belief_decay(effective_weight, observed_at, $at, half_life_days)) as decayed_evidence,
         count(*) as evidence_count,
         min(observed_at) as first_seen,
         max(observed_at) as last_evidence_at
