@@ -27,7 +27,7 @@ def warehouse_with(settings, observations: list[tuple[str, str, str, float]]):
             "content_hash, is_late, ingested_at) values (?, ?, ?, 'message', '', [], 'chat', 'b1', '{}', ?, false, ?)",
             [f"e{n}", user, day(when), f"h{n}", day(100)]).fetchall()
         con.execute(
-            "insert into observations values (?, ?, ?, 1.0, ?, ?, 'chat', 'test', '1', 'b1', 1)",
+            "insert into observations values (?, ?, ?, 1.0, ?, ?, 'chat', 'test', '1', 'b1', 1, null, null)",
             [user, key, value, day(when), f"e{n}"]).fetchall()
     return con
 

@@ -270,7 +270,7 @@ def test_per_family_figures_reach_eval_results_the_html_report_and_the_eval_comm
     assert sum(row["count"] for row in topic["reliability"]) == topic["beliefs_judged"]
     assert "aria-label=\"Reliability: topic\"" in page and "aria-label=\"Reliability: fact\"" in page
     assert f"<td>topic</td><td>{topic['beliefs_judged']}</td>" in page
-    assert "too small to judge (&lt; 100)" in page  # the tiny warehouse has fewer than 100 of every family
+    assert "too small to judge (&lt; 1000)" in page  # the tiny warehouse has fewer than 1000 of every family
     printed = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "eval", "--suite", "predictive"])
     assert "key family" in printed.stdout and "too small to judge: " in printed.stdout
     assert any(line.split()[:2] == ["topic", str(topic["beliefs_judged"])] for line in printed.stdout.splitlines())
