@@ -72,12 +72,16 @@ def evaluation_cutoffs(data_end: datetime, settings: Settings) -> list[datetime]
 def plan_windows(data_end: datetime, data_start: datetime, settings: Settings) -> WindowPlan:
     """Validation windows ending at the evaluation's earliest cutoff, training windows before them; windows
     whose cutoff precedes the first event (nothing believed yet) are left out."""
+    from selfmodel.evals.predictive import cutoffs_back
+
     horizon = timedelta(days=settings.eval.predictive.horizon_days)
-    every = timedelta(days=settings.calibration.every_days)
+    every_days = settings.calibration.every_days
     evaluation_from = min(evaluation_cutoffs(data_end, settings))
-    validation = [evaluation_from - horizon - k * every for k in range(settings.calibration.validation_windows)]
-    first_train = min(validation) - horizon
-    train = [first_train - k * every for k in range(settings.calibration.train_windows)]
+    try:
+        validation = cutoffs_back(evaluation_from - horizon, every_days, settings.calibration.validation_windows)
+        train = cutoffs_back(min(validation) - horizon, every_days, settings.calibration.train_windows)
+    except OverflowError:  # the evaluation's cutoffs reach back to the calendar's start: no room before them
+        validation, train = [], []
     windows = [Window(c, c + horizon, split) for split, cutoffs in ((TRAIN, train), (VALIDATION, validation))
                for c in sorted(cutoffs) if c > data_start]
     return WindowPlan(data_end, evaluation_from, tuple(windows))

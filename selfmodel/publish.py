@@ -586,6 +586,13 @@ def restore_calibration(settings: Settings, version: str, manifest: dict, clock:
         in_force, _ = beliefs_parameters.adopted_calibration(con)
         if in_force == wanted:
             return None
+        # A calibration this warehouse never recorded (a snapshot kept from a warehouse since rebuilt) has no
+        # parameters to fold with: put in force, it would stop every refresh.
+        if wanted is not None and not run(con, "calibration_run_recorded", {"calibration_id": wanted})[0][0]:
+            raise PublishError(
+                f"snapshot {version} is in service, but the calibration its beliefs were computed with, {wanted}, "
+                f"is not recorded in this warehouse (calibration_runs): the calibration in force stays "
+                f"{in_force or 'the config values'}, and the next refresh folds with it")
         beliefs_parameters.adopt(con, wanted, clock.now(), f"rollback to {version}")
     finally:
         con.close()

@@ -79,8 +79,19 @@ class SubsetMetrics:
 
 def backtest_cutoffs(data_end: datetime, cutoff_days: float, every_days: float, count: int) -> list[datetime]:
     """The rolling origins, newest first: data end - cutoff_days, then every `every_days` further back."""
-    newest = data_end - timedelta(days=cutoff_days)
-    return [newest - timedelta(days=k * every_days) for k in range(count)]
+    return cutoffs_back(data_end - timedelta(days=cutoff_days), every_days, count)
+
+
+def cutoffs_back(start: datetime, every_days: float, count: int) -> list[datetime]:
+    """`start`, then every `every_days` further back, `count` in all, newest first. Those the calendar cannot
+    hold (before year 1, long before any event, so they would be skipped anyway) are left out."""
+    cutoffs = []
+    for k in range(count):
+        try:
+            cutoffs.append(start - timedelta(days=k * every_days))
+        except OverflowError:
+            break
+    return cutoffs
 
 
 def create_beliefs_at_cutoff(con: duckdb.DuckDBPyConnection, settings: Settings, cutoff: datetime) -> None:

@@ -174,3 +174,18 @@ def test_the_table_says_what_was_fitted_and_a_dry_run_says_it_wrote_nothing(qc) 
     assert lines[topic + 2].split()[0] == "fitted" and lines[topic + 3].split()[:2] == ["kinds", "topic:keyword"]
     assert lines[-1] == "dry run: nothing written"
     assert table_counts(qc) == (0, 0)
+
+
+@pytest.mark.parametrize("sections", [
+    {"calibration": {"every_days": 1e308}},
+    {"eval": {"predictive": {"backtest_every_days": 1e308}}},
+    {"eval": {"predictive": {"backtest_cutoffs": 100_000}}},
+])
+def test_windows_the_calendar_cannot_hold_are_left_out_not_a_traceback(make_settings, sections: dict) -> None:
+    from datetime import datetime, timezone
+
+    settings = make_settings([], **sections)
+    end, start = datetime(2018, 9, 2, tzinfo=timezone.utc), datetime(2018, 3, 12, tzinfo=timezone.utc)
+    plan = calibration.plan_windows(end, start, settings)
+    calibration.refuse_leaks(plan)
+    assert all(start < w.cutoff and w.horizon_end <= plan.evaluation_from for w in plan.windows)

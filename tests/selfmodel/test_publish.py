@@ -345,3 +345,22 @@ def test_cli_publish_refused_with_an_unset_owner_webhook_says_so_in_lines_not_a_
     assert result.returncode == 5, result.stderr
     assert "Traceback" not in result.stderr
     assert "nightly owners could not be told" in result.stderr and "SELFMODEL_TEST_UNSET_HOOK" in result.stderr
+
+
+def test_a_rollback_never_puts_in_force_a_calibration_this_warehouse_did_not_record(belief_warehouse) -> None:
+    """A snapshot kept from a warehouse since rebuilt names a calibration this one never fitted: putting it in
+    force would leave every later refresh without parameters. The rollback says so and changes nothing else."""
+    from selfmodel.beliefs.parameters import adopted_calibration
+    from selfmodel.beliefs.refresh import refresh_beliefs
+    from selfmodel.publish import restore_calibration
+
+    settings = belief_warehouse()
+    with pytest.raises(PublishError, match="cal-of-another-warehouse.*not recorded in this warehouse"):
+        restore_calibration(settings, "v1", {"calibration_id": "cal-of-another-warehouse"},
+                            FixedClock(REFRESHED_AT))
+    con = connect(settings.warehouse_path)
+    try:
+        assert adopted_calibration(con) == (None, {})
+        assert refresh_beliefs(con, settings, as_of=REFRESHED_AT).calibration_id is None
+    finally:
+        con.close()

@@ -8,7 +8,7 @@
 with
 
 counted as (
-    select user_id, key, value, weight, observed_at, event_id, evidence_kind, evidence_unit,
+    select user_id, key, value, weight, observed_at, event_id, extractor, evidence_kind, evidence_unit,
            not (extract_run <= coalesce($prev_watermark, -1)
                 and observed_at <= coalesce($prev_as_of, '-infinity'::timestamptz)) as is_new
     from observations

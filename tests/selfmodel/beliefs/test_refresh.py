@@ -17,7 +17,7 @@ from selfmodel.beliefs.refresh import RefreshError, refresh_beliefs
 from selfmodel.clock import FixedClock
 from selfmodel.forget import forget_user
 from selfmodel.ingest import ingest
-from warehouse.db import connect, run
+from warehouse.db import connect, load_sql, run
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
 KEYS = ["role", "topic", "expertise@qubit"]  # one-valued, many-valued, a per-topic family
@@ -627,3 +627,25 @@ def test_beliefs_of_a_user_no_refresh_touched_since_are_current_through_the_cli(
                                   "join belief_history using (user_id, key, value) where valid_to is null").fetchall()
     con.close()
     assert stale_days == 0  # every row is as of the latest refresh
+
+
+def test_observations_extracted_before_evidence_kinds_get_the_weight_calibrate_fitted_for_them(warehouse) -> None:
+    """A warehouse migrated from before 0009 keeps observations without an evidence kind until `refresh --full`;
+    calibrate fits their weight as kind "<extractor>:" (calibration_evidence.sql), so the fold, the view and an
+    as-of read must weigh them by that kind too, not leave them at 1."""
+    settings, con = warehouse
+    at = T0 + timedelta(days=10)
+    con.execute("insert into observations values ('u1', 'role', 'nurse', 1.0, ?, 'e1', 'test', 'role', '1', 'b1', 1,"
+                " null, null)", [at]).fetchall()
+    con.execute("insert into extracted_batches values ('b1', 1, 'test', 1, ?)", [T0]).fetchall()
+    con.execute("create temp table calibration_candidates as select 'role' as family, 0 as belief_index, "
+                "'u1' as user_id, 'role' as key, 'nurse' as value, ?::timestamptz as cutoff", [at]).fetchall()
+    [fitted_kind] = [row[4] for row in con.execute(load_sql("calibration_evidence"), {"fit_end": at}).fetchall()]
+    assert fitted_kind == "role:"
+    role = KeyPolicy("one", 40.0, 1.0, kind_weights={fitted_kind: 3.0})
+    adopt_policies(con, {"role": role})
+    refresh_beliefs(con, settings, as_of=at)
+    expected = confidences({"nurse": 3.0}, role)["nurse"]
+    assert view_beliefs(con)[("u1", "role", "nurse")] == pytest.approx((3.0, expected), rel=1e-12)
+    [shown] = user_beliefs(con, settings, "u1", as_of=at)["beliefs"]
+    assert shown["confidence"] == pytest.approx(expected, rel=1e-12)

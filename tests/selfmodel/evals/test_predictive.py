@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from selfmodel.evals.predictive import load_predictive_data, subset_metrics
+from selfmodel.evals.predictive import backtest_cutoffs, load_predictive_data, subset_metrics
 from warehouse.db import connect
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -93,3 +93,13 @@ def test_topic_top1_and_the_most_frequent_topic_differ_when_recency_matters(make
     assert (counts.users, counts.believed_hits, counts.frequent_hits) == (3, 3, 2)
     assert counts.metrics() == {"topic_top1": 1.0, "topic_top1_most_frequent": pytest.approx(2 / 3),
                                 "topic_top1_users": 3}
+
+
+def test_backtest_cutoffs_the_calendar_cannot_hold_are_left_out_not_a_traceback() -> None:
+    """Cutoffs before year 1 (a huge backtest_every_days or backtest_cutoffs) would be skipped as before the first
+    event anyway; computing them must not raise OverflowError."""
+    end = datetime(2018, 9, 2, tzinfo=timezone.utc)
+    assert backtest_cutoffs(end, 14, 1e308, 4) == [end - timedelta(days=14)]
+    many = backtest_cutoffs(end, 14, 14, 100_000)
+    assert many[:2] == [end - timedelta(days=14), end - timedelta(days=28)]
+    assert len(many) < 100_000 and many[-1] < datetime(1, 1, 15, tzinfo=timezone.utc)
