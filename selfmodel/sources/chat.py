@@ -14,6 +14,9 @@ a message its role, content, time and feedback).
   file, refusal, ...) are counted in `attributes.skipped_parts` and skipped;
 - a message's rating -> `feedback` on that message; the conversation's rating -> `feedback` on the whole
   conversation (attributes.scope = "conversation"), as ConvAI2's dialog score;
+- a conversation without a user message still loads its responses and feedback (how the user rated what
+  they were shown is evidence about them, as in ConvAI2's dialogs of bot turns alone); one that gives no
+  event at all is quarantined as `empty_conversation`;
 - event ids are (conversation id, message index): `<conversation>:<index>`, `<conversation>:<index>:feedback`,
   `<conversation>:conversation-feedback`, so reading a conversation again, or after it grew, finds the
   messages already stored as duplicates;
@@ -22,7 +25,7 @@ a message its role, content, time and feedback).
 
 The records this adapter cannot explode (not JSON, not an object, a key named twice, bad bytes) pass on
 whole, to be quarantined by normalize_records.sql like any JSONL line. A conversation with a problem of
-its own (no messages array, an unknown role, content of the wrong type, no user message) becomes one
+its own (no messages array, an unknown role, content of the wrong type, no event at all) becomes one
 record with that reason. The events of one conversation share the record's file and line_no and carry
 their position (part_no); ingest (selfmodel.ingest, chat_conversation_outcomes.sql) then counts and
 quarantines conversations, not events.
@@ -175,7 +178,6 @@ def conversation_events(record: dict, layout: ChatLayout) -> list[dict]:
     events: list[dict] = []
     context: list[dict] = []  # system, developer and tool messages and tool calls waiting for the next event
     last_user_event = None  # what an assistant message answers
-    has_user_message = False
     for index, message in enumerate(messages):
         where = f"messages[{index}]"
         if not isinstance(message, dict):
@@ -201,8 +203,6 @@ def conversation_events(record: dict, layout: ChatLayout) -> list[dict]:
                                                              "conversation has none")
         timing = ({"occurred_at": own_time} if own_time is not None
                   else {"occurred_at": time, "occurred_at_offset_us": index})
-        if role == "user":
-            has_user_message = True
         is_event = (role == "user" and text is not None) or (role == "assistant" and bool(text and text.strip()))
         if not is_event:
             kept = {"index": index, "role": written_role, "text": text, **tool_calls}
@@ -240,18 +240,19 @@ def conversation_events(record: dict, layout: ChatLayout) -> list[dict]:
                 "session_id": session, "reply_to": f"{session}:{index}" if is_event else None,
                 "rating": rating_value(rating), "attributes": {"scope": "message", "message_index": index},
             })
-    if not any(event["kind"] == "message" for event in events):
-        raise ConversationProblem("no_user_message", f"none of its {len(messages)} messages is a user message "
-                                                     "with text" if has_user_message else
-                                  f"none of its {len(messages)} messages is the user's")
     rating = _field(record, layout.rating, layout, "rating")
     if rating is not None:
         first_time = next((event["occurred_at"] for event in events), time)
         events.append({
             "event_id": f"{session}:conversation-feedback", "user_id": user,
             "occurred_at": time if time is not None else first_time, "kind": "feedback", "session_id": session,
-            "rating": rating_value(rating), "attributes": {"scope": "conversation"},
+            "reply_to": None, "rating": rating_value(rating), "attributes": {"scope": "conversation"},
         })
+    if not events:
+        # Nothing to load: a conversation record that cannot be counted as loaded, and often a role mapping that
+        # misses the user's and the assistant's names.
+        raise ConversationProblem("empty_conversation", f"none of its {len(messages)} messages is a user or "
+                                                        "assistant message with text, and it has no feedback")
     return events
 
 
