@@ -455,3 +455,20 @@ def test_ingest_json_and_table_say_how_many_events_the_conversations_became(tmp_
     assert (batch["rows_read"], batch["loaded"], batch["events_loaded"]) == (2, 2, 3)
     table = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "ingest"]).stdout
     assert "events" in table.splitlines()[2]
+
+
+def test_a_conversation_cut_off_at_the_end_of_the_file_loads_once_it_is_complete(tmp_path: Path,
+                                                                                  make_settings) -> None:
+    path = tmp_path / "chats.jsonl"
+    line = json.dumps(conversation("c"))
+    path.write_text(json.dumps(conversation("a")) + "\n" + line[:40], encoding="utf-8")  # a writer mid-line
+    settings = make_settings([chat_source()])
+    [first] = ingest(settings, clock=CLOCK)
+
+    append(path, (line[40:] + "\n").encode())
+    [completed] = ingest(settings, clock=CLOCK)
+
+    assert counts(first) == (2, 1, 0, 1)
+    assert query(settings, "select reason from quarantine") == [("truncated_last_line",)]
+    assert (counts(completed), completed.events_loaded) == ((1, 1, 0, 0), 2)
+    assert_every_batch_balances(settings)
