@@ -116,8 +116,9 @@ def _field(record: dict, steps: tuple, layout: ChatLayout, name: str) -> Any:
 
 
 def conversation_id(record: dict, layout: ChatLayout, user: Any, time: Any, messages: list) -> str:
-    """The record's conversation id; without one, a hash of its user, time and first message, which stay
-    the same when the conversation goes on (so it still grows instead of starting anew)."""
+    """The record's conversation id; without one, a hash of its user, time and first user message (its first
+    message when it has none; a system prompt alone is the same in many conversations), which stay the same
+    when the conversation goes on (so it still grows instead of starting anew)."""
     value = _field(record, layout.conversation, layout, "session_id")
     if isinstance(value, str) and value.strip():
         return value
@@ -125,7 +126,12 @@ def conversation_id(record: dict, layout: ChatLayout, user: Any, time: Any, mess
         return str(value)
     if value is not None and not isinstance(value, str):
         raise ConversationProblem("wrong_type", f"session_id: expected a string or integer, got {_json_type(value)}")
-    basis = json.dumps([user, time, messages[0] if messages else None], sort_keys=True, default=str)
+    def is_user_message(message: Any) -> bool:
+        role = value_at(message, layout.role) if isinstance(message, dict) else None
+        return isinstance(role, str) and layout.roles.get(role.strip().lower()) == "user"
+
+    first = next((message for message in messages if is_user_message(message)), messages[0] if messages else None)
+    basis = json.dumps([user, time, first], sort_keys=True, default=str)
     return "h:" + hashlib.sha1(basis.encode()).hexdigest()[:16]
 
 
@@ -198,12 +204,13 @@ def conversation_events(record: dict, layout: ChatLayout) -> list[dict]:
             text = content_text(content, f"{where}.content", skipped)
         tool_calls = {key: message[key] for key in ("tool_calls", "function_call") if message.get(key) is not None}
         own_time = value_at(message, layout.message_time) if layout.message_time else None
-        if own_time is None and time is None:
-            raise ConversationProblem("missing_occurred_at", f"{where} has no time of its own and the "
-                                                             "conversation has none")
         timing = ({"occurred_at": own_time} if own_time is not None
                   else {"occurred_at": time, "occurred_at_offset_us": index})
         is_event = (role == "user" and text is not None) or (role == "assistant" and bool(text and text.strip()))
+        rating = value_at(message, layout.message_rating) if layout.message_rating else None
+        if (is_event or rating is not None) and own_time is None and time is None:
+            raise ConversationProblem("missing_occurred_at", f"{where} has no time of its own and the "
+                                                             "conversation has none")
         if not is_event:
             kept = {"index": index, "role": written_role, "text": text, **tool_calls}
             kept |= {key: message[key] for key in ("tool_call_id", "name") if isinstance(message.get(key), str)}
@@ -233,7 +240,6 @@ def conversation_events(record: dict, layout: ChatLayout) -> list[dict]:
             })
             if role == "user":
                 last_user_event = event_id
-        rating = value_at(message, layout.message_rating) if layout.message_rating else None
         if rating is not None:
             events.append({
                 "event_id": f"{session}:{index}:feedback", "user_id": user, **timing, "kind": "feedback",

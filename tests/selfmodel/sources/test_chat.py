@@ -157,6 +157,12 @@ def test_a_conversation_without_an_id_gets_one_that_stays_when_it_goes_on() -> N
 
     assert a["event_id"] == b["event_id"] != c["event_id"]
     assert a["event_id"].startswith("h:")
+    # the same system prompt opening two conversations does not make them one
+    prompt = {"role": "system", "content": "you are helpful"}
+    first_ids = {conversation_events(conversation(session=None, occurred_at=None, messages=[
+        prompt, {"role": "user", "content": "hi", "at": at}]), layout(chat={"occurred_at": "at"}))[0]["session_id"]
+        for at in ("2024-06-01T12:00:00Z", "2024-06-02T12:00:00Z")}
+    assert len(first_ids) == 2
 
 
 @pytest.mark.parametrize("record, reason, detail", [
@@ -374,6 +380,15 @@ def test_chat_from_parquet(tmp_path: Path, make_settings) -> None:
                            "order by event_id") == [("p1:0", "u1", "message", None, 1_717_243_200.0),
                                                     ("p1:1", "u1", "response", "p1:0", 1_717_243_200.000001),
                                                     ("p2:0", "u2", "response", None, 1_717_243_300.0)]
+
+    grown = table.set_column(3, "messages", pa.array(
+        [[{"role": "user", "content": "i live in berlin"}, {"role": "assistant", "content": "ok"},
+          {"role": "user", "content": "and i cycle"}], [{"role": "assistant", "content": "hello?"}]], pa.list_(message)))
+    pq.write_table(grown, tmp_path / "chats.parquet")  # rewritten: read whole, only the new message loads
+    [again] = ingest(settings, clock=CLOCK)
+
+    assert (counts(again), again.events_loaded) == ((2, 1, 1, 0), 1)
+    assert query(settings, "select event_id from events where batch_id = ?", [again.batch_id]) == [("p1:2",)]
 
 
 @pytest.mark.parametrize("source, message", [
