@@ -126,6 +126,7 @@ def conversation_id(record: dict, layout: ChatLayout, user: Any, time: Any, mess
         return str(value)
     if value is not None and not isinstance(value, str):
         raise ConversationProblem("wrong_type", f"session_id: expected a string or integer, got {_json_type(value)}")
+
     def is_user_message(message: Any) -> bool:
         role = value_at(message, layout.role) if isinstance(message, dict) else None
         return isinstance(role, str) and layout.roles.get(role.strip().lower()) == "user"
@@ -274,13 +275,17 @@ def _reject_repeated_keys(pairs: list[tuple[str, Any]]) -> dict:
     return result
 
 
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON value")  # NaN, Infinity: not standard JSON (strict_json)
+
+
 def record_problem(text: str, is_unterminated: bool) -> tuple[dict | None, str | None, str | None]:
     """(the record, None, None), or (None, reason, detail) when the text is not one standard JSON object
     naming each key once: the reasons and details normalize_records.sql gives any JSONL line."""
     if not text.strip():
         return None, "blank_line", "an empty line is not a record"
     try:
-        record = json.loads(text, object_pairs_hook=_reject_repeated_keys)
+        record = json.loads(text, object_pairs_hook=_reject_repeated_keys, parse_constant=_reject_constant)
     except _RepeatedKey as exc:
         return None, "duplicate_key", f"key {json.dumps(str(exc))[:80]} appears more than once in one object"
     except (ValueError, RecursionError):

@@ -43,7 +43,11 @@ troubled as (
         c.line_no,
         t.byte_offset,
         c.problem.reason as reason,
+        -- the detail names the event (<conversation>:<message index>) whose problem it is, when that event
+        -- could be read at all (an event document not valid JSON: a message holding a lone surrogate escape)
         case when c.problem.reason in ('conflicting_duplicate', 'forgotten_user') then c.problem.detail
+             when c.problem.reason = 'malformed_json' then 'a message is not valid JSON once read (a lone '
+                  || 'UTF-16 surrogate escape?): ' || c.problem.detail
              else c.problem.event_id || ': ' || c.problem.detail end as detail,
         case when c.problem.reason = 'conflicting_duplicate' then c.problem.event_id end as event_id,
         -- a forgotten user's conversation is kept without its text (as classify_records keeps any record)

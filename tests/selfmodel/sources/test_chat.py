@@ -234,6 +234,8 @@ def hostile_corpus() -> tuple[list, dict]:
         ("user id an object", conversation("objuid", user={"id": 1}), "wrong_type"),
         ("empty user message", conversation("empty", messages=[{"role": "user", "content": " "}]), "empty_text"),
         ("not json", "{\"messages\": [", "malformed_json"),
+        ("a lone surrogate", conversation("surrogate", messages=[{"role": "user", "content": "bad \ud800 half"}]),
+         "malformed_json"),
         ("a list", [conversation("list")], "not_an_object"),
         ("key twice", '{"session_id": "k", "session_id": "k2", "user_id": "u", "messages": []}', "duplicate_key"),
         ("grows: later in the file", conversation("grows", messages=[{"role": "user", "content": "one"},
@@ -273,6 +275,8 @@ def test_hostile_chat_records_are_counted_as_conversations_exactly(tmp_path: Pat
                                             "where reason = 'unparseable_timestamp'")
     assert detail.startswith("badtime:0: occurred_at: cannot read yesterday-ish")
     assert (user, json.loads(raw)["session_id"]) == ("u1", "badtime")
+    assert query(settings, "select detail from quarantine where raw_text like '%surrogate%'") == [
+        ("a message is not valid JSON once read (a lone UTF-16 surrogate escape?): not valid JSON",)]
     # order kept under one conversation time; parts other than text counted
     assert query(settings, "select count(distinct occurred_at), min(occurred_at) = max(occurred_at) - interval "
                            "9999 microsecond from events where session_id = 'long'") == [(10_000, True)]
