@@ -230,7 +230,8 @@ def _print_batches(reports, settings: Settings) -> None:
             actions[entry["action"]] = actions.get(entry["action"], 0) + 1
         table.add_row(report.source, report.status, f"{report.rows_read:,}", f"{report.loaded:,}",
                       f"{report.duplicates:,}", f"{report.quarantined:,}", f"{report.late_events:,}",
-                      f"{report.labels_loaded:,}", f"{report.events_loaded:,}", ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+                      f"{report.labels_loaded:,}", f"{report.events_loaded:,}",
+                      ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
     console = _console()
     console.print(table)
     for report in reports:

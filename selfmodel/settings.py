@@ -129,15 +129,14 @@ MappedColumn = Annotated[str, AfterValidator(_mapped_column)]
 
 # The roles of the OpenAI chat format; a chat source's `roles` maps other names onto them.
 ChatRole = Literal["user", "assistant", "system", "developer", "tool"]
-# What a format chat source's `mapping` and `defaults` may name: the conversation's own fields (README "Sources").
+# What a format chat source's `mapping` and `defaults` may name: the conversation's own fields (README "Chat logs").
 CHAT_CONVERSATION_FIELDS = ("user_id", "session_id", "occurred_at", "rating")
 
 
-def _chat_path(value: str | None) -> str | None:
-    if value is not None:
-        if value == "":
-            raise ValueError("must name a key, or a JSON path starting with '$'")
-        json_path_steps(value)
+def _chat_path(value: str) -> str:
+    if value == "":
+        raise ValueError("must name a key, or a JSON path starting with '$'")
+    json_path_steps(value)
     return value
 
 
@@ -158,11 +157,6 @@ class ChatSettings(StrictModel):
     # {human: user, gpt: assistant}.
     roles: dict[str, ChatRole] = Field(default_factory=dict)
 
-    @field_validator("occurred_at", "rating")
-    @classmethod
-    def _optional_path(cls, value: str | None) -> str | None:
-        return _chat_path(value)
-
 
 class SourceSettings(StrictModel):
     name: str
@@ -177,7 +171,7 @@ class SourceSettings(StrictModel):
     bot_user_ids: list[str] = Field(default_factory=lambda: ["-1"])
     # CSV only (files are UTF-8; a byte-order mark is skipped).
     csv_delimiter: str = ","
-    # Format chat only: one record is one conversation (README "Sources").
+    # Format chat only: one record is one conversation (README "Chat logs").
     chat: ChatSettings = ChatSettings()
 
     @field_validator("name")
