@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             served = grouped(con.execute("select user_id, value from beliefs where key = 'fact' and confidence >= ?",
                                          [threshold]).fetchall())
             [(users,)] = con.execute(f"select count(*) from ({humans})").fetchall()
-            [(as_of, top)] = con.execute("select max(as_of), max(confidence) from beliefs where key = 'fact'").fetchall()
+            [(as_of, top)] = con.execute("select max(as_of), max(confidence) from beliefs "
+                                         "where key = 'fact'").fetchall()
         finally:
             con.close()
     elapsed = time.perf_counter() - started

@@ -86,7 +86,8 @@ def test_content_parts_text_is_joined_and_every_other_part_counted_and_skipped()
         {"type": "text", "text": "what is it?"},
     ]
     messages = [{"role": "user", "content": parts},
-                {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}, {"type": "text", "text": "a cat"}]},
+                {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"},
+                                                  {"type": "text", "text": "a cat"}]},
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
                 {"role": "assistant", "content": [{"type": "refusal", "refusal": "no"}]}]
 
@@ -134,7 +135,8 @@ def test_times_per_message_or_the_conversations_with_the_message_index_as_micros
 
 
 def test_feedback_on_a_message_and_on_the_conversation_thumbs_read_as_plus_or_minus_one() -> None:
-    messages = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello", "feedback": {"thumb": "down"}},
+    messages = [{"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "hello", "feedback": {"thumb": "down"}},
                 {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ciao", "feedback": {"thumb": 4}}]
     shape = layout(mapping={"rating": "$.feedback.thumbs"}, chat={"rating": "$.feedback.thumb"})
 
@@ -148,7 +150,8 @@ def test_feedback_on_a_message_and_on_the_conversation_thumbs_read_as_plus_or_mi
 
 def test_a_conversation_without_an_id_gets_one_that_stays_when_it_goes_on() -> None:
     first = conversation(session=None, messages=[{"role": "user", "content": "hi"}])
-    grown = conversation(session=None, messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+    grown = conversation(session=None, messages=[{"role": "user", "content": "hi"},
+                                                 {"role": "assistant", "content": "yo"}])
     other = conversation(session=None, messages=[{"role": "user", "content": "hello"}])
 
     [a] = conversation_events(first, layout())
@@ -387,7 +390,8 @@ def test_chat_from_parquet(tmp_path: Path, make_settings) -> None:
 
     grown = table.set_column(3, "messages", pa.array(
         [[{"role": "user", "content": "i live in berlin"}, {"role": "assistant", "content": "ok"},
-          {"role": "user", "content": "and i cycle"}], [{"role": "assistant", "content": "hello?"}]], pa.list_(message)))
+          {"role": "user", "content": "and i cycle"}],
+         [{"role": "assistant", "content": "hello?"}]], pa.list_(message)))
     pq.write_table(grown, tmp_path / "chats.parquet")  # rewritten: read whole, only the new message loads
     [again] = ingest(settings, clock=CLOCK)
 
@@ -396,7 +400,8 @@ def test_chat_from_parquet(tmp_path: Path, make_settings) -> None:
 
 
 @pytest.mark.parametrize("source, message", [
-    ({"mapping": {"text": "$.messages"}}, "format chat takes mapping for user_id, session_id, occurred_at, rating only"),
+    ({"mapping": {"text": "$.messages"}},
+     "format chat takes mapping for user_id, session_id, occurred_at, rating only"),
     ({"defaults": {"kind": "message"}}, "format chat takes defaults for user_id, session_id, occurred_at, rating only"),
     ({"chat": {"messages": "$.turns[*]"}}, "sources.0.chat.messages"),
     ({"chat": {"roles": {"human": "person"}}}, "sources.0.chat.roles.human"),
@@ -464,7 +469,8 @@ def test_ingest_json_and_table_say_how_many_events_the_conversations_became(tmp_
 
     from selfmodel.cli import main
 
-    write_jsonl(tmp_path / "chats.jsonl", [conversation("a"), conversation("b", messages=[{"role": "user", "content": "x"}])])
+    write_jsonl(tmp_path / "chats.jsonl", [conversation("a"),
+                                           conversation("b", messages=[{"role": "user", "content": "x"}])])
     make_settings([chat_source()])
 
     result = CliRunner().invoke(main, ["--config", str(tmp_path / "selfmodel.yaml"), "ingest", "--json"])
