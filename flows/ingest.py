@@ -14,7 +14,7 @@ from tasks.ingest import ingest_source_task
 from warehouse.db import WarehouseBusyError
 
 COUNT_COLUMNS = ("source", "batch_id", "rows_read", "loaded", "duplicates", "quarantined", "late_events",
-                 "labels_loaded")
+                 "labels_loaded", "events_loaded")
 
 
 @flow(name="ingest")

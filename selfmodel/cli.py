@@ -221,7 +221,8 @@ def _print_batches(reports, settings: Settings) -> None:
     from rich.table import Table
 
     table = Table(title="ingest")
-    for column in ("source", "status", "rows read", "loaded", "duplicates", "quarantined", "late", "labels", "files"):
+    for column in ("source", "status", "rows read", "loaded", "duplicates", "quarantined", "late", "labels", "events",
+                   "files"):
         table.add_column(column, justify="left" if column in ("source", "status", "files") else "right")
     for report in reports:
         actions: dict[str, int] = {}
@@ -229,7 +230,8 @@ def _print_batches(reports, settings: Settings) -> None:
             actions[entry["action"]] = actions.get(entry["action"], 0) + 1
         table.add_row(report.source, report.status, f"{report.rows_read:,}", f"{report.loaded:,}",
                       f"{report.duplicates:,}", f"{report.quarantined:,}", f"{report.late_events:,}",
-                      f"{report.labels_loaded:,}", ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
+                      f"{report.labels_loaded:,}", f"{report.events_loaded:,}",
+                      ", ".join(f"{n} {a}" for a, n in sorted(actions.items())))
     console = _console()
     console.print(table)
     for report in reports:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Any
 
@@ -57,3 +59,39 @@ def json_path(column: str) -> str:
     if column.startswith("$"):
         return column
     return '$."' + column.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+# One step of a JSON path that names one value: .key, ."quoted key" or [index].
+_PATH_STEP = re.compile(r'\.(?:"((?:[^"\\]|\\.)*)"|([^."\[\]*]+))|\[([0-9]+)\]')
+
+
+def json_path_steps(column: str) -> tuple[str | int, ...]:
+    """A mapping value as the keys and indexes it walks: 'a b' -> ('a b',), '$.a."b c"[0]' -> ('a', 'b c', 0).
+
+    Format chat reads its paths in Python, one conversation at a time, so it takes only the steps that name
+    one value; ValueError for anything else (wildcards, negative or computed indexes).
+    """
+    if not column.startswith("$"):
+        return (column,)
+    steps: list[str | int] = []
+    position = 1
+    while position < len(column):
+        step = _PATH_STEP.match(column, position)
+        if step is None:
+            raise ValueError(f"format chat reads paths of .key, .\"key\" and [n] steps only, not {column!r}")
+        quoted, plain, index = step.groups()
+        steps.append(json.loads(f'"{quoted}"') if quoted is not None else plain if plain is not None else int(index))
+        position = step.end()
+    return tuple(steps)
+
+
+def value_at(document: Any, steps: tuple[str | int, ...]) -> Any:
+    """The value `steps` (json_path_steps) lead to in a parsed JSON document; None when absent."""
+    for step in steps:
+        if isinstance(step, int):
+            if not isinstance(document, list) or step >= len(document):
+                return None
+        elif not isinstance(document, dict) or step not in document:
+            return None
+        document = document[step]
+    return document

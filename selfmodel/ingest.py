@@ -40,6 +40,13 @@ def classify_chunk_sql() -> str:
             "select * from (\n" + load_sql("classify_records") + "\n)")
 
 
+def conversation_outcomes(con: duckdb.DuckDBPyConnection, params: dict, classified: pa.Table,
+                          chunk: pa.Table) -> pa.Table:
+    """Format chat: classified events grouped back into conversations (chat_conversation_outcomes.sql, which
+    reads `classified` and `chunk` as locals of this frame, see query_arrow_over_chunk)."""
+    return con.sql(load_sql("chat_conversation_outcomes"), params=params).to_arrow_table()
+
+
 # progress(source name, bytes done, bytes in total)
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -58,6 +65,8 @@ class BatchReport:
     quarantined: int = 0
     late_events: int = 0
     labels_loaded: int = 0
+    # The events the loaded records became: `loaded` for one event per record, more for format chat.
+    events_loaded: int = 0
     status: str = "committed"
     error: str | None = None
     # A failure worth retrying (an I/O error, not a missing source or bad data); used by flow retries.
@@ -306,7 +315,9 @@ class SourceIngestor:
         self.source = source
         self.clock = clock
         self.progress = progress
-        self.plan = field_plan(source)
+        # Format chat hands normalize events its adapter wrote in canonical names (the mapping is the adapter's).
+        self.is_chat = source.format == "chat"
+        self.plan = field_plan(source.model_copy(update={"mapping": {}, "defaults": {}}) if self.is_chat else source)
         # file label -> counts of this batch's records by outcome and by quarantine reason, for the hints
         self.file_outcomes: dict[str, FileOutcomes] = {}
 
@@ -337,19 +348,24 @@ class SourceIngestor:
             con, classify_chunk_sql(), {**normalize_params, "source": self.source.name, "watermark": watermark,
                                         "batch_id": report.batch_id, "reread_files": reread_files},
             chunk)
+        if self.is_chat:
+            classified = conversation_outcomes(con, {"source": self.source.name, "batch_id": report.batch_id,
+                                                     "reread_files": reread_files}, classified, chunk)
         run_over_classified(con, "insert_events",
                             {"source": self.source.name, "batch_id": report.batch_id, "ingested_at": now}, classified)
         run_over_classified(con, "insert_quarantine",
                             {"source": self.source.name, "batch_id": report.batch_id, "quarantined_at": now},
                             classified)
-        [(rows_read, loaded, duplicates, quarantined, late)] = run_over_classified(con, "count_outcomes", None,
-                                                                                    classified)
+        counting = "count_conversation_outcomes" if self.is_chat else "count_outcomes"
+        [(rows_read, loaded, duplicates, quarantined, late, events_loaded)] = run_over_classified(
+            con, counting, None, classified)
         report.rows_read += rows_read
         report.loaded += loaded
         report.duplicates += duplicates
         report.quarantined += quarantined
         report.late_events += late
-        for file, outcome, reason, records in run_over_classified(con, "count_outcomes_by_file", None, classified):
+        report.events_loaded += events_loaded
+        for file, outcome, reason, records in run_over_classified(con, f"{counting}_by_file", None, classified):
             self.file_outcomes.setdefault(file, FileOutcomes()).add(outcome, reason, records)
 
     def run(self) -> BatchReport:
@@ -442,7 +458,8 @@ class SourceIngestor:
             "status": report.status, "started_at": started, "ended_at": ended,
             "rows_read": report.rows_read, "loaded": report.loaded, "duplicates": report.duplicates,
             "quarantined": report.quarantined, "late_events": report.late_events,
-            "labels_loaded": report.labels_loaded, "files": json.dumps(report.files),
+            "labels_loaded": report.labels_loaded, "events_loaded": report.events_loaded,
+            "files": json.dumps(report.files),
             "watermark_before": watermark, "error": report.error, "code_version": code_version(),
         })
 

@@ -21,13 +21,13 @@ from pydantic import (
     AfterValidator, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
 )
 
-from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS, json_path
+from selfmodel.events import CANONICAL_FIELDS, DEFAULT_KINDS, json_path, json_path_steps
 
 DEFAULT_CONFIG_NAME = "selfmodel.yaml"
 CONFIG_ENV_VAR = "SELFMODEL_CONFIG"
 OVERRIDE_ENV_PREFIX = "SELFMODEL__"
 
-SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2"]
+SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2", "chat"]
 
 
 def _known_zone(value: str) -> str:
@@ -127,6 +127,37 @@ def _mapped_column(value: str) -> str:
 MappedColumn = Annotated[str, AfterValidator(_mapped_column)]
 
 
+# The roles of the OpenAI chat format; a chat source's `roles` maps other names onto them.
+ChatRole = Literal["user", "assistant", "system", "developer", "tool"]
+# What a format chat source's `mapping` and `defaults` may name: the conversation's own fields (README "Chat logs").
+CHAT_CONVERSATION_FIELDS = ("user_id", "session_id", "occurred_at", "rating")
+
+
+def _chat_path(value: str) -> str:
+    if value == "":
+        raise ValueError("must name a key, or a JSON path starting with '$'")
+    json_path_steps(value)
+    return value
+
+
+ChatPath = Annotated[str, AfterValidator(_chat_path)]
+
+
+class ChatSettings(StrictModel):
+    """Format chat: where a conversation keeps its messages and how a message is written (paths are keys or
+    JSON paths of .key, ."key" and [n] steps; the message paths are inside one message)."""
+
+    messages: ChatPath = "messages"
+    role: ChatPath = "role"
+    content: ChatPath = "content"
+    # A message's own time and its feedback (a thumbs or a score); None: messages carry none.
+    occurred_at: ChatPath | None = None
+    rating: ChatPath | None = None
+    # Role names beside the standard ones (user, assistant, system, developer, tool), e.g. ShareGPT's
+    # {human: user, gpt: assistant}.
+    roles: dict[str, ChatRole] = Field(default_factory=dict)
+
+
 class SourceSettings(StrictModel):
     name: str
     format: SourceFormat
@@ -140,6 +171,8 @@ class SourceSettings(StrictModel):
     bot_user_ids: list[str] = Field(default_factory=lambda: ["-1"])
     # CSV only (files are UTF-8; a byte-order mark is skipped).
     csv_delimiter: str = ","
+    # Format chat only: one record is one conversation (README "Chat logs").
+    chat: ChatSettings = ChatSettings()
 
     @field_validator("name")
     @classmethod
@@ -173,6 +206,25 @@ class SourceSettings(StrictModel):
         if len(value) != 1:
             raise ValueError("must be exactly one character")
         return value
+
+    @model_validator(mode="after")
+    def _chat_fields(self) -> "SourceSettings":
+        if self.format != "chat":
+            if "chat" in self.model_fields_set:
+                raise ValueError(f"source {self.name!r}: `chat` settings are for format chat only")
+            return self
+        for setting in ("mapping", "defaults"):
+            others = sorted(set(getattr(self, setting)) - set(CHAT_CONVERSATION_FIELDS))
+            if others:
+                raise ValueError(
+                    f"source {self.name!r}: format chat takes {setting} for {', '.join(CHAT_CONVERSATION_FIELDS)} "
+                    f"only (the conversation's fields; messages are read through `chat`), not {', '.join(others)}")
+        for field, column in self.mapping.items():
+            try:
+                json_path_steps(column)
+            except ValueError as exc:
+                raise ValueError(f"source {self.name!r}: mapping.{field}: {exc}") from None
+        return self
 
 
 class IngestSettings(StrictModel):

@@ -1,6 +1,7 @@
 """Source adapters by format name (the `format` of a source in selfmodel.yaml)."""
 
 from selfmodel.sources.base import Adapter
+from selfmodel.sources.chat import ChatAdapter
 from selfmodel.sources.convai2 import ConvAI2Adapter
 from selfmodel.sources.csv_files import CsvAdapter
 from selfmodel.sources.jsonl import JsonlAdapter
@@ -13,4 +14,5 @@ ADAPTERS: dict[str, type[Adapter]] = {
     "parquet": ParquetAdapter,
     "stackexchange": StackExchangeAdapter,
     "convai2": ConvAI2Adapter,
+    "chat": ChatAdapter,
 }

@@ -36,6 +36,12 @@ RECORD_SCHEMA = pa.schema(
         ("is_unterminated", pa.bool_()),
         ("pre_reason", pa.string()),
         ("pre_detail", pa.string()),
+        # Only where one record becomes several events (format chat: a conversation): the event's position
+        # among its record's events. Rows sharing file and line_no with a part_no are one record.
+        ("part_no", pa.int64()),
+        # Added to the event's parsed occurred_at: a conversation's messages that share its one time keep
+        # their order (message index microseconds later).
+        ("occurred_at_offset_us", pa.int64()),
     ]
 )
 
@@ -94,6 +100,8 @@ class RecordBatchBuilder:
         is_unterminated: bool = False,
         pre_reason: str | None = None,
         pre_detail: str | None = None,
+        part_no: int | None = None,
+        occurred_at_offset_us: int | None = None,
     ) -> None:
         columns = self._columns
         columns["file"].append(file)
@@ -105,6 +113,8 @@ class RecordBatchBuilder:
         columns["is_unterminated"].append(is_unterminated)
         columns["pre_reason"].append(pre_reason)
         columns["pre_detail"].append(pre_detail)
+        columns["part_no"].append(part_no)
+        columns["occurred_at_offset_us"].append(occurred_at_offset_us)
 
     @property
     def full(self) -> bool:

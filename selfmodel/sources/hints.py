@@ -136,6 +136,9 @@ def jsonl_hint(sample: bytes, source: SourceSettings, reasons: Counter) -> str |
         likely = max(DELIMITER_NAMES, key=first.count)
         return (f"the file looks like CSV (its first line is not a JSON object and holds {first.count(likely)} "
                 f"{DELIMITER_NAMES[likely]}), not JSON Lines: use format: csv")
+    chat = chat_records_hint(text)
+    if chat is not None:
+        return chat
     if reasons and reasons.most_common(1)[0][0].startswith("missing_"):
         for line in text.splitlines():
             try:
@@ -144,6 +147,30 @@ def jsonl_hint(sample: bytes, source: SourceSettings, reasons: Counter) -> str |
                 continue
             if isinstance(record, dict):
                 return missing_field_hint(list(record), source)
+    return None
+
+
+# Where chat logs keep a conversation's messages: OpenAI's chat format, and ShareGPT's.
+CHAT_ARRAYS = ("messages", "conversations")
+
+
+def chat_records_hint(text: str) -> str | None:
+    """When the first JSON object is a conversation (a messages array of objects with a role), say format chat."""
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(record, dict):
+            return None
+        for key in CHAT_ARRAYS:
+            messages = record.get(key)
+            if (isinstance(messages, list) and messages and isinstance(messages[0], dict)
+                    and ("role" in messages[0] or "from" in messages[0])):
+                where = "" if key == "messages" else f" and chat: {{messages: {key}, role: from, content: value}}"
+                return (f"the records are conversations (a {key!r} array of messages), not one event each: "
+                        f"use format: chat{where}")
+        return None
     return None
 
 

@@ -40,6 +40,8 @@ def block_table(block: LineBlock, file_label: str) -> pa.Table:
             pa.array(unterminated, pa.bool_()),
             pa.array(reasons, pa.string()),
             pa.array(details, pa.string()),
+            pa.nulls(count, pa.int64()),
+            pa.nulls(count, pa.int64()),
         ],
         schema=RECORD_SCHEMA,
     )

@@ -43,6 +43,8 @@ class ParquetAdapter(Adapter):
                             pa.array([False] * count),
                             pa.nulls(count, pa.string()),
                             pa.nulls(count, pa.string()),
+                            pa.nulls(count, pa.int64()),
+                            pa.nulls(count, pa.int64()),
                         ],
                         schema=RECORD_SCHEMA,
                     )

@@ -203,8 +203,8 @@ def test_a_belief_with_confidence_above_one_fails_the_confidence_expectation_at_
 def insert_batch(con, batch_id: str, events: list[dict]) -> None:
     """A committed batch written straight into the tables, bypassing ingestion's own checks."""
     con.execute("insert into ingest_batches values (?, 'app', 'jsonl', 'committed', ?, ?, ?, ?, 0, 0, 0, 0, "
-                "'[]', null, null, 'test')",
-                [batch_id, INGESTED.now(), INGESTED.now(), len(events), len(events)]).fetchall()
+                "'[]', null, null, 'test', ?)",
+                [batch_id, INGESTED.now(), INGESTED.now(), len(events), len(events), len(events)]).fetchall()
     for n, event in enumerate(events):
         con.execute(
             "insert into events values (?, ?, ?, ?, ?, null, ?, ?, [], 'app', ?, '{}', ?, false, ?)",

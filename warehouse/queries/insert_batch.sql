@@ -2,7 +2,7 @@
 -- Parameters: one per column.
 insert into ingest_batches
     (batch_id, source, format, status, started_at, ended_at, rows_read, loaded, duplicates, quarantined,
-     late_events, labels_loaded, files, watermark_before, error, code_version)
+     late_events, labels_loaded, events_loaded, files, watermark_before, error, code_version)
 values
     ($batch_id, $source, $format, $status, $started_at, $ended_at, $rows_read, $loaded, $duplicates,
-     $quarantined, $late_events, $labels_loaded, $files, $watermark_before, $error, $code_version)
+     $quarantined, $late_events, $labels_loaded, $events_loaded, $files, $watermark_before, $error, $code_version)

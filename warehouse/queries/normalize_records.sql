@@ -174,6 +174,8 @@ offset_checked as (
 ),
 
 timed as (
+    -- occurred_at_offset_us (format chat): microseconds after the time read, so the messages of a
+    -- conversation that has one time for all keep their order.
     select
         *,
         case
@@ -195,7 +197,7 @@ timed as (
                                    as timestamptz)
                      else timezone($timezone, try_cast(occurred_text as timestamp)) end,
                 timezone($timezone, try_strptime(occurred_text, $timestamp_format)))
-        end as occurred_at
+        end + to_microseconds(coalesce(occurred_at_offset_us, 0)) as occurred_at
     from offset_checked
 ),
 
@@ -330,7 +332,8 @@ final as (
         rating,
         tags,
         coalesce(attributes, '{}')::json as attributes,
-        content_hash
+        content_hash,
+        part_no
     from recovered
 )
 

@@ -19,6 +19,9 @@ JSONL = "".join(json.dumps(record) + "\n" for record in RECORDS)
 CSV = "event_id,user_id,occurred_at,kind,text\n" + "".join(
     f"e{n},u1,2024-06-01T12:00:00Z,message,hi\n" for n in range(3))
 
+CHAT_JSONL = "".join(json.dumps({"user_id": "u1", "occurred_at": "2024-06-01T12:00:00Z", "messages": [
+    {"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}) + "\n" for _ in range(3))
+
 
 def hint(tmp_path: Path, data: bytes, source_format: str, reason: str, **options) -> str | None:
     path = tmp_path / f"f.{source_format}"
@@ -66,9 +69,15 @@ def hint(tmp_path: Path, data: bytes, source_format: str, reason: str, **options
     (CSV.replace("user_id", "uid").encode(), "csv", "missing_user_id", {},
      "the records have no field 'user_id' (the header names 5 columns): "
      "map user_id to the field that holds it, e.g. mapping: {user_id: <field>}"),
+    (CHAT_JSONL.encode(), "jsonl", "wrong_type", {"mapping": {"text": "$.messages"}, "defaults": {"kind": "message"}},
+     "the records are conversations (a 'messages' array of messages), not one event each: use format: chat"),
+    (CHAT_JSONL.replace('"messages"', '"conversations"').replace('"role"', '"from"').encode(), "jsonl",
+     "missing_kind", {},
+     "the records are conversations (a 'conversations' array of messages), not one event each: use format: chat "
+     "and chat: {messages: conversations, role: from, content: value}"),
 ], ids=["utf16-bom", "utf16be-no-bom", "utf32-csv", "utf16-gzip", "latin1", "semicolons", "tabs",
         "commas-for-semicolon-source", "json-array", "pretty-json", "csv-in-jsonl", "jsonl-in-csv",
-        "unmapped-json-field", "unmapped-csv-column"])
+        "unmapped-json-field", "unmapped-csv-column", "chat-in-jsonl", "sharegpt-in-jsonl"])
 def test_a_recognisable_cause_is_named_with_its_fix(tmp_path: Path, data: bytes, source_format: str, reason: str,
                                                     options: dict, expected: str) -> None:
     assert hint(tmp_path, data, source_format, reason, **options) == expected
