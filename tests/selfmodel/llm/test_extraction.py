@@ -310,3 +310,30 @@ def test_off_by_default_nothing_is_asked_and_nothing_of_it_is_imported(world: Wo
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            cwd=Path(__file__).resolve().parents[3]).stdout
     assert shown.strip() == "[]"
+
+
+def test_a_missing_key_is_a_config_error_before_anything_is_sent_or_written(world: World, monkeypatch) -> None:
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+
+    world.ingest(records([("ana", NURSE)], responses=False))
+    monkeypatch.delenv(KEY_ENV)
+    result = CliRunner().invoke(main, ["--config", str(world.folder / "selfmodel.yaml"), "refresh"])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert f"llm.api_key_env names the environment variable {KEY_ENV}, which is not set" in result.output
+    assert world.server.requests == []
+    assert world.query("select count(*) from llm_runs") == [(0,)] and world.query("select count(*) from beliefs") \
+        == [(0,)]
+
+
+def test_the_refresh_command_shows_the_llm_run(world: World) -> None:
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+
+    world.ingest(records([("ana", NURSE)], responses=False))
+    result = CliRunner().invoke(main, ["--config", str(world.folder / "selfmodel.yaml"), "refresh"])
+    assert result.exit_code == 0, result.output
+    assert "LLM test-model: 1 requests (direct); 1 answered; 2 items kept; 2 dropped as ungrounded" in \
+        " ".join(result.output.split())
