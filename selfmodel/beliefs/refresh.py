@@ -91,20 +91,23 @@ def llm_extraction_on(settings: Settings) -> bool:
 
 def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
                     full: bool = False, clock: Clock | None = None,
-                    extraction: Extraction = extract_pending, rewind: bool = False, chat_model=None) -> RefreshReport:
+                    extraction: Extraction = extract_pending, rewind: bool = False, chat_model=None,
+                    ask_llm: bool = True) -> RefreshReport:
     """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of).
 
     `extraction` stores the new observations inside the refresh's transaction: by default it runs the
     extractors here; a sharded refresh passes one that loads what its shards extracted elsewhere.
     With the LLM extractor on, pending user messages are first asked about (selfmodel.llm.extraction: each
     answer cached as it arrives, outside the transaction, so nothing paid for is lost if the refresh fails);
-    `chat_model` replaces the configured endpoint.
+    `chat_model` replaces the configured endpoint. `ask_llm` False only observes what is cached: a refresh that
+    follows another in the same run (a calibration's re-fold, a backfill's later nights) asks nothing more, so
+    one run spends at most one budget.
     """
     clock = clock or SystemClock()
     started = clock.now()
     refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     asked = None
-    if llm_extraction_on(settings):
+    if ask_llm and llm_extraction_on(settings):
         from selfmodel.llm.extraction import ask_pending  # not imported on the default, offline path
 
         refuse_future_as_of(as_of, settings, clock)  # before paying for anything

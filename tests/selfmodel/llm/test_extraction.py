@@ -337,3 +337,20 @@ def test_the_refresh_command_shows_the_llm_run(world: World) -> None:
     assert result.exit_code == 0, result.output
     assert "LLM test-model: 1 requests (direct); 1 answered; 2 items kept; 2 dropped as ungrounded" in \
         " ".join(result.output.split())
+
+
+def test_a_backfill_asks_once_whatever_its_nights_and_folds_the_answers_night_by_night(world: World) -> None:
+    from selfmodel.beliefs.backfill import backfill_beliefs
+
+    world.llm["max_cost_usd_per_run"] = 0.17  # four requests (see the budget test)
+    world.ingest(records([("ana", f"I'm a nurse, day {number}") for number in range(7)], responses=False))
+    con = connect(world.settings.warehouse_path)
+    try:
+        report = backfill_beliefs(con, world.settings, T0 + timedelta(days=1), T0 + timedelta(days=8),
+                                  clock=FixedClock(NOW))
+    finally:
+        con.close()
+    asked = [night.llm["requests"] for night in report.nights if night.llm and "requests" in night.llm]
+    assert asked == [4] and len(world.server.chat_requests) == 4  # the first night only: one budget
+    assert world.query("select count(*) from llm_runs") == [(1,)]
+    assert world.query("select count(*) from observations where extractor = 'llm'") == [(4,)]
