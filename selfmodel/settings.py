@@ -209,7 +209,7 @@ class ExtractorSettings(StrictModel):
     weight: float = Field(default=1.0, gt=0)
 
 
-# The extractor that asks a language model (selfmodel.beliefs.llm_extract, settings `llm`); the rule extractors
+# The extractor that asks a language model (selfmodel.llm.extraction, settings `llm`); the rule extractors
 # are listed in selfmodel.beliefs.extractors.EXTRACTOR_NAMES.
 LLM_EXTRACTOR = "llm"
 

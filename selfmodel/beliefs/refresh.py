@@ -111,7 +111,7 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
         from selfmodel.llm.extraction import ask_pending  # not imported on the default, offline path
 
         refuse_future_as_of(as_of, settings, clock)  # before paying for anything
-        asked = ask_pending(con, settings, clock, chat_model)
+        asked = ask_pending(con, settings, clock, chat_model, everything=full)
     execute(con, "begin transaction")
     try:
         report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction, rewind)

@@ -249,8 +249,9 @@ class _Asker:
 
 
 def ask_pending(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock | None = None, model=None,
-                budget: Budget | None = None) -> AskReport:
+                budget: Budget | None = None, everything: bool = False) -> AskReport:
     """Ask the model about every pending message text the budget has room for; cache the grounded answers.
+    `everything`: also the texts of events already observed (before a full refresh, which observes them again).
 
     Runs outside any transaction (each answer is stored as it arrives). `model` defaults to the configured
     endpoint (selfmodel.llm.openai_client.chat_model_from_settings, which reads the key now); `budget` to the
@@ -267,7 +268,7 @@ def ask_pending(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock
     budget = budget or Budget.from_settings(llm)
     report = AskReport(new_run_id("extract", started), llm.model, PROMPT_VERSION, max_cost_usd=budget.cap_usd)
     asker = _Asker(con, settings, model, budget, clock, report, _role_lookup(settings))
-    keys = {**asker.keys, "max_attempts": MAX_ATTEMPTS}
+    keys = {**asker.keys, "max_attempts": MAX_ATTEMPTS, "everything": everything}
     asker.collect_batches(wait_seconds=0)  # batches an earlier run could not wait for
     pending = run(con, "llm_pending_messages", keys)
     report.pending = len(pending)

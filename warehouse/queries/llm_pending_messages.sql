@@ -1,15 +1,17 @@
 -- llm_pending_messages: the distinct user message texts the LLM extractor has still to ask about, newest first:
 -- texts of messages (kind 'message': what users wrote themselves) whose event has no LLM observations yet, with
 -- no cached answer for this model and prompt, not in a batch in flight, and not given up (a malformed or
--- refused answer $max_attempts times; transient failures are always asked again).
--- Parameters: $model, $prompt_version, $max_attempts
+-- refused answer $max_attempts times; transient failures are always asked again). $everything: every message,
+-- observed or not (a full refresh observes every event again, from the cache of the model configured now).
+-- Parameters: $model, $prompt_version, $max_attempts, $everything
 with
 
 unobserved as (
     select e.text, e.occurred_at
     from events as e
-    anti join llm_observed as o on o.source = e.source and o.event_id = e.event_id
     where e.kind = 'message' and e.text is not null and trim(e.text) <> ''
+      and ($everything or not exists (
+          select 1 from llm_observed as o where o.source = e.source and o.event_id = e.event_id))
 ),
 
 texts as (

@@ -354,3 +354,17 @@ def test_a_backfill_asks_once_whatever_its_nights_and_folds_the_answers_night_by
     assert asked == [4] and len(world.server.chat_requests) == 4  # the first night only: one budget
     assert world.query("select count(*) from llm_runs") == [(1,)]
     assert world.query("select count(*) from observations where extractor = 'llm'") == [(4,)]
+
+
+def test_a_new_model_applies_to_new_messages_and_a_full_refresh_asks_it_about_all(world: World) -> None:
+    world.ingest(records([("ana", NURSE)], responses=False))
+    world.refresh()
+    world.llm["model"] = "better-model"
+    world.ingest([{"event_id": "m-new", "user_id": "ana", "kind": "message", "text": "I'm a nurse, new to dbt",
+                   "occurred_at": T0.isoformat()}])
+    assert world.refresh()["llm"]["requests"] == 1  # the new message only: the old one keeps its observations
+    full = world.refresh(full=True)["llm"]
+    assert full["requests"] == 1 and full["events_observed"] == 2  # the old text, for the new model
+    assert [body["model"] for body in world.server.chat_requests] == ["test-model", "better-model", "better-model"]
+    assert world.query("select distinct extractor_version from observations where extractor = 'llm'") == [
+        (f"better-model|{PROMPT_VERSION}",)]
