@@ -118,7 +118,8 @@ class OpenAIServer:
             def _handle(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
                 body = self.rfile.read(length) if length else b""
-                request = RecordedRequest(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                headers = {name.lower(): value for name, value in self.headers.items()}
+                request = RecordedRequest(self.command, self.path, headers, body)
                 with server._lock:
                     server.requests.append(request)
                 status, headers, payload = server._route(request)

@@ -215,7 +215,8 @@ class _Asker:
                 try:
                     state = self.model.batch_state(batch["batch_id"])
                 except LLMError as error:
-                    log.warning("batch %s: cannot read its state (%s); a later run tries again", batch["batch_id"], error)
+                    log.warning("batch %s: cannot read its state (%s); a later run tries again",
+                                batch["batch_id"], error)
                     continue
                 if state.done:
                     self.collect(batch, state.status)

@@ -38,7 +38,8 @@ def _schema_problem(exc: Exception) -> str:
     """Why a reply is not of the schema, without quoting it (it may repeat what was sent)."""
     if isinstance(exc, pydantic.ValidationError):
         problems = sorted({f"{'.'.join(map(str, e['loc'])) or '(top level)'}: {e['type']}" for e in exc.errors()})
-        return "reply does not match the schema (" + "; ".join(problems[:5]) + (", ..." if len(problems) > 5 else "") + ")"
+        shown = "; ".join(problems[:5]) + (", ..." if len(problems) > 5 else "")
+        return f"reply does not match the schema ({shown})"
     return f"reply is not JSON ({type(exc).__name__})"
 
 
