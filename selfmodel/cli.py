@@ -950,6 +950,10 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
     console.print(f"  observations new      {report.observations_extracted:>10,}")
     console.print(f"  observations folded   {report.observations_folded:>10,}  into {report.groups_touched:,} (user, key) groups")
     console.print(f"  beliefs in total      {report.beliefs_total:>10,}")
+    if report.llm and "requests" in report.llm:
+        from selfmodel.llm.extraction import summary_line
+
+        console.print(f"  {summary_line(report.llm)}")
 
 
 @main.command()

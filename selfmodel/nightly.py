@@ -122,13 +122,18 @@ def calibrate_step(report: dict, seconds: float) -> StepResult:
 
 
 def refresh_step(report: dict, seconds: float) -> StepResult:
-    """Events extracted in, observations out; what was folded into how many beliefs."""
+    """Events extracted in, observations out; what was folded into how many beliefs; with the LLM extractor on,
+    its requests, tokens and estimated cost (and whether the budget stopped it)."""
+    detail = (f"{report.get('mode')} as of {report.get('as_of')}: {report.get('observations_folded', 0):,} "
+              f"observations folded into {report.get('groups_touched', 0):,} groups; "
+              f"{report.get('beliefs_total', 0):,} beliefs")
+    if report.get("llm") and "requests" in report["llm"]:
+        from selfmodel.llm.extraction import summary_line
+
+        detail += "\n" + summary_line(report["llm"])
     return StepResult(
         "refresh_beliefs", "completed", seconds,
-        rows_in=report.get("events_extracted"), rows_out=report.get("observations_extracted"),
-        detail=(f"{report.get('mode')} as of {report.get('as_of')}: {report.get('observations_folded', 0):,} "
-                f"observations folded into {report.get('groups_touched', 0):,} groups; "
-                f"{report.get('beliefs_total', 0):,} beliefs"),
+        rows_in=report.get("events_extracted"), rows_out=report.get("observations_extracted"), detail=detail,
     )
 
 

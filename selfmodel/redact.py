@@ -96,7 +96,7 @@ class RedactUrlsFilter(logging.Filter):
         return True
 
 
-_FILTERED_LOGGERS = ("httpx",)
+_FILTERED_LOGGERS = ("httpx", "httpx2")  # httpx2: the transport of openai 3
 
 
 def redact_http_client_logs() -> None:

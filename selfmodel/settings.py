@@ -255,9 +255,15 @@ class KeySettings(StrictModel):
 
 
 class ExtractorSettings(StrictModel):
+    # The rule extractors are on unless turned off; the LLM extractor ("llm") is off unless turned on.
     enabled: bool = True
     # Multiplies the weight of every observation the extractor makes.
     weight: float = Field(default=1.0, gt=0)
+
+
+# The extractor that asks a language model (selfmodel.llm.extraction, settings `llm`); the rule extractors
+# are listed in selfmodel.beliefs.extractors.EXTRACTOR_NAMES.
+LLM_EXTRACTOR = "llm"
 
 
 DEFAULT_KEYS = {
@@ -298,18 +304,28 @@ class BeliefSettings(StrictModel):
     def _merge_with_default_keys(cls, value: dict[str, KeySettings]) -> dict[str, KeySettings]:
         return {**DEFAULT_KEYS, **value}
 
+    @field_validator("extractors", mode="before")
+    @classmethod
+    def _llm_extractor_off_unless_enabled(cls, value: Any) -> Any:
+        # The LLM extractor sends text to an outside service and costs money: listed without `enabled`, it is off.
+        listed = value.get(LLM_EXTRACTOR) if isinstance(value, dict) else None
+        if isinstance(listed, dict) and "enabled" not in listed:
+            value = {**value, LLM_EXTRACTOR: {**listed, "enabled": False}}
+        return value
+
     @field_validator("extractors")
     @classmethod
     def _known_extractors(cls, value: dict[str, ExtractorSettings]) -> dict[str, ExtractorSettings]:
         from selfmodel.beliefs.extractors import EXTRACTOR_NAMES
 
-        unknown = sorted(set(value) - set(EXTRACTOR_NAMES))
+        known = [*EXTRACTOR_NAMES, LLM_EXTRACTOR]
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(f"unknown extractor(s) {unknown}; known: {list(EXTRACTOR_NAMES)}")
+            raise ValueError(f"unknown extractor(s) {unknown}; known: {known}")
         return value
 
     def extractor(self, name: str) -> ExtractorSettings:
-        return self.extractors.get(name, ExtractorSettings())
+        return self.extractors.get(name, ExtractorSettings(enabled=name != LLM_EXTRACTOR))
 
 
 class PredictiveEvalSettings(StrictModel):
@@ -578,6 +594,87 @@ class CalibrationSettings(StrictModel):
     nightly: bool = False
 
 
+class LLMSettings(StrictModel):
+    """An OpenAI-compatible chat endpoint (README "LLM extractor"): OpenAI, Azure OpenAI, or a local server
+    (vLLM, llama.cpp, Ollama). The API key is read when a request is made, from the environment variable
+    `api_key_env` or the Prefect Secret block `api_key_secret_block`; it is never in this file, a table or a log."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = Field(min_length=1)
+    # Azure OpenAI's dated API (…/openai/deployments/<name>) needs an api-version query; its v1 API does not.
+    api_version: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_secret_block: str | None = None
+    # Estimated spend per run (prices below, as configured: never fetched). At the cap, extraction stops cleanly
+    # and what is left is extracted on the next run.
+    max_cost_usd_per_run: float = Field(default=1.0, ge=0)
+    price_per_1m_input_tokens: float = Field(ge=0)
+    price_per_1m_output_tokens: float = Field(ge=0)
+    # More messages to extract than this in one run go through the Batch API (upload, poll, fetch); fewer
+    # are sent as direct requests, `concurrency` at a time.
+    batch_threshold: int = Field(default=1000, ge=1)
+    # How long a run waits for a batch it submitted (polling every batch_poll_seconds); a batch not done by
+    # then is collected by a later run.
+    batch_wait_seconds: float = Field(default=600, ge=0)
+    batch_poll_seconds: float = Field(default=15, gt=0)
+    timeout_seconds: float = Field(default=60, gt=0)
+    # Retries of a request on a rate limit (429), a server error (5xx), a timeout or a dropped connection,
+    # with exponential backoff (honouring Retry-After). Items that still fail are retried on the next run.
+    max_retries: int = Field(default=3, ge=0, le=10)
+    concurrency: int = Field(default=4, ge=1, le=64)
+    # Bounds on one request: the reply's tokens, and the message's characters (a longer message is cut).
+    max_output_tokens: int = Field(default=600, ge=16)
+    max_message_chars: int = Field(default=4000, ge=100)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_base_url(cls, value: str) -> str:
+        if not is_http_url(value):
+            raise ValueError("must be an http:// or https:// URL, such as https://api.openai.com/v1")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the name of an environment variable, such as OPENAI_API_KEY")
+        return value
+
+    @field_validator("api_key_secret_block")
+    @classmethod
+    def _key_block_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "LLMSettings":
+        if self.api_key_env is not None and self.api_key_secret_block is not None:
+            raise ValueError("give one of api_key_env and api_key_secret_block, not both "
+                             "(api_key_env defaults to OPENAI_API_KEY: set it to null to use the block)")
+        return self
+
+    def api_key(self, environ: Mapping[str, str] | None = None) -> str | None:
+        """The API key, read now; None when neither a variable nor a block is configured (a local server that
+        needs no key). A missing or empty variable or block is a ConfigError that never quotes a value."""
+        if self.api_key_env is not None:
+            where = f"llm.api_key_env names the environment variable {self.api_key_env}, which"
+            return environment_secret(self.api_key_env, where, "the API key of " + _host_of(self.base_url), environ)
+        if self.api_key_secret_block is not None:
+            where = f"the Prefect Secret block {self.api_key_secret_block!r} (llm.api_key_secret_block)"
+            value = _prefect_secret(self.api_key_secret_block, where)
+            if not value or not value.strip():
+                raise ConfigError(f"{where} is not set (or empty): set it to the API key")
+            return value.strip()
+        return None
+
+
+def _host_of(url: str) -> str:
+    from selfmodel.redact import redact_url
+
+    return redact_url(url).removesuffix("/…")
+
+
 class Settings(StrictModel):
     warehouse: WarehouseSettings = WarehouseSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
@@ -589,6 +686,8 @@ class Settings(StrictModel):
     snapshots: SnapshotSettings = SnapshotSettings()
     quality: QualitySettings = QualitySettings()
     nightly: NightlySettings = NightlySettings()
+    # An OpenAI-compatible endpoint for the LLM extractor (beliefs.extractors.llm); null: none, fully offline.
+    llm: LLMSettings | None = None
     # Folder of the config file; relative paths resolve against it. Set by load_settings.
     base_dir: Path = Path(".")
 
@@ -602,6 +701,9 @@ class Settings(StrictModel):
         if unknown_families:
             raise ValueError(f"calibration.exclude names unknown key families {unknown_families}; "
                              f"known: {sorted(self.beliefs.keys)}")
+        if self.beliefs.extractor(LLM_EXTRACTOR).enabled and self.llm is None:
+            raise ValueError("beliefs.extractors.llm is enabled, so the llm section (base_url, model, prices...) "
+                             "must be set")
         predictive_source = self.eval.predictive.source
         if predictive_source is not None and predictive_source not in names:
             raise ValueError(f"eval.predictive.source {predictive_source!r} is not a configured source; "

@@ -41,7 +41,8 @@ def refold_task(config_path: str) -> dict:
     settings = load_settings(config_path)
     con = run_connection(settings)
     try:
-        report = refresh_beliefs(con, settings, as_of=last_refresh_as_of(con))
+        # The refresh before it asked the LLM extractor's model already: a re-fold spends no second budget.
+        report = refresh_beliefs(con, settings, as_of=last_refresh_as_of(con), ask_llm=False)
         export_analyst_copy(con, settings)
     finally:
         con.close()

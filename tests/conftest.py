@@ -63,3 +63,14 @@ def webhook():
     receiver = WebhookReceiver()
     yield receiver
     receiver.close()
+
+
+@pytest.fixture
+def openai_server():
+    """A real local OpenAI-compatible HTTP server (tests/openai_server.py): script it, point `llm.base_url` at
+    `openai_server.base_url`, then read what reached it."""
+    from tests.openai_server import OpenAIServer
+
+    server = OpenAIServer().start()
+    yield server
+    server.stop()

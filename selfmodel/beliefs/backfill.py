@@ -96,12 +96,14 @@ def backfill_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, start: 
         latest_before = None
     report = BackfillReport(start, end, every)
     for number, night in enumerate(nights):
-        night_report = refresh_beliefs(con, settings, as_of=night, clock=clock, rewind=number == 0)
+        # The LLM extractor asks once, before the first night (one budget); later nights use its cache.
+        night_report = refresh_beliefs(con, settings, as_of=night, clock=clock, rewind=number == 0,
+                                       ask_llm=number == 0)
         report.nights.append(night_report)
         if on_night is not None:
             on_night(night_report)
     if latest_before is not None and latest_before > nights[-1]:
-        refresh_beliefs(con, settings, as_of=latest_before, clock=clock)
+        refresh_beliefs(con, settings, as_of=latest_before, clock=clock, ask_llm=False)
         report.caught_up_to = latest_before
     log.info("backfill %s .. %s: %d nights", start.isoformat(), end.isoformat(), len(nights))
     return report

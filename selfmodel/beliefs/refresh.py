@@ -21,7 +21,7 @@ import duckdb
 from selfmodel.beliefs import parameters as beliefs_parameters
 from selfmodel.beliefs.observe import ExtractionReport, extract_pending
 from selfmodel.clock import Clock, SystemClock
-from selfmodel.settings import Settings
+from selfmodel.settings import LLM_EXTRACTOR, Settings
 from selfmodel.version import code_version
 from warehouse.db import execute, load_sql, run, run_script
 
@@ -45,6 +45,7 @@ class RefreshReport:
     observations_folded: int = 0
     groups_touched: int = 0
     beliefs_total: int = 0
+    llm: dict | None = None  # the LLM extractor's run, when it is on (selfmodel.llm.extraction.AskReport)
 
     def to_json(self) -> dict:
         return {**asdict(self), "as_of": self.as_of.isoformat() if self.as_of else None}
@@ -83,17 +84,34 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
 Extraction = Callable[[duckdb.DuckDBPyConnection, Settings, datetime], ExtractionReport]
 
 
+def llm_extraction_on(settings: Settings) -> bool:
+    """The LLM extractor runs: an llm endpoint is configured and beliefs.extractors.llm is enabled."""
+    return settings.llm is not None and settings.beliefs.extractor(LLM_EXTRACTOR).enabled
+
+
 def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
                     full: bool = False, clock: Clock | None = None,
-                    extraction: Extraction = extract_pending, rewind: bool = False) -> RefreshReport:
+                    extraction: Extraction = extract_pending, rewind: bool = False, chat_model=None,
+                    ask_llm: bool = True) -> RefreshReport:
     """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of).
 
     `extraction` stores the new observations inside the refresh's transaction: by default it runs the
     extractors here; a sharded refresh passes one that loads what its shards extracted elsewhere.
+    With the LLM extractor on, pending user messages are first asked about (selfmodel.llm.extraction: each
+    answer cached as it arrives, outside the transaction, so nothing paid for is lost if the refresh fails);
+    `chat_model` replaces the configured endpoint. `ask_llm` False only observes what is cached: a refresh that
+    follows another in the same run (a calibration's re-fold, a backfill's later nights) asks nothing more, so
+    one run spends at most one budget.
     """
     clock = clock or SystemClock()
     started = clock.now()
     refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    asked = None
+    if ask_llm and llm_extraction_on(settings):
+        from selfmodel.llm.extraction import ask_pending  # not imported on the default, offline path
+
+        refuse_future_as_of(as_of, settings, clock)  # before paying for anything
+        asked = ask_pending(con, settings, clock, chat_model, everything=full)
     execute(con, "begin transaction")
     try:
         report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction, rewind)
@@ -101,6 +119,8 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
     except Exception:
         execute(con, "rollback")
         raise
+    if asked is not None:
+        report.llm = {**asked.to_json(), **(report.llm or {})}
     log.info("refresh %s (%s) as of %s: %d observations folded into %d groups; %d beliefs",
              refresh_id, report.mode, report.as_of, report.observations_folded, report.groups_touched,
              report.beliefs_total)
@@ -144,6 +164,12 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         run(con, "supersede_refreshes", {"as_of": as_of, "superseded_at": started})
     extracted = extraction(con, settings, started)
     report.events_extracted, report.observations_extracted = extracted.events, extracted.observations
+    if llm_extraction_on(settings):
+        from selfmodel.llm.extraction import observe_cached
+
+        observed = observe_cached(con, settings)
+        report.observations_extracted += observed.observations
+        report.llm = {"observations": observed.observations, "events_observed": observed.events}
     [(watermark,)] = run(con, "max_extract_run")
     parameters = beliefs_parameters.in_force(con, settings)
     report.parameter_set = beliefs_parameters.store(con, parameters)

@@ -15,6 +15,7 @@ from selfmodel.beliefs.extractors import EXTRACTOR_NAMES
 from selfmodel.settings import (
     DEFAULT_KEYS,
     ConfigError,
+    LLM_EXTRACTOR,
     ExtractorSettings,
     Settings,
     load_settings,
@@ -132,7 +133,7 @@ def test_the_committed_configs_load() -> None:
 # A commented-out example setting: "# " at the key's own indentation, then `key:` or a list item `- `.
 COMMENTED_SETTING = re.compile(r"^(\s*)# (\s*(?:- |[A-Za-z_][\w.]*:(?:\s|$)).*)$")
 # Sections the example shows only commented out (they have no default), and the sources' own fields.
-SHOWN_COMMENTED = ("alerts.owners", "alerts.smtp", "sources")
+SHOWN_COMMENTED = ("alerts.owners", "alerts.smtp", "sources", "llm")
 
 
 def uncommented(text: str) -> str:
@@ -202,9 +203,12 @@ def test_the_example_config_shows_the_defaults() -> None:
     assert example.beliefs.keys == DEFAULT_KEYS
     raw = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))["beliefs"]
     assert list(raw["keys"]) == list(DEFAULT_KEYS)  # every family shown (missing ones would be merged back in)
-    assert list(raw["extractors"]) == list(EXTRACTOR_NAMES)
+    assert list(raw["extractors"]) == [*EXTRACTOR_NAMES, LLM_EXTRACTOR]
     for name in EXTRACTOR_NAMES:
         assert example.beliefs.extractor(name) == defaults.beliefs.extractor(name) == ExtractorSettings()
+    assert example.beliefs.extractor(LLM_EXTRACTOR) == defaults.beliefs.extractor(LLM_EXTRACTOR) \
+        == ExtractorSettings(enabled=False)
+    assert example.llm is None and defaults.llm is None
 
 
 def test_a_url_in_any_setting_is_shown_redacted_in_a_config_error(tmp_path: Path) -> None:
@@ -215,3 +219,52 @@ def test_a_url_in_any_setting_is_shown_redacted_in_a_config_error(tmp_path: Path
         load_settings(config, environ={})
     assert "nightly.cron" in str(raised.value) and "https://example.org/…" in str(raised.value)
     assert "hunter2hunter2" not in str(raised.value)
+
+
+# --- the LLM extractor's settings ------------------------------------------------------------------------------
+
+LLM_SECTION = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "price_per_1m_input_tokens": 0.15,
+               "price_per_1m_output_tokens": 0.6}
+
+
+def test_the_llm_extractor_is_off_unless_enabled_and_needs_an_endpoint(tmp_path: Path) -> None:
+    assert Settings().beliefs.extractor(LLM_EXTRACTOR).enabled is False
+    listed = load_settings(write(tmp_path, yaml.safe_dump({"llm": LLM_SECTION,
+                                                           "beliefs": {"extractors": {"llm": {"weight": 2.0}}}})),
+                           environ={})
+    assert listed.beliefs.extractor(LLM_EXTRACTOR) == ExtractorSettings(enabled=False, weight=2.0)
+    assert listed.beliefs.extractor("topic").enabled  # the rule extractors stay on
+    with pytest.raises(ConfigError, match="beliefs.extractors.llm is enabled, so the llm section"):
+        load_settings(write(tmp_path, "beliefs: {extractors: {llm: {enabled: true}}}\n"), environ={})
+    with pytest.raises(ConfigError, match="unknown extractor"):
+        load_settings(write(tmp_path, "beliefs: {extractors: {gpt: {enabled: true}}}\n"), environ={})
+
+
+def test_the_llm_section_needs_a_model_and_prices_and_one_key_source(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, "llm: {base_url: 'http://localhost:8000/v1'}\n"), environ={})
+    assert all(name in str(raised.value) for name in ("llm.model", "llm.price_per_1m_input_tokens",
+                                                      "llm.price_per_1m_output_tokens"))
+    both = {**LLM_SECTION, "api_key_secret_block": "openai-key"}
+    with pytest.raises(ConfigError, match="one of api_key_env and api_key_secret_block"):
+        load_settings(write(tmp_path, yaml.safe_dump({"llm": both})), environ={})
+    with pytest.raises(ConfigError, match="llm.base_url"):
+        load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "base_url": "localhost:8000"}})),
+                      environ={})
+
+
+def test_the_llm_key_is_read_when_used_and_never_quoted(tmp_path: Path) -> None:
+    key = "sk-planted-0123456789abcdef"
+    settings = load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "api_key_env": "MY_LLM_KEY"}})),
+                             environ={"MY_LLM_KEY": key})
+    assert key not in settings.model_dump_json()  # only the variable's name is in the settings
+    assert settings.llm.api_key({"MY_LLM_KEY": key}) == key
+    with pytest.raises(ConfigError, match="MY_LLM_KEY.*not set") as raised:
+        settings.llm.api_key({})
+    assert "127.0.0.1" in str(raised.value)
+    keyless = load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "api_key_env": None}})), environ={})
+    assert keyless.llm.api_key({}) is None  # a local server that needs no key
+    # A key pasted into the file is an unknown setting whose value is never shown.
+    with pytest.raises(ConfigError) as raised:
+        load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "api_key": key}})), environ={})
+    assert "llm.api_key" in str(raised.value) and key not in str(raised.value)

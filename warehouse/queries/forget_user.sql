@@ -32,6 +32,22 @@ select
      where regexp_matches(subject, $case_in_text) or regexp_matches(body, $case_in_text)) as alerts_redacted;
 
 delete from observations where user_id = $user_id;
+-- The LLM extractor's cache and failures are keyed by a hash of the message text: those of the user's messages
+-- go (a text another user also wrote is asked again for them), and no batch in flight lists them any more, so
+-- its answers for them are never stored.
+create or replace temp table forgotten_texts as
+select distinct sha256(text) as text_hash from events where user_id = $user_id and text is not null;
+delete from llm_extractions where text_hash in (select text_hash from forgotten_texts);
+delete from llm_failures where text_hash in (select text_hash from forgotten_texts);
+update llm_batches as b set text_hashes = kept.text_hashes
+from (
+    select batch_id, coalesce(list(text_hash) filter (where text_hash not in (select text_hash from forgotten_texts)),
+                              []::varchar[]) as text_hashes
+    from (select batch_id, unnest(text_hashes) as text_hash from llm_batches where collected_at is null)
+    group by batch_id
+) as kept
+where b.batch_id = kept.batch_id;
+delete from llm_observed where user_id = $user_id;
 delete from belief_history where user_id = $user_id;
 delete from labels where user_id = $user_id;
 delete from events where user_id = $user_id;

@@ -2,3 +2,4 @@
 drop table if exists temp.forgotten_quarantine;
 drop table if exists temp.forget_counts;
 drop table if exists temp.forgotten_validations;
+drop table if exists temp.forgotten_texts;

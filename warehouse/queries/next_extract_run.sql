@@ -1,2 +1,3 @@
--- next_extract_run: the number of the next extraction run.
-select coalesce(max(extract_run), 0) + 1 from extracted_batches
+-- next_extract_run: the number of the next extraction run (rule extractors' batches and LLM observations).
+select greatest(coalesce((select max(extract_run) from extracted_batches), 0),
+                coalesce((select max(extract_run) from llm_observed), 0)) + 1
