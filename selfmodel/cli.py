@@ -289,7 +289,8 @@ EXIT_BAR_FAILED = 6
 
 
 @main.command(name="eval")
-@click.option("--suite", "suites", multiple=True, help="Run only this suite (repeatable; default: all).")
+@click.option("--suite", "suites", multiple=True,
+              help="Run only this suite (repeatable; default: all but enrichment, unless eval.enrichment.enabled).")
 @click.option("--as-of", "as_of", type=Timestamp(), default=None,
               help="Evaluate a past night: the predictive suites see only events up to this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
