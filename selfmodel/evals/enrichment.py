@@ -276,7 +276,8 @@ def judge_cases(cases: list[Case], judging: Judging, rejudge_fraction: float, se
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(judging.first_look, cases))
         judged = [r for r in results if r.outcome is not None]
-        again = random.Random(seed).sample(judged, round(rejudge_fraction * len(judged)))
+        # a stream of its own: the same seed also draws the A/B order
+        again = random.Random(f"{seed}:rejudge").sample(judged, round(rejudge_fraction * len(judged)))
         list(pool.map(judging.second_look, again))
     return results
 
