@@ -291,7 +291,8 @@ EXIT_BAR_FAILED = 6
 
 
 @main.command(name="eval")
-@click.option("--suite", "suites", multiple=True, help="Run only this suite (repeatable; default: all).")
+@click.option("--suite", "suites", multiple=True,
+              help="Run only this suite (repeatable; default: all but enrichment, unless eval.enrichment.enabled).")
 @click.option("--as-of", "as_of", type=Timestamp(), default=None,
               help="Evaluate a past night: the predictive suites see only events up to this time.")
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
@@ -338,6 +339,8 @@ def _print_eval_runs(runs) -> None:
             console.print(f"{suite}: skipped ({printable(suite_run.skipped)})", markup=False)
             continue
         verdict = "PASSED" if suite_run.passed else "FAILED"
+        if suite_run.bar and all(check.get("status") == "too_small" for check in suite_run.bar.values()):
+            verdict += " (too small to judge)"
         console.print(f"{suite}: {verdict}", markup=False)
         for metric, check in suite_run.bar.items():
             value = "n/a" if check["value"] is None else f"{check['value']:.3f}"
@@ -346,7 +349,12 @@ def _print_eval_runs(runs) -> None:
             console.print(f"  {mark} {printable(metric):<36} {value:>8}  (bar {check['op']} {check['threshold']}{small})",
                           markup=False)
         shown = {k: v for k, v in suite_run.metrics.items() if k not in suite_run.bar and isinstance(v, (int, float))}
-        if shown:
+        if suite_run.suite == "enrichment":
+            from selfmodel.evals.enrichment import summary_lines
+
+            for line in summary_lines(suite_run.metrics, suite_run.details):
+                console.print("  " + printable(line), markup=False)
+        elif shown:
             console.print("       " + ", ".join(f"{printable(k)}={v:.3g}" if isinstance(v, float)
                                                else f"{printable(k)}={v}" for k, v in shown.items()), markup=False)
         if suite_run.details.get("per_key"):

@@ -404,6 +404,12 @@ def _audit_quality(audit: Audit, con, settings: Settings, refresh: dict, fresh_s
                   else f"blocking failures in the latest validation of {shown}{more}")
 
     evals = run_dicts(con, "latest_eval_runs")
+    from selfmodel.evals.enrichment import SUITE as ENRICHMENT
+
+    # The enrichment judge runs only when asked for (it needs a paid endpoint): a run of it by hand neither
+    # blocks a publish nor goes stale, unless the judge is enabled (then the nightly runs it) or required.
+    if not settings.eval.enrichment.enabled and ENRICHMENT not in settings.snapshots.required_eval_suites:
+        evals = [e for e in evals if e["suite"] != ENRICHMENT]
     audit.eval_runs = [
         {"suite": e["suite"], "run_id": e["run_id"], "passed": e["passed"], "ended_at": e["ended_at"].isoformat(),
          "data_as_of": e["data_as_of"].isoformat() if e["data_as_of"] else None,

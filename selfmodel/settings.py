@@ -345,10 +345,30 @@ class PredictiveEvalSettings(StrictModel):
     source: str | None = None
 
 
+class EnrichmentEvalSettings(StrictModel):
+    """The enrichment judge (selfmodel.evals.enrichment, README "Enrichment judge"): the endpoint and prices are
+    the `llm` section's."""
+
+    # Run it with every `selfmodel eval` (and the nightly); off: only with `--suite enrichment`.
+    enabled: bool = False
+    # Users judged, one held-out query each (each call counts against llm.max_cost_usd_per_run).
+    sample_size: int = Field(default=50, ge=1)
+    seed: int = 20181122
+    # The models that answer and that judge; null: llm.model.
+    answer_model: str | None = Field(default=None, min_length=1)
+    judge_model: str | None = Field(default=None, min_length=1)
+    # Share of judged queries judged again with the answers' order swapped (the judge's self-agreement).
+    rejudge_fraction: float = Field(default=0.2, ge=0, le=1)
+    max_output_tokens: int = Field(default=400, ge=16)
+    # Beliefs in the enriched query, as BeliefStore.enrich's max_beliefs.
+    max_beliefs: int = Field(default=12, ge=1)
+
+
 class EvalSettings(StrictModel):
     # Folder (relative to the config) with bar.yaml, the labeled case files and demo_users.yaml.
     path: str = "expectations"
     predictive: PredictiveEvalSettings = PredictiveEvalSettings()
+    enrichment: EnrichmentEvalSettings = EnrichmentEvalSettings()
     # Significance level of regression tests and number of bootstrap resamples.
     alpha: float = Field(default=0.05, gt=0, lt=1)
     bootstrap_resamples: int = Field(default=2000, ge=200)
@@ -704,6 +724,8 @@ class Settings(StrictModel):
         if self.beliefs.extractor(LLM_EXTRACTOR).enabled and self.llm is None:
             raise ValueError("beliefs.extractors.llm is enabled, so the llm section (base_url, model, prices...) "
                              "must be set")
+        if self.eval.enrichment.enabled and self.llm is None:
+            raise ValueError("eval.enrichment is enabled, so the llm section (base_url, model, prices...) must be set")
         predictive_source = self.eval.predictive.source
         if predictive_source is not None and predictive_source not in names:
             raise ValueError(f"eval.predictive.source {predictive_source!r} is not a configured source; "

@@ -305,27 +305,14 @@ class _Snapshot:
         })
 
     def _preamble(self, rows: list[int]) -> str:
-        lines: dict[tuple[int, str], list[str]] = {}
-        by_topic: dict[str, list[str]] = {}  # expertise@<topic>: level -> topics
+        items = []
         for row in rows:
-            order, label, topic = self._labels[self.key_codes[row]]
             code = self.value_codes[row]
             value = self._value_text.get(code)
             if value is None:  # a race here only cleans the same value twice
                 value = self._value_text[code] = _clean_text(self.value_names[code])
-            if order == _BY_TOPIC:
-                by_topic.setdefault(value, []).append(topic)
-                lines.setdefault((order, label), [])
-            else:
-                lines.setdefault((order, label), []).append(value)
-        out = ["About the user (from past interactions):"]
-        for (order, label), values in sorted(lines.items()):
-            if order == _BY_TOPIC:
-                text = "; ".join(f"{level} in {', '.join(topics)}" for level, topics in by_topic.items())
-            else:
-                text = ("; " if order == _FACTS else ", ").join(values)
-            out.append(f"- {label}: {text}")
-        return "\n".join(out)
+            items.append((self._labels[self.key_codes[row]], value))
+        return _format_preamble(items)
 
 
 def _user_index(users: pa.ChunkedArray) -> tuple[dict[str, int], pa.Array]:
@@ -445,6 +432,35 @@ def _label(key: str) -> tuple[int, str, str]:
         order, label = _FAMILY_LABELS[family]
         return (order, label, "")
     return (_OTHER, _clean_text(key, 40), "")
+
+
+def _format_preamble(items: list[tuple[tuple[int, str, str], str]]) -> str:
+    """The preamble (module docstring) of (label of the key, cleaned value) pairs, most confident first."""
+    lines: dict[tuple[int, str], list[str]] = {}
+    by_topic: dict[str, list[str]] = {}  # expertise@<topic>: level -> topics
+    for (order, label, topic), value in items:
+        if order == _BY_TOPIC:
+            by_topic.setdefault(value, []).append(topic)
+            lines.setdefault((order, label), [])
+        else:
+            lines.setdefault((order, label), []).append(value)
+    out = ["About the user (from past interactions):"]
+    for (order, label), values in sorted(lines.items()):
+        if order == _BY_TOPIC:
+            text = "; ".join(f"{level} in {', '.join(topics)}" for level, topics in by_topic.items())
+        else:
+            text = ("; " if order == _FACTS else ", ").join(values)
+        out.append(f"- {label}: {text}")
+    return "\n".join(out)
+
+
+def enriched_query(query: str, beliefs: Sequence[tuple[str, str]]) -> str:
+    """The query as `BeliefStore.enrich` serves it for these (key, value) beliefs, already chosen (at or above
+    the threshold, at most max_beliefs) and most confident first: for an offline judge of what the service
+    serves (selfmodel.evals.enrichment)."""
+    if not beliefs:
+        return query
+    return _format_preamble([(_label(key), _clean_text(value)) for key, value in beliefs]) + "\n\n" + query
 
 
 class BeliefView(Sequence):

@@ -7,6 +7,9 @@ family must meet once it has `min_judged` judgements, with per-family overrides 
     predictive:
       ece: {max: 0.10}
       per_key: {min_judged: 100, ece: {max: 0.05}, families: {topic: {precision_at_threshold: {min: 0.5}}}}
+
+A suite's own `min_judged` (optional) applies to its `judged` metric: a run that judged fewer is too small to
+judge, and does not pass (the enrichment judge: `enrichment: {min_judged: 30, enrichment_win_rate: {min: 0.55}}`).
 """
 
 from __future__ import annotations
@@ -70,13 +73,16 @@ class SuiteBar(BaseModel):
     model_config = ConfigDict(extra="forbid")
     thresholds: dict[str, Threshold] = Field(default_factory=dict)
     per_key: PerKeyBar | None = None
+    # A run whose `judged` metric is below this is too small to judge (it does not pass).
+    min_judged: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="before")
     @classmethod
     def _metrics_beside_per_key(cls, data: Any) -> Any:
         if not isinstance(data, dict) or "thresholds" in data:
             return data
-        return {"per_key": data.get("per_key"), "thresholds": {k: v for k, v in data.items() if k != "per_key"}}
+        settings = {k: data[k] for k in ("per_key", "min_judged") if k in data}
+        return {**settings, "thresholds": {k: v for k, v in data.items() if k not in settings}}
 
     def __bool__(self) -> bool:
         return bool(self.thresholds or (self.per_key and (self.per_key.thresholds or self.per_key.families)))
@@ -94,12 +100,17 @@ class Bar(BaseModel):
         A suite the bar says nothing about fails: a run can only pass a bar that was written down. A key
         family's check is named `metric[family]`; a family with fewer than `min_judged` judgements gets
         `passed: None, status: "too_small"`: it neither passes nor fails the suite. A suite passes when every
-        check it could judge passed and there was at least one.
+        check it could judge passed and there was at least one, so a run below the suite's own `min_judged`
+        (every check too small) does not pass.
         """
         written = self.suites.get(suite)
         if not written:
             return False, {}
         results = {metric: threshold.entry(metrics.get(metric)) for metric, threshold in written.thresholds.items()}
+        judged = metrics.get("judged") or 0
+        if written.min_judged is not None and judged < written.min_judged:
+            results = {metric: entry | {"passed": None, "status": TOO_SMALL, "judged": judged,
+                                        "min_judged": written.min_judged} for metric, entry in results.items()}
         if written.per_key is not None:
             results |= _per_key_verdict(written.per_key, per_key or {})
         judged = [r["passed"] for r in results.values() if r.get("status") != TOO_SMALL]

@@ -177,9 +177,13 @@ def render_report(con: duckdb.DuckDBPyConnection, generated_at: datetime) -> str
             "<h2>Predictive eval (latest run)</h2><div class='charts'>" + reliability_svg(rows) + "".join(curves)
             + "</div>" + _topic_top1_html(predictive["metrics"]) + "<h3>Per key family (all backtest cutoffs)</h3><table><tr><th>key family</th>" + header + "</tr>"
             + key_rows + "</table><div class='charts small'>" + family_charts + "</div>")
+    judge = _latest_run(con, "enrichment")
+    if judge is not None:
+        sections.append(_enrichment_html(judge["metrics"]))
     trend_series = {}
     for suite, metric in (("predictive", "precision_at_threshold"), ("predictive", "coverage"), ("predictive", "ece"),
-                          ("labeled_qc", "case_pass_rate"), ("labeled_convai2", "case_pass_rate")):
+                          ("labeled_qc", "case_pass_rate"), ("labeled_convai2", "case_pass_rate"),
+                          ("enrichment", "enrichment_win_rate")):
         points = _history(con, suite, metric)
         if points:
             trend_series[f"{suite}.{metric}"] = points
@@ -240,6 +244,25 @@ def per_key_table_lines(per_key: dict[str, dict], bar: dict[str, dict], compact:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     return ["  ".join(str(cell).ljust(widths[i]) if i in (0, len(header) - 1) else str(cell).rjust(widths[i])
                       for i, cell in enumerate(row)).rstrip() for row in [header, *rows]]
+
+
+def _enrichment_html(metrics: dict) -> str:
+    """The enrichment judge's latest figures (selfmodel.evals.enrichment)."""
+    low, high = metrics.get("enrichment_win_rate_low"), metrics.get("enrichment_win_rate_high")
+    level = metrics.get("interval_level")
+    rows = [
+        ("win rate (wins + ties / 2 over judged)", _fmt(metrics.get("enrichment_win_rate"))
+         + ("" if low is None else f" [{_fmt(low)}, {_fmt(high)}] (Wilson score, {level:.0%})")),
+        ("wins / ties / losses", f"{metrics.get('wins')} / {metrics.get('ties')} / {metrics.get('losses')}"),
+        ("over-enrichment (lost with a belief the window contradicted)", _fmt(metrics.get("over_enrichment_rate"))),
+        ("judge self-agreement (order swapped)", f"{_fmt(metrics.get('judge_self_agreement'))} "
+                                                 f"({metrics.get('rejudged')} re-judged)"),
+        ("judged / sampled", f"{metrics.get('judged')} / {metrics.get('sampled')}"),
+        ("cost (estimated)", f"${metrics.get('cost_usd', 0):.4f}, {metrics.get('requests')} requests"
+                             + (", stopped by budget" if metrics.get("stopped_by_budget") else "")),
+    ]
+    return ("<h2>Enrichment judge (latest run)</h2><table>"
+            + "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in rows) + "</table>")
 
 
 def _topic_top1_html(metrics: dict) -> str:

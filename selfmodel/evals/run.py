@@ -4,7 +4,10 @@ Suites:
 - `predictive`: beliefs at several cutoffs checked against what users did next (selfmodel.evals.predictive);
 - `labeled_<name>`: the committed case files in expectations/evals/labeled_*.yaml;
 - `demo_vs_production`: the predictive metrics on the hand-picked demo users beside a random sample of
-  active users, and the gap between them (skipped when no demo user is active in the evaluation windows).
+  active users, and the gap between them (skipped when no demo user is active in the evaluation windows);
+- `enrichment`: an LLM judge of answers to held-out queries with and without the enrichment
+  (selfmodel.evals.enrichment). It needs the `llm` endpoint and costs money, so it runs only when asked for
+  (`--suite enrichment`) or when `eval.enrichment.enabled`; without an endpoint it is skipped.
 
 Each run is one `eval_runs` row (metrics, the bar's verdict, regressions, code version, config hash,
 data as-of) plus `eval_results` rows per case or slice, so any metric can be charted over time.
@@ -25,7 +28,7 @@ import yaml
 
 from selfmodel.beliefs.refresh import refuse_future_as_of
 from selfmodel.clock import Clock, SystemClock
-from selfmodel.evals import labeled, predictive
+from selfmodel.evals import enrichment, labeled, predictive
 from selfmodel.evals.bar import Bar, load_bar
 from selfmodel.evals.regression import case_regression, ratio_regression
 from selfmodel.settings import Settings
@@ -36,6 +39,7 @@ log = logging.getLogger("selfmodel.evals")
 
 PREDICTIVE = "predictive"
 DEMO_VS_PRODUCTION = "demo_vs_production"
+ENRICHMENT = enrichment.SUITE
 
 
 @dataclass
@@ -66,7 +70,22 @@ def case_files(settings: Settings) -> list[Path]:
 
 
 def available_suites(settings: Settings) -> list[str]:
-    return [PREDICTIVE, *(labeled.load_case_file(p).suite for p in case_files(settings)), DEMO_VS_PRODUCTION]
+    return [PREDICTIVE, *(labeled.load_case_file(p).suite for p in case_files(settings)), DEMO_VS_PRODUCTION,
+            ENRICHMENT]
+
+
+def default_suites(settings: Settings) -> list[str]:
+    """The suites a run without `--suite` runs: all but the enrichment judge, unless it is enabled (it calls a
+    paid endpoint; the offline path never needs one)."""
+    return [s for s in available_suites(settings) if s != ENRICHMENT or settings.eval.enrichment.enabled]
+
+
+def _enrichment_run(con, settings: Settings, started: datetime, clock: Clock, as_of: datetime | None,
+                    budget) -> SuiteRun:
+    result = enrichment.run_enrichment(con, settings, started, clock, as_of, budget)
+    if result.skipped:
+        return SuiteRun(ENRICHMENT, False, {}, {}, skipped=result.skipped)
+    return SuiteRun(ENRICHMENT, False, result.metrics, {}, details=result.details, results=result.results)
 
 
 def _predictive_runs(con, settings: Settings, wanted: set[str], as_of: datetime | None = None) -> list[SuiteRun]:
@@ -227,23 +246,28 @@ def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str) -> 
 
 
 def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[str] | None = None,
-              clock: Clock | None = None, notify=None, as_of: datetime | None = None) -> list[SuiteRun]:
-    """Run the suites (all by default), judge them, store them; `notify(con, suite_run, clock)` is called per run.
+              clock: Clock | None = None, notify=None, as_of: datetime | None = None,
+              budget=None) -> list[SuiteRun]:
+    """Run the suites (`default_suites` by default), judge them, store them; `notify(con, suite_run, clock)` is
+    called per run.
 
     `as_of` evaluates a past night: the predictive suites see only events up to it (labeled cases carry
-    their own as-of).
+    their own as-of). `budget` (selfmodel.llm.budget.Budget): the enrichment judge's spending cap, to share one
+    with the run's other LLM work; default: a budget of its own from `llm`.
     """
     clock = clock or SystemClock()
     refuse_future_as_of(as_of, settings, clock, what="the eval's as-of")  # a RefreshError, so a ValueError
     bar = load_bar(eval_folder(settings) / "bar.yaml")
     known = available_suites(settings)
-    wanted = set(suites or known)
+    wanted = set(suites or default_suites(settings))
     unknown = wanted - set(known)
     if unknown:
         raise ValueError(f"unknown eval suite(s) {sorted(unknown)}; known: {known}")
     started = clock.now()
     suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION}, as_of)
     suite_runs += _labeled_runs(con, settings, wanted)
+    if ENRICHMENT in wanted:
+        suite_runs.append(_enrichment_run(con, settings, started, clock, as_of, budget))
     [(data_as_of,)] = run(con, "data_end", {"source": None, "as_of": as_of})
     for suite_run in suite_runs:
         if suite_run.skipped:

@@ -178,6 +178,30 @@ def test_a_run_of_some_suites_needs_only_those_fresh_but_every_latest_run_passin
         con.close()
 
 
+LLM = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "price_per_1m_input_tokens": 1.0,
+       "price_per_1m_output_tokens": 1.0}
+
+
+@pytest.mark.parametrize("sections, blocks", [
+    ({}, False),  # run by hand (`eval --suite enrichment`): it informs, it does not gate
+    ({"snapshots": {"required_eval_suites": ["enrichment"]}}, True),
+    ({"eval": {"enrichment": {"enabled": True}}, "llm": LLM}, True),  # the nightly runs it: it gates like the others
+])
+def test_the_enrichment_judge_gates_a_publish_only_when_enabled_or_required(belief_warehouse, sections: dict,
+                                                                           blocks: bool) -> None:
+    settings = belief_warehouse(**sections)
+    con = connect(settings.warehouse_path)
+    try:
+        record_quality(con)
+        record_quality(con, suite="enrichment", eval_passed=False, at=REFRESHED_AT - timedelta(hours=1))
+        result = publish(settings, con=con)
+    finally:
+        con.close()
+    assert result.published is not blocks, result.reason
+    if blocks:
+        assert "suite enrichment failed its bar" in result.reason
+
+
 def test_a_later_clean_validation_of_the_same_asset_unblocks(belief_warehouse) -> None:
     settings = belief_warehouse()
     con = connect(settings.warehouse_path)

@@ -16,7 +16,9 @@ import pytest
 
 from selfmodel.publish import publish_table
 from tests.conftest import REPO_ROOT
-from warehouse.online import BELIEFS_SCHEMA, Belief, BeliefStore, SelfModel, SnapshotError, read_current
+from warehouse.online import (
+    BELIEFS_SCHEMA, Belief, BeliefStore, SelfModel, SnapshotError, enriched_query, read_current,
+)
 
 AS_OF = datetime(2024, 6, 1, tzinfo=timezone.utc)
 
@@ -150,6 +152,14 @@ def test_enrich_uses_exactly_the_most_confident_beliefs_it_names(store: BeliefSt
         store.enrich("q", "ana", min_confidence=1.5)
     with pytest.raises(ValueError):
         store.enrich("q", "ana", max_beliefs=0)
+
+
+def test_enriched_query_of_chosen_beliefs_is_what_the_store_serves(store: BeliefStore) -> None:
+    """The enrichment judge builds its enriched queries offline with `enriched_query`: the same text."""
+    for user, threshold, most in (("ana", 0.6, 20), ("ana", 0.6, 3), ("ana", 0.87, 12), ("ben", 0.3, 12), ("ana", 0.99, 12)):
+        served = store.enrich("How do I build a Toffoli gate?", user, min_confidence=threshold, max_beliefs=most)
+        chosen = [(b.key, b.value) for b in served.beliefs_used]
+        assert enriched_query("How do I build a Toffoli gate?", chosen) == served.enriched_query
 
 
 def test_min_confidence_below_the_snapshots_floor_is_refused(tmp_path: Path) -> None:

@@ -44,6 +44,23 @@ def test_too_small_is_never_a_pass() -> None:
     assert only_per_key.verdict("predictive", {}, {"language": family(300, 0.01)})[0]
 
 
+def test_a_run_below_the_suites_min_judged_is_too_small_to_judge_and_not_a_pass() -> None:
+    bar = Bar.model_validate({"suites": {"enrichment": {
+        "min_judged": 30, "enrichment_win_rate": {"min": 0.55}, "over_enrichment_rate": {"max": 0.1}}}})
+    assert bar.suites["enrichment"].min_judged == 30 and set(bar.suites["enrichment"].thresholds) == {
+        "enrichment_win_rate", "over_enrichment_rate"}
+    passed, checks = bar.verdict("enrichment", {"judged": 12, "enrichment_win_rate": 1.0, "over_enrichment_rate": 0.0})
+    assert not passed  # twelve perfect judgements are still too few to call it a pass
+    assert all(c["passed"] is None and c["status"] == "too_small" and c["judged"] == 12 and c["min_judged"] == 30
+               for c in checks.values())
+    assert checks["enrichment_win_rate"]["value"] == 1.0
+    passed, checks = bar.verdict("enrichment", {"judged": 30, "enrichment_win_rate": 0.6, "over_enrichment_rate": 0.0})
+    assert passed and all(c["passed"] and "status" not in c for c in checks.values())
+    assert not bar.verdict("enrichment", {"judged": 30, "enrichment_win_rate": 0.5, "over_enrichment_rate": 0.0})[0]
+    with pytest.raises(ValidationError):
+        Bar.model_validate({"suites": {"enrichment": {"min_judged": 0, "enrichment_win_rate": {"min": 0.55}}}})
+
+
 def test_per_family_overrides_add_to_the_shared_thresholds() -> None:
     bar = Bar.model_validate({"suites": {"predictive": {"per_key": {
         "min_judged": 10, "ece": {"max": 0.05}, "families": {"topic": {"precision_at_threshold": {"min": 0.5}}}}}}})
