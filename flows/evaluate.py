@@ -15,13 +15,16 @@ from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
 
 
 @flow(name="evaluate", timeout_seconds=3600)
-def evaluate(config_path: str | None = None, suites: list[str] | None = None, as_of: datetime | None = None) -> dict:
-    """Validate the data, run the eval suites against the written success bar, alert owners on a regression."""
+def evaluate(config_path: str | None = None, suites: list[str] | None = None, as_of: datetime | None = None,
+             llm_spent_usd: float = 0.0) -> dict:
+    """Validate the data, run the eval suites against the written success bar, alert owners on a regression.
+    `llm_spent_usd`: spent on the language model earlier in the same run (the nightly's refresh), which the
+    enrichment judge's budget leaves out."""
     config_path = str(Path(find_config_path(config_path)).resolve())
     settings = load_settings(config_path)
     with run_writer_lock(settings, "evaluate flow run"):
         validations = validate_data_task(config_path)
-        runs = run_evals_task(config_path, suites, as_of)
+        runs = run_evals_task(config_path, suites, as_of, llm_spent_usd)
         report_path = write_report_task(config_path)
     create_table_artifact(
         key="eval-metrics",

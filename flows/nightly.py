@@ -160,8 +160,10 @@ def _run_steps(config_path: str, settings: Settings, as_of: datetime | None, sui
     if "calibrate" in order:
         step("calibrate", lambda: calibrate(config_path=config_path, as_of=as_of, refold=True, return_state=True),
              calibrate_step)
+    # One run, one LLM budget: what the refresh's LLM extractor spent is not the enrichment judge's to spend again.
+    llm_spent_usd = float((refreshed.get("llm") or {}).get("cost_usd") or 0.0)
     evaluated = step("evaluate", lambda: evaluate(config_path=config_path, suites=suites, as_of=as_of,
-                                                  return_state=True),
+                                                  llm_spent_usd=llm_spent_usd, return_state=True),
                      evaluate_step)
     step("publish", lambda: publish(config_path=config_path, tell_owners=False, suites=suites, return_state=True),
          publish_step)

@@ -30,15 +30,23 @@ def validate_data_task(config_path: str) -> list[dict]:
 
 
 @task(name="run-evals")
-def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: datetime | None = None) -> list[dict]:
-    """Run the eval suites against the success bar and the last passing run; alert owners on incidents."""
+def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: datetime | None = None,
+                   llm_spent_usd: float = 0.0) -> list[dict]:
+    """Run the eval suites against the success bar and the last passing run; alert owners on incidents.
+    `llm_spent_usd`: what the run's earlier steps spent on the language model; the enrichment judge gets the
+    rest of llm.max_cost_usd_per_run (one nightly run, one budget)."""
     from selfmodel.evals.notify import owner_alert_hook
     from selfmodel.evals.run import run_evals
 
     settings = load_settings(config_path)
+    budget = None
+    if settings.llm is not None and llm_spent_usd:
+        from selfmodel.llm.budget import Budget
+
+        budget = Budget.from_settings(settings.llm, already_spent_usd=llm_spent_usd)
     con = run_connection(settings)
     try:
-        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of)
+        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of, budget=budget)
     finally:
         con.close()
     logger = get_run_logger()

@@ -54,9 +54,14 @@ class Budget:
         self.stopped = False  # a request was refused because it would have passed the cap
 
     @classmethod
-    def from_settings(cls, llm) -> "Budget":
-        """The budget of one run under `llm` (selfmodel.settings.LLMSettings)."""
-        return cls(llm.max_cost_usd_per_run, Prices(llm.price_per_1m_input_tokens, llm.price_per_1m_output_tokens))
+    def from_settings(cls, llm, already_spent_usd: float = 0.0) -> "Budget":
+        """The budget of one run under `llm` (selfmodel.settings.LLMSettings). A step of a run whose earlier
+        steps already spent `already_spent_usd` (the nightly's evaluate after its refresh, which ran in another
+        task) gets what is left of the run's cap."""
+        cap = llm.max_cost_usd_per_run
+        if cap is not None:
+            cap = max(0.0, cap - already_spent_usd)
+        return cls(cap, Prices(llm.price_per_1m_input_tokens, llm.price_per_1m_output_tokens))
 
     def cost(self, usage: Usage) -> float:
         return self.prices.cost(usage)

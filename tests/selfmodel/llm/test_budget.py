@@ -53,3 +53,13 @@ def test_reservations_from_many_threads_never_pass_the_cap() -> None:
 def test_an_estimate_counts_the_messages_and_the_longest_reply() -> None:
     estimate = estimate_usage([{"role": "system", "content": "x" * 400}, {"role": "user", "content": "y" * 40}], 600)
     assert estimate == Usage(100 + 10 + 2 * 4, 600)
+
+
+def test_a_later_step_of_a_run_gets_what_the_earlier_steps_left_of_the_cap() -> None:
+    from types import SimpleNamespace
+
+    llm = SimpleNamespace(max_cost_usd_per_run=1.0, price_per_1m_input_tokens=1.0, price_per_1m_output_tokens=1.0)
+    assert Budget.from_settings(llm).cap_usd == 1.0
+    assert Budget.from_settings(llm, already_spent_usd=0.3).cap_usd == pytest.approx(0.7)
+    spent_out = Budget.from_settings(llm, already_spent_usd=1.2)  # an overrun by estimate: nothing left, not -0.2
+    assert spent_out.cap_usd == 0.0 and not spent_out.reserve(Usage(1, 0)) and spent_out.stopped
