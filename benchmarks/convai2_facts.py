@@ -1,6 +1,12 @@
 """Fact recall and precision of the rule extractor on ConvAI2, through the warehouse (observations and beliefs).
 
     .venv/bin/python benchmarks/convai2_facts.py /work/shared/data/real/convai2_wild/data_volunteers.json
+    .venv/bin/python benchmarks/convai2_facts.py DATA.json --llm-config llm.yaml   # and the LLM extractor's
+
+With `--llm-config` (a YAML file holding an `llm:` section as in selfmodel.yaml: base_url, model, api_key_env,
+prices, max_cost_usd_per_run) the LLM extractor is switched on as well, and the facts found at any confidence
+are reported per extractor (`fact` the rules, `llm` the model), so the two are compared on the same users and
+persona lines. It costs what one refresh of ~7,000 user messages costs at the configured prices.
 
 The file is ingested with the `convai2` adapter into a temporary warehouse (nothing is written beside the
 data or in the repo) and beliefs are refreshed with the default settings (as of the data's end). Then, per
@@ -94,13 +100,14 @@ def grouped(rows: list[tuple[str, str]]) -> dict[str, set]:
     return dict(by_user)
 
 
-def build_warehouse(data: Path, folder: Path):
+def build_warehouse(data: Path, folder: Path, llm: dict | None = None):
     config = folder / "selfmodel.yaml"
     config.write_text(yaml.safe_dump({
         "warehouse": {"path": "warehouse.duckdb", "analyst_copy": None},
         "sources": [{"name": "convai2", "format": "convai2", "path": str(data.resolve())}],
+        **({"llm": llm, "beliefs": {"extractors": {"llm": {"enabled": True}}}} if llm else {}),
     }), encoding="utf-8")
-    settings = load_settings(config, environ={})
+    settings = load_settings(config, environ={})  # the key, if any, is read from the environment when used
     [report] = ingest(settings)
     if report.status != "committed":
         raise SystemExit(f"ingest failed: {report.error}")
@@ -119,13 +126,21 @@ def ratio(part: int, whole: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("path", type=Path, help="a ConvAI2 wild-evaluation JSON file (a list of dialogs)")
+    parser.add_argument("--llm-config", type=Path, default=None,
+                        help="a YAML file with an `llm:` section: also run the LLM extractor and report it apart")
     args = parser.parse_args(argv)
     if not args.path.is_file():
         print(f"{args.path} is not a file", file=sys.stderr)
         return 2
+    llm = None
+    if args.llm_config is not None:
+        llm = (yaml.safe_load(args.llm_config.read_text(encoding="utf-8")) or {}).get("llm")
+        if not isinstance(llm, dict):
+            print(f"{args.llm_config} has no `llm:` section", file=sys.stderr)
+            return 2
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as folder:
-        settings = build_warehouse(args.path, Path(folder))
+        settings = build_warehouse(args.path, Path(folder), llm)
         threshold = settings.beliefs.serving_threshold
         con = duckdb.connect(str(settings.warehouse_path), read_only=True)
         try:
@@ -134,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                                            f"and user_id in ({humans})").fetchall())
             observed = grouped(con.execute("select distinct user_id, value from observations where key = 'fact'")
                                .fetchall())
+            by_extractor = {extractor: grouped(con.execute(
+                "select distinct user_id, value from observations where key = 'fact' and extractor = ?",
+                [extractor]).fetchall())
+                for [extractor] in con.execute("select distinct extractor from observations where key = 'fact' "
+                                               "order by all").fetchall()}
             served = grouped(con.execute("select user_id, value from beliefs where key = 'fact' and confidence >= ?",
                                          [threshold]).fetchall())
             [(users,)] = con.execute(f"select count(*) from ({humans})").fetchall()
@@ -147,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{as_of}; highest fact confidence {top if top is None else round(top, 3)}; {elapsed:.1f}s")
     print(f"{'facts':28} {'users':>5} {'facts':>6} | {'criterion':9} {'precision':>9} {'recall':>7} "
           f"{'correct':>7} {'recalled':>8}")
-    for name, facts in ((f"any confidence", observed), (f"served (>= {threshold:g})", served)):
+    rows = [("any confidence", observed)]
+    if len(by_extractor) > 1:
+        rows += [(f"  of which by {extractor}", facts) for extractor, facts in by_extractor.items()]
+    rows.append((f"served (>= {threshold:g})", served))
+    for name, facts in rows:
         for criterion in ("contained", "overlap"):
             s = score(facts, personas, criterion)
             print(f"{name:28} {len(facts):5d} {s['facts']:6d} | {criterion:9} {ratio(s['correct'], s['facts']):>9} "
