@@ -57,9 +57,9 @@ def test_a_nightly_run_spends_one_llm_budget_across_the_extractor_and_the_judge(
 
     con = duckdb.connect(str(tmp_path / "wh" / "warehouse.duckdb"), read_only=True)
     try:
-        runs = dict(((purpose, (requests, cost, cap, stopped))
-                     for purpose, requests, cost, cap, stopped in con.execute(
-                         "select purpose, requests, cost_usd, max_cost_usd, stopped_by_budget from llm_runs").fetchall()))
+        rows = con.execute("select purpose, requests, cost_usd, max_cost_usd, stopped_by_budget "
+                           "from llm_runs").fetchall()
+        runs = {purpose: figures for purpose, *figures in rows}
     finally:
         con.close()
     extract_requests, extract_cost, extract_cap, _ = runs["extract"]
