@@ -368,3 +368,16 @@ def test_a_new_model_applies_to_new_messages_and_a_full_refresh_asks_it_about_al
     assert [body["model"] for body in world.server.chat_requests] == ["test-model", "better-model", "better-model"]
     assert world.query("select distinct extractor_version from observations where extractor = 'llm'") == [
         (f"better-model|{PROMPT_VERSION}",)]
+
+
+def test_a_reply_that_is_no_chat_completion_is_recorded_malformed_and_the_refresh_completes(world: World) -> None:
+    world.llm["concurrency"] = 2
+    world.ingest(records([("ana", NURSE), ("bo", "BROKEN: I'm a teacher")], responses=False))
+    answer = world.server.completion
+    world.server.completion = lambda body: b"{}" if "BROKEN" in body["messages"][1]["content"] else answer(body)
+    report = world.refresh()
+    assert report["llm"]["answered"] == 1 and report["llm"]["failures"] == {"malformed": 1}
+    assert ("ana", "role", "nurse", "llm:role") in world.llm_observations()  # the other answer is kept
+    assert world.query("select kind, reason from llm_failures") == [
+        ("malformed", f"{world.server.base_url.removesuffix('/v1')}: the reply is not a chat completion")]
+    assert world.query("select count(*) from llm_runs") == [(1,)]
