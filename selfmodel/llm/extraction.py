@@ -215,8 +215,11 @@ class _Asker:
                 try:
                     state = self.model.batch_state(batch["batch_id"])
                 except LLMError as error:
-                    log.warning("batch %s: cannot read its state (%s); a later run tries again",
-                                batch["batch_id"], error)
+                    if error.kind == "rejected":
+                        self.give_up_batch(batch, error)
+                    else:
+                        log.warning("batch %s: cannot read its state (%s); a later run tries again",
+                                    batch["batch_id"], error)
                     continue
                 if state.done:
                     self.collect(batch, state.status)
@@ -226,11 +229,23 @@ class _Asker:
                 return
             time.sleep(min(self.llm.batch_poll_seconds, max(0.0, deadline - time.monotonic())))
 
+    def give_up_batch(self, batch: dict, error: LLMError) -> None:
+        """A batch the endpoint refuses to show (unknown there: deleted, expired, or another endpoint's since
+        base_url changed) never completes: closed as lost, its messages are asked again instead of waiting
+        for it forever."""
+        log.warning("batch %s: the endpoint refuses to show it (%s); closed as lost, its %d messages are asked "
+                    "again", batch["batch_id"], error, len(batch["text_hashes"]))
+        self.collect(batch, "lost")
+
     def collect(self, batch: dict, status: str) -> None:
         try:
             results = self.model.batch_results(batch["batch_id"], UserProfile) if status == "completed" else {}
         except LLMError as error:
-            log.warning("batch %s: cannot read its results (%s); a later run tries again", batch["batch_id"], error)
+            if error.kind == "rejected":
+                self.give_up_batch(batch, error)
+            else:
+                log.warning("batch %s: cannot read its results (%s); a later run tries again",
+                            batch["batch_id"], error)
             return
         texts = dict(run(self.con, "llm_texts_by_hash", {"text_hashes": list(batch["text_hashes"])}))
         for text_hash in batch["text_hashes"]:  # a text forgotten meanwhile is no longer listed: never stored

@@ -381,3 +381,19 @@ def test_a_reply_that_is_no_chat_completion_is_recorded_malformed_and_the_refres
     assert world.query("select kind, reason from llm_failures") == [
         ("malformed", f"{world.server.base_url.removesuffix('/v1')}: the reply is not a chat completion")]
     assert world.query("select count(*) from llm_runs") == [(1,)]
+
+
+def test_a_batch_the_endpoint_does_not_know_is_closed_as_lost_and_its_messages_asked_again(world: World) -> None:
+    # A batch submitted to another endpoint (base_url changed since) or deleted there is a 404 for ever: its
+    # messages must not wait for it for ever.
+    world.ingest(records([("ana", NURSE)], responses=False))
+    con = connect(world.settings.warehouse_path)
+    try:
+        con.execute("insert into llm_batches values ('batch_gone', 'r', 'test-model', ?, [sha256(?)], now(), "
+                    "'submitted', null)", [PROMPT_VERSION, NURSE]).fetchall()
+    finally:
+        con.close()
+    llm = world.refresh()["llm"]
+    assert world.query("select status, collected_at is not null from llm_batches") == [("lost", True)]
+    assert llm["answered"] == 1 and len(world.server.chat_requests) == 1
+    assert ("ana", "role", "nurse", "llm:role") in world.llm_observations()
