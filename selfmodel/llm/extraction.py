@@ -47,6 +47,10 @@ MAX_ATTEMPTS = 3
 # Failures after which a run stops asking: the endpoint is down, or the key is refused.
 STOPPING_KINDS = ("unavailable", "auth")
 _SCHEMA_CHARS = len(json.dumps(UserProfile.model_json_schema()))
+# What one Batch API batch may hold (OpenAI: 50,000 requests, a 200 MB input file; each line repeats the prompt
+# and the schema): a run submits at most this much, and what is left stays pending for the next run.
+MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 150_000_000
 
 
 @dataclass
@@ -179,8 +183,13 @@ class _Asker:
     def submit_batch(self, pending: list[tuple[str, str]]) -> str | None:
         """Submit the pending texts the budget has room for as one batch; its id (None: nothing fitted)."""
         requests, hashes = [], []
+        size = 0
         for text_hash, text in pending:
             messages, _ = messages_for(text, self.llm.max_message_chars)
+            # a line's size, about: its messages as JSON, the schema, the request's own fields
+            size += len(json.dumps(messages).encode()) + _SCHEMA_CHARS + 300
+            if len(requests) >= MAX_BATCH_REQUESTS or size > MAX_BATCH_BYTES:
+                break
             estimate = estimate_usage(messages, self.llm.max_output_tokens, _SCHEMA_CHARS)
             if not self.budget.reserve(estimate):
                 self.report.stopped = "budget"

@@ -397,3 +397,20 @@ def test_a_batch_the_endpoint_does_not_know_is_closed_as_lost_and_its_messages_a
     assert world.query("select status, collected_at is not null from llm_batches") == [("lost", True)]
     assert llm["answered"] == 1 and len(world.server.chat_requests) == 1
     assert ("ana", "role", "nurse", "llm:role") in world.llm_observations()
+
+
+def test_a_batch_holds_no_more_than_the_batch_api_takes_and_the_rest_waits_for_the_next_run(world: World,
+                                                                                            monkeypatch) -> None:
+    from selfmodel.llm import extraction
+
+    monkeypatch.setattr(extraction, "MAX_BATCH_REQUESTS", 2)  # OpenAI's is 50,000: one batch beyond it fails whole
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("ana", "I'm a nurse, new to dbt"), ("bo", "hello there")],
+                         responses=False))
+    first = world.refresh()["llm"]
+    assert (first["mode"], first["requests"], first["answered"], first["left_pending"]) == ("batch", 2, 2, 1)
+    [upload] = world.server.requests_to("POST", "/v1/files")
+    assert upload.body.count(b'"custom_id"') == 2
+    second = world.refresh()["llm"]
+    assert (second["answered"], second["left_pending"]) == (1, 0)
+    assert world.query("select count(*) from llm_extractions") == [(3,)]
