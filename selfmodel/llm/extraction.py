@@ -112,6 +112,7 @@ class _Asker:
         self.report, self.role_lookup = report, role_lookup
         self.keys = {"model": report.model, "prompt_version": report.prompt_version}
         self.batch_reserved = Usage()  # estimates held for the batch this run submitted
+        self.batch_refused = False  # the endpoint refused the Batch API: this run asks directly
 
     # --- storing outcomes ---------------------------------------------------------------------------------
 
@@ -202,6 +203,13 @@ class _Asker:
         try:
             batch_id = self.model.submit_batch(requests, UserProfile)
         except LLMError as error:
+            if error.kind == "rejected":
+                # Not these messages' failure: the endpoint has no Batch API (vLLM, llama.cpp, Ollama) or refuses
+                # this batch. Counted against each message, three nights of it would give them all up.
+                log.warning("the endpoint refused the Batch API (%s): asking directly instead (set "
+                            "llm.batch_threshold above the pending messages to skip trying)", error)
+                self.batch_refused = True
+                return None
             for text_hash in hashes:
                 self.store_failure(text_hash, error)
             self.report.stopped = error.kind if error.kind in STOPPING_KINDS else self.report.stopped
@@ -305,6 +313,9 @@ def ask_pending(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock
             asker.collect_batches(wait_seconds=llm.batch_wait_seconds)
         # What was collected is charged as used; a batch still running is charged by the run that collects it.
         budget.release(asker.batch_reserved)
+        if asker.batch_refused:
+            report.mode, report.stopped = "direct", None
+            asker.ask_directly(pending)
     else:
         asker.ask_directly(pending)
     [(report.left_pending,)] = run(con, "count_llm_pending", keys)

@@ -414,3 +414,19 @@ def test_a_batch_holds_no_more_than_the_batch_api_takes_and_the_rest_waits_for_t
     second = world.refresh()["llm"]
     assert (second["answered"], second["left_pending"]) == (1, 0)
     assert world.query("select count(*) from llm_extractions") == [(3,)]
+
+
+def test_an_endpoint_without_a_batch_api_is_asked_directly_and_no_message_is_given_up(world: World) -> None:
+    # vLLM, llama.cpp and Ollama serve chat completions but no /v1/files or /v1/batches.
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("bo", "I'm a nurse, new to dbt")], responses=False))
+    route = world.server._route
+    world.server._route = lambda request: ((404, {}, {"error": {"message": "no route", "type": "not_found"}})
+                                           if request.path.startswith(("/v1/files", "/v1/batches")) else route(request))
+    for _ in range(3):
+        llm = world.refresh()["llm"]
+        if llm["answered"]:
+            break
+    assert (llm["mode"], llm["answered"], llm["left_pending"]) == ("direct", 2, 0)
+    assert world.query("select count(*) from llm_failures") == [(0,)]
+    assert ("bo", "expertise@dbt", "novice", "llm:expertise") in world.llm_observations()
