@@ -430,3 +430,17 @@ def test_an_endpoint_without_a_batch_api_is_asked_directly_and_no_message_is_giv
     assert (llm["mode"], llm["answered"], llm["left_pending"]) == ("direct", 2, 0)
     assert world.query("select count(*) from llm_failures") == [(0,)]
     assert ("bo", "expertise@dbt", "novice", "llm:expertise") in world.llm_observations()
+
+
+def test_forget_leaves_no_hash_of_the_users_messages_in_batches_already_collected(world: World) -> None:
+    # A hash of a short message confirms a guess of what the user wrote: it goes like the cached answer.
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("bo", "I'm a nurse, new to dbt")], responses=False))
+    assert world.refresh()["llm"]["batches_collected"] == 1
+    con = connect(world.settings.warehouse_path)
+    try:
+        forget_user(con, "ana")
+    finally:
+        con.close()
+    assert world.query("select text_hashes from llm_batches") == [(list(world.query(
+        "select sha256('I''m a nurse, new to dbt')")[0]),)]
