@@ -44,8 +44,9 @@ log = logging.getLogger("selfmodel.llm")
 
 # A malformed, refused or rejected answer is asked again until it has failed this many times.
 MAX_ATTEMPTS = 3
-# Failures after which a run stops asking: the endpoint is down, or the key is refused.
-STOPPING_KINDS = ("unavailable", "auth")
+# Failures after which a run stops asking: the endpoint is down or hung (a request that timed out after every
+# retry: each further one would hold the run timeout_seconds x (max_retries + 1)), or the key is refused.
+STOPPING_KINDS = ("unavailable", "timeout", "auth")
 _SCHEMA_CHARS = len(json.dumps(UserProfile.model_json_schema()))
 # What one Batch API batch may hold (OpenAI: 50,000 requests, a 200 MB input file; each line repeats the prompt
 # and the schema): a run submits at most this much, and what is left stays pending for the next run.
@@ -74,7 +75,7 @@ class AskReport:
     output_tokens: int = 0
     cost_usd: float = 0.0
     max_cost_usd: float | None = None
-    stopped: str | None = None  # budget | unavailable | auth: why the run stopped asking before the end
+    stopped: str | None = None  # budget | unavailable | timeout | auth: why the run stopped asking before the end
     left_pending: int = 0  # distinct texts still pending after the run
     failures: dict[str, int] = field(default_factory=dict)  # kind -> count
     observations: int = 0  # filled in by the refresh (observe_cached)
@@ -87,6 +88,7 @@ class AskReport:
 def summary_line(report: dict) -> str:
     """One line for the nightly summary and logs."""
     stopped = {"budget": "stopped at the budget cap", "unavailable": "stopped: endpoint unavailable",
+               "timeout": "stopped: the endpoint did not answer in time",
                "auth": "stopped: the key was refused"}.get(report.get("stopped") or "", "")
     cap = report.get("max_cost_usd")
     parts = [f"LLM {report['model']}: {report['requests']:,} requests ({report['mode']})",

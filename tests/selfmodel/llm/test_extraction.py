@@ -444,3 +444,16 @@ def test_forget_leaves_no_hash_of_the_users_messages_in_batches_already_collecte
         con.close()
     assert world.query("select text_hashes from llm_batches") == [(list(world.query(
         "select sha256('I''m a nurse, new to dbt')")[0]),)]
+
+
+def test_an_endpoint_that_hangs_stops_the_asking_after_one_request_times_out_and_the_refresh_completes(
+        world: World) -> None:
+    # Each request waits timeout_seconds, max_retries + 1 times: asking 1,000 messages of a hung endpoint
+    # would hold the nightly run for hours.
+    world.llm.update(timeout_seconds=0.2, max_retries=0)
+    world.ingest(records([("ana", f"I'm a nurse, message {number}") for number in range(6)], responses=False))
+    world.server.delay_next(0.5, times=100)
+    report = world.refresh()
+    assert (report["llm"]["requests"], report["llm"]["stopped"], report["llm"]["left_pending"]) == (1, "timeout", 6)
+    assert "stopped: the endpoint did not answer in time" in refresh_step(report, 1.0).detail
+    assert report["beliefs_total"] > 0  # the rule extractors' beliefs all the same
