@@ -649,8 +649,18 @@ class LLMSettings(StrictModel):
     @field_validator("base_url")
     @classmethod
     def _http_base_url(cls, value: str) -> str:
+        from urllib.parse import urlsplit
+
+        problem = "must be an http:// or https:// URL, such as https://api.openai.com/v1"
         if not is_http_url(value):
-            raise ValueError("must be an http:// or https:// URL, such as https://api.openai.com/v1")
+            raise ValueError(problem)
+        try:  # a bracket left open or a port out of range would only fail at the first request, as a traceback
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 (reading it validates it)
+        except ValueError as exc:
+            raise ValueError(f"{problem}: {exc}") from None
+        if not parts.hostname:
+            raise ValueError(f"{problem}: it names no host")
         return value
 
     @field_validator("api_key_env")

@@ -51,6 +51,7 @@ from warehouse.online import enriched_query
 SUITE = "enrichment"
 PURPOSE = "judge"
 NO_ENDPOINT = "no llm endpoint configured"
+MAX_REASON_CHARS = 300  # of the judge's reason, as shown
 Outcome = Literal["win", "tie", "loss"]  # of the enriched answer
 SCORE: dict[str, float] = {"win": 1.0, "tie": 0.5, "loss": 0.0}
 
@@ -246,7 +247,8 @@ class Judging:
     def judge(self, case: Case, raw: str, enriched: str, enriched_is_a: bool) -> tuple[Outcome, str]:
         first, second = (enriched, raw) if enriched_is_a else (raw, enriched)
         verdict = self.verdict(case.query, first, second)
-        return enriched_outcome(verdict.winner, enriched_is_a), verdict.reason
+        # The reason is the judge's free text, shown in --json: it may quote the query, or invent personal data.
+        return enriched_outcome(verdict.winner, enriched_is_a), redact_pii(verdict.reason).text[:MAX_REASON_CHARS]
 
     def first_look(self, case: Case) -> CaseResult:
         result = CaseResult(case)

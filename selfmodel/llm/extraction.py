@@ -44,9 +44,14 @@ log = logging.getLogger("selfmodel.llm")
 
 # A malformed, refused or rejected answer is asked again until it has failed this many times.
 MAX_ATTEMPTS = 3
-# Failures after which a run stops asking: the endpoint is down, or the key is refused.
-STOPPING_KINDS = ("unavailable", "auth")
+# Failures after which a run stops asking: the endpoint is down or hung (a request that timed out after every
+# retry: each further one would hold the run timeout_seconds x (max_retries + 1)), or the key is refused.
+STOPPING_KINDS = ("unavailable", "timeout", "auth")
 _SCHEMA_CHARS = len(json.dumps(UserProfile.model_json_schema()))
+# What one Batch API batch may hold (OpenAI: 50,000 requests, a 200 MB input file; each line repeats the prompt
+# and the schema): a run submits at most this much, and what is left stays pending for the next run.
+MAX_BATCH_REQUESTS = 50_000
+MAX_BATCH_BYTES = 150_000_000
 
 
 @dataclass
@@ -70,7 +75,7 @@ class AskReport:
     output_tokens: int = 0
     cost_usd: float = 0.0
     max_cost_usd: float | None = None
-    stopped: str | None = None  # budget | unavailable | auth: why the run stopped asking before the end
+    stopped: str | None = None  # budget | unavailable | timeout | auth: why the run stopped asking before the end
     left_pending: int = 0  # distinct texts still pending after the run
     failures: dict[str, int] = field(default_factory=dict)  # kind -> count
     observations: int = 0  # filled in by the refresh (observe_cached)
@@ -83,6 +88,7 @@ class AskReport:
 def summary_line(report: dict) -> str:
     """One line for the nightly summary and logs."""
     stopped = {"budget": "stopped at the budget cap", "unavailable": "stopped: endpoint unavailable",
+               "timeout": "stopped: the endpoint did not answer in time",
                "auth": "stopped: the key was refused"}.get(report.get("stopped") or "", "")
     cap = report.get("max_cost_usd")
     parts = [f"LLM {report['model']}: {report['requests']:,} requests ({report['mode']})",
@@ -108,6 +114,7 @@ class _Asker:
         self.report, self.role_lookup = report, role_lookup
         self.keys = {"model": report.model, "prompt_version": report.prompt_version}
         self.batch_reserved = Usage()  # estimates held for the batch this run submitted
+        self.batch_refused = False  # the endpoint refused the Batch API: this run asks directly
 
     # --- storing outcomes ---------------------------------------------------------------------------------
 
@@ -179,8 +186,13 @@ class _Asker:
     def submit_batch(self, pending: list[tuple[str, str]]) -> str | None:
         """Submit the pending texts the budget has room for as one batch; its id (None: nothing fitted)."""
         requests, hashes = [], []
+        size = 0
         for text_hash, text in pending:
             messages, _ = messages_for(text, self.llm.max_message_chars)
+            # a line's size, about: its messages as JSON, the schema, the request's own fields
+            size += len(json.dumps(messages).encode()) + _SCHEMA_CHARS + 300
+            if len(requests) >= MAX_BATCH_REQUESTS or size > MAX_BATCH_BYTES:
+                break
             estimate = estimate_usage(messages, self.llm.max_output_tokens, _SCHEMA_CHARS)
             if not self.budget.reserve(estimate):
                 self.report.stopped = "budget"
@@ -193,6 +205,13 @@ class _Asker:
         try:
             batch_id = self.model.submit_batch(requests, UserProfile)
         except LLMError as error:
+            if error.kind == "rejected":
+                # Not these messages' failure: the endpoint has no Batch API (vLLM, llama.cpp, Ollama) or refuses
+                # this batch. Counted against each message, three nights of it would give them all up.
+                log.warning("the endpoint refused the Batch API (%s): asking directly instead (set "
+                            "llm.batch_threshold above the pending messages to skip trying)", error)
+                self.batch_refused = True
+                return None
             for text_hash in hashes:
                 self.store_failure(text_hash, error)
             self.report.stopped = error.kind if error.kind in STOPPING_KINDS else self.report.stopped
@@ -215,8 +234,11 @@ class _Asker:
                 try:
                     state = self.model.batch_state(batch["batch_id"])
                 except LLMError as error:
-                    log.warning("batch %s: cannot read its state (%s); a later run tries again",
-                                batch["batch_id"], error)
+                    if error.kind == "rejected":
+                        self.give_up_batch(batch, error)
+                    else:
+                        log.warning("batch %s: cannot read its state (%s); a later run tries again",
+                                    batch["batch_id"], error)
                     continue
                 if state.done:
                     self.collect(batch, state.status)
@@ -226,11 +248,23 @@ class _Asker:
                 return
             time.sleep(min(self.llm.batch_poll_seconds, max(0.0, deadline - time.monotonic())))
 
+    def give_up_batch(self, batch: dict, error: LLMError) -> None:
+        """A batch the endpoint refuses to show (unknown there: deleted, expired, or another endpoint's since
+        base_url changed) never completes: closed as lost, its messages are asked again instead of waiting
+        for it forever."""
+        log.warning("batch %s: the endpoint refuses to show it (%s); closed as lost, its %d messages are asked "
+                    "again", batch["batch_id"], error, len(batch["text_hashes"]))
+        self.collect(batch, "lost")
+
     def collect(self, batch: dict, status: str) -> None:
         try:
             results = self.model.batch_results(batch["batch_id"], UserProfile) if status == "completed" else {}
         except LLMError as error:
-            log.warning("batch %s: cannot read its results (%s); a later run tries again", batch["batch_id"], error)
+            if error.kind == "rejected":
+                self.give_up_batch(batch, error)
+            else:
+                log.warning("batch %s: cannot read its results (%s); a later run tries again",
+                            batch["batch_id"], error)
             return
         texts = dict(run(self.con, "llm_texts_by_hash", {"text_hashes": list(batch["text_hashes"])}))
         for text_hash in batch["text_hashes"]:  # a text forgotten meanwhile is no longer listed: never stored
@@ -281,6 +315,9 @@ def ask_pending(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock
             asker.collect_batches(wait_seconds=llm.batch_wait_seconds)
         # What was collected is charged as used; a batch still running is charged by the run that collects it.
         budget.release(asker.batch_reserved)
+        if asker.batch_refused:
+            report.mode, report.stopped = "direct", None
+            asker.ask_directly(pending)
     else:
         asker.ask_directly(pending)
     [(report.left_pending,)] = run(con, "count_llm_pending", keys)

@@ -26,12 +26,31 @@ NO_KEY = "no-key"
 BATCH_ENDPOINT = "/v1/chat/completions"
 
 
+# More tokens than any one request can use: a count beyond it is not a count (and would not fit the tables).
+MAX_REPORTED_TOKENS = 10**9
+
+
+def _token_count(value: Any) -> int:
+    """A reported token count; 0 (as when absent) for anything that is not one: a string, a negative or
+    fractional number, an absurd one. An endpoint's garbage must neither crash a run nor cost it millions."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_REPORTED_TOKENS:
+        return 0
+    return value
+
+
 def _usage(usage: Any) -> Usage:
     """Usage from a reply's `usage` (an object or a dict; absent: nothing reported)."""
     if usage is None:
         return Usage()
     get = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
-    return Usage(int(get("prompt_tokens") or 0), int(get("completion_tokens") or 0))
+    return Usage(_token_count(get("prompt_tokens")), _token_count(get("completion_tokens")))
+
+
+# What the openai client raises reading a 200 reply that is JSON but no chat completion ({}, [], null, a
+# choice that is a string...): it builds its objects without validating them.
+NOT_A_COMPLETION = (TypeError, AttributeError, KeyError, IndexError)
 
 
 def _schema_problem(exc: Exception) -> str:
@@ -79,12 +98,18 @@ class OpenAIChatModel:
             raise LLMError("refused", f"{self.host}: the reply was stopped by a content filter", usage) from None
         except openai.APIError as exc:
             raise self._error(exc) from None
-        message = completion.choices[0].message if completion.choices else None
-        if message is not None and message.refusal:
+        except NOT_A_COMPLETION:
+            raise MalformedOutput(f"{self.host}: the reply is not a chat completion", usage) from None
+        try:
+            message = completion.choices[0].message if completion.choices else None
+            refusal, parsed = (None, None) if message is None else (message.refusal, message.parsed)
+        except NOT_A_COMPLETION:
+            raise MalformedOutput(f"{self.host}: the reply is not a chat completion", usage) from None
+        if refusal:
             raise LLMError("refused", f"{self.host}: the model refused to answer", usage)
-        if message is None or message.parsed is None:
+        if parsed is None:
             raise MalformedOutput(f"{self.host}: the reply has no content", usage)
-        return Parsed(message.parsed, usage)
+        return Parsed(parsed, usage)
 
     def complete(self, messages: list[Message], *, max_output_tokens: int | None = None,
                  temperature: float | None = None) -> Completion:
@@ -97,10 +122,14 @@ class OpenAIChatModel:
             completion = self._client.chat.completions.create(model=self.model, messages=messages, **options)
         except openai.APIError as exc:
             raise self._error(exc) from None
-        usage = _usage(completion.usage)
-        if not completion.choices or completion.choices[0].message.content is None:
+        try:
+            usage = _usage(completion.usage)
+            content = completion.choices[0].message.content if completion.choices else None
+        except NOT_A_COMPLETION:
+            raise MalformedOutput(f"{self.host}: the reply is not a chat completion") from None
+        if not isinstance(content, str):
             raise MalformedOutput(f"{self.host}: the reply has no content", usage)
-        return Completion(completion.choices[0].message.content, usage)
+        return Completion(content, usage)
 
     # --- the Batch API --------------------------------------------------------------------------------------
 
@@ -152,23 +181,35 @@ class OpenAIChatModel:
             custom_id = record.get("custom_id")
         except (ValueError, AttributeError):
             return None, MalformedOutput(f"{self.host}: a batch output line is not JSON")
+        if not isinstance(custom_id, str):
+            return None, MalformedOutput(f"{self.host}: a batch output line names no request")
+        try:
+            return custom_id, self._batch_reply(record, schema)
+        except NOT_A_COMPLETION:
+            return custom_id, MalformedOutput(f"{self.host}: the batch output line is not a chat completion")
+
+    def _batch_reply(self, record: dict, schema: type[T]) -> Parsed[T] | LLMError:
+        """One batch output line's result (NOT_A_COMPLETION errors when the line is not shaped like one)."""
         response = record.get("response") or {}
         body = response.get("body") or {}
         usage = _usage(body.get("usage") if isinstance(body, dict) else None)
         status = response.get("status_code")
+        status = status if isinstance(status, int) and not isinstance(status, bool) else None
         if record.get("error") or status != 200:
             kind = "rate_limited" if status == 429 else "server_error" if (status or 500) >= 500 else "rejected"
-            return custom_id, LLMError(kind, f"{self.host}: batch request failed (HTTP {status})", usage)
+            return LLMError(kind, f"{self.host}: batch request failed (HTTP {status})", usage)
         try:
             message = body["choices"][0]["message"]
-        except (KeyError, IndexError, TypeError):
-            return custom_id, MalformedOutput(f"{self.host}: the reply has no content", usage)
+            message.get("refusal")
+        except NOT_A_COMPLETION:
+            return MalformedOutput(f"{self.host}: the reply has no content", usage)
         if message.get("refusal"):
-            return custom_id, LLMError("refused", f"{self.host}: the model refused to answer", usage)
+            return LLMError("refused", f"{self.host}: the model refused to answer", usage)
+        content = message.get("content")
         try:
-            return custom_id, Parsed(schema.model_validate_json(message.get("content") or ""), usage)
+            return Parsed(schema.model_validate_json(content if isinstance(content, str) else ""), usage)
         except (pydantic.ValidationError, ValueError) as exc:
-            return custom_id, MalformedOutput(f"{self.host}: {_schema_problem(exc)}", usage)
+            return MalformedOutput(f"{self.host}: {_schema_problem(exc)}", usage)
 
     # --- errors ---------------------------------------------------------------------------------------------
 

@@ -253,6 +253,14 @@ def test_the_llm_section_needs_a_model_and_prices_and_one_key_source(tmp_path: P
                       environ={})
 
 
+
+@pytest.mark.parametrize("base_url", ["http://user:pw-planted@[::1/v1", "http://127.0.0.1:99999/v1", "http://:80/v1"])
+def test_an_llm_base_url_the_client_could_not_use_is_a_config_error_that_quotes_no_credential(
+        tmp_path: Path, base_url: str) -> None:
+    with pytest.raises(ConfigError, match="llm.base_url: .*must be an http:// or https:// URL") as raised:
+        load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "base_url": base_url}})), environ={})
+    assert "pw-planted" not in str(raised.value)
+
 def test_the_llm_key_is_read_when_used_and_never_quoted(tmp_path: Path) -> None:
     key = "sk-planted-0123456789abcdef"
     settings = load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "api_key_env": "MY_LLM_KEY"}})),

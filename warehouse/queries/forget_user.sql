@@ -33,8 +33,8 @@ select
 
 delete from observations where user_id = $user_id;
 -- The LLM extractor's cache and failures are keyed by a hash of the message text: those of the user's messages
--- go (a text another user also wrote is asked again for them), and no batch in flight lists them any more, so
--- its answers for them are never stored.
+-- go (a text another user also wrote is asked again for them), and no batch lists them any more: one in flight
+-- never stores its answers for them, and a hash left in a collected one would still confirm a guessed text.
 create or replace temp table forgotten_texts as
 select distinct sha256(text) as text_hash from events where user_id = $user_id and text is not null;
 delete from llm_extractions where text_hash in (select text_hash from forgotten_texts);
@@ -43,7 +43,7 @@ update llm_batches as b set text_hashes = kept.text_hashes
 from (
     select batch_id, coalesce(list(text_hash) filter (where text_hash not in (select text_hash from forgotten_texts)),
                               []::varchar[]) as text_hashes
-    from (select batch_id, unnest(text_hashes) as text_hash from llm_batches where collected_at is null)
+    from (select batch_id, unnest(text_hashes) as text_hash from llm_batches)
     group by batch_id
 ) as kept
 where b.batch_id = kept.batch_id;

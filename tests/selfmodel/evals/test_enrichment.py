@@ -233,6 +233,16 @@ def test_no_planted_personal_data_reaches_the_server(warehouse, openai_server) -
     assert "[email]" in sent and metrics["pii_redacted"] >= 2 * USERS
 
 
+
+def test_the_judges_reason_is_shown_redacted_and_cut_short(warehouse, openai_server) -> None:
+    settings, con = warehouse(llm=llm_section(openai_server), eval={"enrichment": {"sample_size": 4}})
+    said = "the user fan3@example.org, at 415 555 0134, asked about jazz " + "and more " * 100
+    script(openai_server, lambda body: {"winner": position_of_enriched(body), "reason": said})
+    suite_run = enrichment_run(settings, con)
+    reasons = [case["reason"] for case in suite_run.details["cases"]]
+    assert len(reasons) == 4 and all(r.startswith("the user [email], at [phone], asked about jazz") for r in reasons)
+    assert all(len(r) <= 300 for r in reasons)
+
 def test_a_malformed_verdict_is_not_judged_with_its_reason(warehouse, openai_server) -> None:
     settings, con = warehouse(llm=llm_section(openai_server), eval={"enrichment": {"sample_size": 6}})
     verdicts = iter(["A", json.dumps({"winner": "C", "reason": "?"})])  # not JSON; not of the schema

@@ -368,3 +368,92 @@ def test_a_new_model_applies_to_new_messages_and_a_full_refresh_asks_it_about_al
     assert [body["model"] for body in world.server.chat_requests] == ["test-model", "better-model", "better-model"]
     assert world.query("select distinct extractor_version from observations where extractor = 'llm'") == [
         (f"better-model|{PROMPT_VERSION}",)]
+
+
+def test_a_reply_that_is_no_chat_completion_is_recorded_malformed_and_the_refresh_completes(world: World) -> None:
+    world.llm["concurrency"] = 2
+    world.ingest(records([("ana", NURSE), ("bo", "BROKEN: I'm a teacher")], responses=False))
+    answer = world.server.completion
+    world.server.completion = lambda body: b"{}" if "BROKEN" in body["messages"][1]["content"] else answer(body)
+    report = world.refresh()
+    assert report["llm"]["answered"] == 1 and report["llm"]["failures"] == {"malformed": 1}
+    assert ("ana", "role", "nurse", "llm:role") in world.llm_observations()  # the other answer is kept
+    assert world.query("select kind, reason from llm_failures") == [
+        ("malformed", f"{world.server.base_url.removesuffix('/v1')}: the reply is not a chat completion")]
+    assert world.query("select count(*) from llm_runs") == [(1,)]
+
+
+def test_a_batch_the_endpoint_does_not_know_is_closed_as_lost_and_its_messages_asked_again(world: World) -> None:
+    # A batch submitted to another endpoint (base_url changed since) or deleted there is a 404 for ever: its
+    # messages must not wait for it for ever.
+    world.ingest(records([("ana", NURSE)], responses=False))
+    con = connect(world.settings.warehouse_path)
+    try:
+        con.execute("insert into llm_batches values ('batch_gone', 'r', 'test-model', ?, [sha256(?)], now(), "
+                    "'submitted', null)", [PROMPT_VERSION, NURSE]).fetchall()
+    finally:
+        con.close()
+    llm = world.refresh()["llm"]
+    assert world.query("select status, collected_at is not null from llm_batches") == [("lost", True)]
+    assert llm["answered"] == 1 and len(world.server.chat_requests) == 1
+    assert ("ana", "role", "nurse", "llm:role") in world.llm_observations()
+
+
+def test_a_batch_holds_no_more_than_the_batch_api_takes_and_the_rest_waits_for_the_next_run(world: World,
+                                                                                            monkeypatch) -> None:
+    from selfmodel.llm import extraction
+
+    monkeypatch.setattr(extraction, "MAX_BATCH_REQUESTS", 2)  # OpenAI's is 50,000: one batch beyond it fails whole
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("ana", "I'm a nurse, new to dbt"), ("bo", "hello there")],
+                         responses=False))
+    first = world.refresh()["llm"]
+    assert (first["mode"], first["requests"], first["answered"], first["left_pending"]) == ("batch", 2, 2, 1)
+    [upload] = world.server.requests_to("POST", "/v1/files")
+    assert upload.body.count(b'"custom_id"') == 2
+    second = world.refresh()["llm"]
+    assert (second["answered"], second["left_pending"]) == (1, 0)
+    assert world.query("select count(*) from llm_extractions") == [(3,)]
+
+
+def test_an_endpoint_without_a_batch_api_is_asked_directly_and_no_message_is_given_up(world: World) -> None:
+    # vLLM, llama.cpp and Ollama serve chat completions but no /v1/files or /v1/batches.
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("bo", "I'm a nurse, new to dbt")], responses=False))
+    route = world.server._route
+    world.server._route = lambda request: ((404, {}, {"error": {"message": "no route", "type": "not_found"}})
+                                           if request.path.startswith(("/v1/files", "/v1/batches")) else route(request))
+    for _ in range(3):
+        llm = world.refresh()["llm"]
+        if llm["answered"]:
+            break
+    assert (llm["mode"], llm["answered"], llm["left_pending"]) == ("direct", 2, 0)
+    assert world.query("select count(*) from llm_failures") == [(0,)]
+    assert ("bo", "expertise@dbt", "novice", "llm:expertise") in world.llm_observations()
+
+
+def test_forget_leaves_no_hash_of_the_users_messages_in_batches_already_collected(world: World) -> None:
+    # A hash of a short message confirms a guess of what the user wrote: it goes like the cached answer.
+    world.llm.update(batch_threshold=1)
+    world.ingest(records([("ana", NURSE), ("bo", "I'm a nurse, new to dbt")], responses=False))
+    assert world.refresh()["llm"]["batches_collected"] == 1
+    con = connect(world.settings.warehouse_path)
+    try:
+        forget_user(con, "ana")
+    finally:
+        con.close()
+    assert world.query("select text_hashes from llm_batches") == [(list(world.query(
+        "select sha256('I''m a nurse, new to dbt')")[0]),)]
+
+
+def test_an_endpoint_that_hangs_stops_the_asking_after_one_request_times_out_and_the_refresh_completes(
+        world: World) -> None:
+    # Each request waits timeout_seconds, max_retries + 1 times: asking 1,000 messages of a hung endpoint
+    # would hold the nightly run for hours.
+    world.llm.update(timeout_seconds=0.2, max_retries=0)
+    world.ingest(records([("ana", f"I'm a nurse, message {number}") for number in range(6)], responses=False))
+    world.server.delay_next(0.5, times=100)
+    report = world.refresh()
+    assert (report["llm"]["requests"], report["llm"]["stopped"], report["llm"]["left_pending"]) == (1, "timeout", 6)
+    assert "stopped: the endpoint did not answer in time" in refresh_step(report, 1.0).detail
+    assert report["beliefs_total"] > 0  # the rule extractors' beliefs all the same

@@ -138,3 +138,57 @@ def test_the_key_is_sent_to_the_endpoint_and_shown_nowhere_else(openai_server, c
     for shown in (str(raised.value), repr(raised.value), caplog.text, captured.out, captured.err, repr(model),
                   repr(settings)):
         assert KEY not in shown
+
+
+NOT_COMPLETIONS = [b"{}", b"[]", b"null", b'"text"', b'{"choices": "x"}', b'{"choices": [{"message": null}]}',
+                   b'{"choices": [7]}']
+
+
+@pytest.mark.parametrize("body", NOT_COMPLETIONS)
+def test_a_reply_that_is_json_but_no_chat_completion_is_malformed_not_a_crash(openai_server, body) -> None:
+    openai_server.completion = lambda request: body
+    model = model_at(openai_server)
+    with pytest.raises(MalformedOutput):
+        model.parse(HELLO, Answer)
+    with pytest.raises(MalformedOutput):
+        model.complete(HELLO)
+
+
+@pytest.mark.parametrize("reported, counted", [
+    ({"prompt_tokens": "abc", "completion_tokens": 20}, Usage(0, 20)),
+    ({"prompt_tokens": -5, "completion_tokens": 1e12}, Usage(0, 0)),  # not counts: as if not reported
+    ({"prompt_tokens": 1e300, "completion_tokens": 7.0}, Usage(0, 7)),
+    ({"prompt_tokens": True, "completion_tokens": None}, Usage(0, 0)),
+])
+def test_usage_that_is_not_a_token_count_counts_as_not_reported(openai_server, reported, counted) -> None:
+    def completion(request: dict) -> dict:
+        return {**openai_server.__class__.completion(openai_server, request), "usage": reported}
+
+    openai_server.reply = lambda request: {"role": None, "facts": []}
+    openai_server.completion = completion
+    model = model_at(openai_server)
+    assert model.parse(HELLO, Answer).usage == counted
+    openai_server.reply = lambda request: "plain"
+    assert model.complete(HELLO).usage == counted
+
+
+def test_batch_output_lines_of_any_shape_are_errors_of_their_request_not_a_crash(openai_server) -> None:
+    import json
+
+    model = model_at(openai_server)
+    ids = ["a", "b", "c", "d", "e", "f"]
+    batch_id = model.submit_batch([BatchRequest(i, HELLO) for i in ids], Answer)
+    good = {"status_code": 200, "body": {"choices": [{"message": {"content": '{"role": null, "facts": []}'}}],
+                                         "usage": {"prompt_tokens": 9, "completion_tokens": "many"}}}
+    lines = [{"custom_id": "a", "response": "a string"}, {"custom_id": "b", "response": {"status_code": "200"}},
+             {"custom_id": "c", "response": {"status_code": 200, "body": {"choices": ["x"]}}},
+             {"custom_id": "d", "response": {"status_code": 200, "body": {"choices": [{"message": {"content": 5}}]}}},
+             {"custom_id": "e", "response": {"status_code": 200, "body": "not an object"}},
+             {"custom_id": "f", "response": good}, {"custom_id": 7, "response": good}, [1, 2], "text"]
+    openai_server.files["file-out"] = {"content": "\n".join(map(json.dumps, lines)).encode(), "purpose": "batch_output",
+                                       "filename": "output.jsonl"}
+    openai_server.batches[batch_id].update(status="completed", output_file_id="file-out")
+    results = model.batch_results(batch_id, Answer)
+    assert set(results) == set(ids)
+    assert all(isinstance(results[i], LLMError) for i in "abcde")
+    assert results["f"].value == Answer(role=None, facts=[]) and results["f"].usage == Usage(9, 0)
