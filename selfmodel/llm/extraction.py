@@ -47,6 +47,10 @@ MAX_ATTEMPTS = 3
 # Failures after which a run stops asking: the endpoint is down or hung (a request that timed out after every
 # retry: each further one would hold the run timeout_seconds x (max_retries + 1)), or the key is refused.
 STOPPING_KINDS = ("unavailable", "timeout", "auth")
+# A run whose first this-many answers are all rejections (HTTP 400/404/422: a model name the endpoint does not
+# know, a server without structured outputs) stops, and those rejections count against no message: the
+# request was wrong, not the message, and after MAX_ATTEMPTS nights every message would be given up for good.
+REJECTIONS_BEFORE_ANY_ANSWER = 3
 _SCHEMA_CHARS = len(json.dumps(UserProfile.model_json_schema()))
 # What one Batch API batch may hold (OpenAI: 50,000 requests, a 200 MB input file; each line repeats the prompt
 # and the schema): a run submits at most this much, and what is left stays pending for the next run.
@@ -75,7 +79,7 @@ class AskReport:
     output_tokens: int = 0
     cost_usd: float = 0.0
     max_cost_usd: float | None = None
-    stopped: str | None = None  # budget | unavailable | timeout | auth: why the run stopped asking before the end
+    stopped: str | None = None  # budget | unavailable | timeout | auth | rejected: why the run stopped asking early
     left_pending: int = 0  # distinct texts still pending after the run
     failures: dict[str, int] = field(default_factory=dict)  # kind -> count
     observations: int = 0  # filled in by the refresh (observe_cached)
@@ -89,7 +93,9 @@ def summary_line(report: dict) -> str:
     """One line for the nightly summary and logs."""
     stopped = {"budget": "stopped at the budget cap", "unavailable": "stopped: endpoint unavailable",
                "timeout": "stopped: the endpoint did not answer in time",
-               "auth": "stopped: the key was refused"}.get(report.get("stopped") or "", "")
+               "auth": "stopped: the key was refused",
+               "rejected": "stopped: the endpoint rejected every request (is llm.model right, and does the endpoint "
+                           "take structured outputs?)"}.get(report.get("stopped") or "", "")
     cap = report.get("max_cost_usd")
     parts = [f"LLM {report['model']}: {report['requests']:,} requests ({report['mode']})",
              f"{report['answered']:,} answered", f"{report['items_kept']:,} items kept",
@@ -114,6 +120,8 @@ class _Asker:
         self.report, self.role_lookup = report, role_lookup
         self.keys = {"model": report.model, "prompt_version": report.prompt_version}
         self.batch_reserved = Usage()  # estimates held for the batch this run submitted
+        self.any_answer = False  # an answer (of any shape) came back this run: the endpoint takes the requests
+        self.held_rejections: list[tuple[str, LLMError]] = []  # until then, rejections are not the messages'
         self.batch_refused = False  # the endpoint refused the Batch API: this run asks directly
 
     # --- storing outcomes ---------------------------------------------------------------------------------
@@ -172,14 +180,39 @@ class _Asker:
                         parsed = future.result()
                     except LLMError as error:
                         self.budget.settle(estimate, error.usage)
-                        self.store_failure(text_hash, error)
-                        if error.kind in STOPPING_KINDS and not self.report.stopped:
-                            self.report.stopped = error.kind
+                        self.failed(text_hash, error)
                         continue
                     self.budget.settle(estimate, parsed.usage)
+                    self.answered()
                     self.store_answer(text_hash, sent, parsed.value, parsed.usage)
                 while len(in_flight) < self.llm.concurrency and submit_next():
                     pass
+        if self.any_answer:  # the endpoint answered others: these rejections were the messages' own
+            self.answered()
+        else:  # nothing but rejections: not recorded against the messages, which stay pending
+            for _, error in self.held_rejections:
+                self.report.failed += 1
+                self.report.failures[error.kind] = self.report.failures.get(error.kind, 0) + 1
+            self.held_rejections.clear()
+
+    def failed(self, text_hash: str, error: LLMError) -> None:
+        if error.kind == "rejected" and not self.any_answer:
+            self.held_rejections.append((text_hash, error))
+            if len(self.held_rejections) >= REJECTIONS_BEFORE_ANY_ANSWER and not self.report.stopped:
+                self.report.stopped = "rejected"
+            return
+        if error.kind in ("malformed", "refused"):
+            self.answered()  # an answer, if a bad one: the endpoint takes the requests
+        self.store_failure(text_hash, error)
+        if error.kind in STOPPING_KINDS and not self.report.stopped:
+            self.report.stopped = error.kind
+
+    def answered(self) -> None:
+        """The endpoint answered a request: rejections held until now are the messages' own after all."""
+        self.any_answer = True
+        held, self.held_rejections = self.held_rejections, []
+        for text_hash, error in held:
+            self.store_failure(text_hash, error)
 
     # --- the Batch API ------------------------------------------------------------------------------------
 
@@ -326,7 +359,7 @@ def ask_pending(con: duckdb.DuckDBPyConnection, settings: Settings, clock: Clock
     report.cost_usd = round(budget.spent_usd, 6)
     record_run(con, LLMRunRecord.of(report.run_id, "extract", llm.model, started, clock.now(), report.requests,
                                     budget, report.to_json()))
-    level = logging.WARNING if report.stopped in STOPPING_KINDS else logging.INFO
+    level = logging.WARNING if report.stopped in (*STOPPING_KINDS, "rejected") else logging.INFO
     log.log(level, "%s", summary_line(report.to_json()))
     return report
 

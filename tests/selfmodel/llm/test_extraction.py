@@ -457,3 +457,31 @@ def test_an_endpoint_that_hangs_stops_the_asking_after_one_request_times_out_and
     assert (report["llm"]["requests"], report["llm"]["stopped"], report["llm"]["left_pending"]) == (1, "timeout", 6)
     assert "stopped: the endpoint did not answer in time" in refresh_step(report, 1.0).detail
     assert report["beliefs_total"] > 0  # the rule extractors' beliefs all the same
+
+
+
+def test_an_endpoint_that_rejects_every_request_stops_the_run_and_gives_up_no_message(world: World) -> None:
+    """A wrong model name or a server without structured outputs answers 404/400 to every request. That is the
+    config's fault, not the messages': the run stops after a few, and no message is given up, so once the
+    config is fixed every message is asked (before, three such nights gave up every message for good)."""
+    world.ingest(records([(f"u{i}", f"I'm a nurse, message {i}") for i in range(8)], responses=False))
+    for night in range(1, 5):
+        world.server.fail_next(404, times=3)  # concurrency 1: three rejected requests, then the run stops
+        refreshed = world.refresh()
+        report = refreshed["llm"]
+        assert (report["stopped"], report["requests"], report["answered"]) == ("rejected", 3, 0), f"night {night}"
+        assert report["left_pending"] == 8 and report["failures"] == {"rejected": 3}
+        assert "rejected every request" in refresh_step(refreshed, 1.0).detail
+        assert world.query("select count(*) from llm_failures") == [(0,)]
+    fixed = world.refresh()["llm"]
+    assert (fixed["answered"], fixed["left_pending"], fixed["stopped"]) == (8, 0, None)
+
+
+def test_a_rejection_among_answers_is_the_messages_own_and_is_recorded(world: World) -> None:
+    """Once the endpoint has answered in a run, a rejected request is that message's own (too long, filtered):
+    recorded against it, as a malformed answer is."""
+    world.ingest(records([("ana", NURSE), ("bo", "I'm a nurse too")], responses=False))
+    world.server.fail_next(400, times=1)  # bo's message is the newer: asked first, rejected; then ana's answered
+    report = world.refresh()["llm"]
+    assert (report["answered"], report["stopped"], report["left_pending"]) == (1, None, 1)
+    assert world.query("select kind, attempts from llm_failures") == [("rejected", 1)]
