@@ -105,6 +105,9 @@ class EnrichmentResult:
     skipped: str | None = None
 
 
+ENDPOINT_FAILURES = ("unavailable", "timeout", "auth")
+
+
 class BudgetStop(Exception):
     """A request the budget refused: the suite stops there."""
 
@@ -197,11 +200,17 @@ class Spending:
         self.requests = 0
         self.usage = Usage()
         self.stopped_by_budget = False
+        # An endpoint that is down, hangs or refuses the key fails every later request the same way, after
+        # paying its retries each time: the first such error ends the suite's asking.
+        self.endpoint_failure: LLMError | None = None
         self._lock = threading.Lock()
 
     def request(self, messages: list[Message], max_output_tokens: int, send: Callable[[], Any],
                 schema_chars: int = 0) -> Any:
         """Reserve the request's estimated cost, send it, settle what it cost; BudgetStop when refused."""
+        failure = self.endpoint_failure
+        if failure is not None:
+            raise LLMError(failure.kind, f"not sent, after an earlier request: {failure}")
         estimate = estimate_usage(messages, max_output_tokens, schema_chars)
         if self.stopped_by_budget or not self.budget.reserve(estimate):
             self.stopped_by_budget = True
@@ -212,6 +221,8 @@ class Spending:
             reply = send()
         except LLMError as exc:
             self._settle(estimate, exc.usage)
+            if exc.kind in ENDPOINT_FAILURES:
+                self.endpoint_failure = self.endpoint_failure or exc
             raise
         except BaseException:
             self.budget.release(estimate)

@@ -243,6 +243,17 @@ def test_the_judges_reason_is_shown_redacted_and_cut_short(warehouse, openai_ser
     assert len(reasons) == 4 and all(r.startswith("the user [email], at [phone], asked about jazz") for r in reasons)
     assert all(len(r) <= 300 for r in reasons)
 
+def test_an_endpoint_that_refuses_the_key_is_asked_once_not_once_per_query(warehouse, openai_server) -> None:
+    settings, con = warehouse(llm=llm_section(openai_server, concurrency=1), eval={"enrichment": {"sample_size": 6}})
+    script(openai_server, prefers_enriched)
+    openai_server.fail_next(401, times=100)
+    suite_run = enrichment_run(settings, con)
+    assert len(openai_server.chat_requests) == 1
+    assert suite_run.metrics["judged"] == 0 and suite_run.metrics["requests"] == 1
+    reasons = [case["not_judged"] for case in suite_run.details["cases"]]
+    assert len(reasons) == 6 and all("(auth)" in reason for reason in reasons)
+
+
 def test_a_malformed_verdict_is_not_judged_with_its_reason(warehouse, openai_server) -> None:
     settings, con = warehouse(llm=llm_section(openai_server), eval={"enrichment": {"sample_size": 6}})
     verdicts = iter(["A", json.dumps({"winner": "C", "reason": "?"})])  # not JSON; not of the schema
