@@ -1,6 +1,7 @@
 """A nightly run with the LLM extractor and the enrichment judge both on, against the local OpenAI-compatible
-test server: the run spends one budget (llm.max_cost_usd_per_run), so the judge gets only what the refresh's
-extractor left of it, and the run as a whole stays under the cap."""
+test server: grounded LLM observations reach beliefs (an invented one does not), the run spends one budget
+(llm.max_cost_usd_per_run), so the judge gets only what the refresh's extractor left of it and stops cleanly at
+the cap, and the next night asks the extractor's model nothing."""
 
 from __future__ import annotations
 
@@ -25,15 +26,17 @@ def schema_name(body: dict) -> str | None:
 
 
 def reply(body: dict):
-    if schema_name(body) == "UserProfile":  # the extractor: nothing grounded, only the spend matters here
-        return {"role": None, "expertise": [], "facts": [], "verbosity": None, "formats": []}
+    if schema_name(body) == "UserProfile":  # the extractor: one grounded fact, one invented (dropped)
+        facts = [{"fact": "i love jazz music", "span": "I love jazz music"}] if "jazz" in str(body) else []
+        return {"role": None, "expertise": [], "verbosity": None, "formats": [],
+                "facts": facts + [{"fact": "i live in berlin", "span": "I live in Berlin"}]}
     if schema_name(body) == "Verdict":
         return prefers_enriched(body)
     return answering(body)
 
 
 @pytest.mark.slow
-def test_a_nightly_run_spends_one_llm_budget_across_the_extractor_and_the_judge(
+def test_a_nightly_run_adds_grounded_llm_beliefs_and_spends_one_budget_across_extractor_and_judge(
         prefect_server, openai_server, tmp_path: Path) -> None:
     from flows.nightly import nightly
 
@@ -70,3 +73,19 @@ def test_a_nightly_run_spends_one_llm_budget_across_the_extractor_and_the_judge(
     assert judge_requests > 0 and judge_stopped  # it judged what the rest paid for, then stopped cleanly
     assert extract_cost + judge_cost <= CAP_USD
     assert len(openai_server.chat_requests) == extract_requests + judge_requests
+
+    # The grounded fact reached beliefs through the night's refresh; the invented one did not.
+    con = duckdb.connect(str(tmp_path / "wh" / "warehouse.duckdb"), read_only=True)
+    try:
+        llm_facts = con.execute("select distinct value from observations where extractor = 'llm'").fetchall()
+        [(believers,)] = con.execute("select count(distinct user_id) from beliefs "
+                                     "where key = 'fact' and value = 'i love jazz music'").fetchall()
+    finally:
+        con.close()
+    assert llm_facts == [("i love jazz music",)] and believers == 40
+
+    # The next night asks the extractor's model nothing (every text is cached), and the judge gets the whole cap.
+    asked_before = len(openai_server.chat_requests)
+    nightly(config_path=str(config), return_state=True)
+    extractor_asked = [b for b in openai_server.chat_requests[asked_before:] if schema_name(b) == "UserProfile"]
+    assert extractor_asked == []
