@@ -64,8 +64,11 @@ from range($count) as t(i)
 """
 
 REGISTER_BATCH = """
-insert into ingest_batches values ('batch-' || $batch, 'bench', 'jsonl', 'committed', now(), now(), $count, $count,
-    0, 0, 0, 0, '[]', null, null, 'bench')
+insert into ingest_batches (batch_id, source, format, status, started_at, ended_at, rows_read, loaded, duplicates,
+                            quarantined, late_events, labels_loaded, files, watermark_before, error, code_version,
+                            events_loaded)
+values ('batch-' || $batch, 'bench', 'jsonl', 'committed', now(), now(), $count, $count, 0, 0, 0, 0, '[]', null, null,
+        'bench', $count)
 """
 
 BARE_GROUP_BY = """
