@@ -267,11 +267,7 @@ class _Asker:
                 try:
                     state = self.model.batch_state(batch["batch_id"])
                 except LLMError as error:
-                    if error.kind == "rejected":
-                        self.give_up_batch(batch, error)
-                    else:
-                        log.warning("batch %s: cannot read its state (%s); a later run tries again",
-                                    batch["batch_id"], error)
+                    self.unreadable(batch, error, "its state")
                     continue
                 if state.done:
                     self.collect(batch, state.status)
@@ -280,6 +276,13 @@ class _Asker:
             if not still_open or time.monotonic() >= deadline:
                 return
             time.sleep(min(self.llm.batch_poll_seconds, max(0.0, deadline - time.monotonic())))
+
+    def unreadable(self, batch: dict, error: LLMError, what: str) -> None:
+        """The endpoint would not show a batch's state or results: refused (given up), or not now (next run)."""
+        if error.kind == "rejected":
+            self.give_up_batch(batch, error)
+        else:
+            log.warning("batch %s: cannot read %s (%s); a later run tries again", batch["batch_id"], what, error)
 
     def give_up_batch(self, batch: dict, error: LLMError) -> None:
         """A batch the endpoint refuses to show (unknown there: deleted, expired, or another endpoint's since
@@ -293,11 +296,7 @@ class _Asker:
         try:
             results = self.model.batch_results(batch["batch_id"], UserProfile) if status == "completed" else {}
         except LLMError as error:
-            if error.kind == "rejected":
-                self.give_up_batch(batch, error)
-            else:
-                log.warning("batch %s: cannot read its results (%s); a later run tries again",
-                            batch["batch_id"], error)
+            self.unreadable(batch, error, "its results")
             return
         texts = dict(run(self.con, "llm_texts_by_hash", {"text_hashes": list(batch["text_hashes"])}))
         for text_hash in batch["text_hashes"]:  # a text forgotten meanwhile is no longer listed: never stored
