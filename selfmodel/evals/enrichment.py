@@ -316,6 +316,24 @@ def enrichment_metrics(results: list[CaseResult], level: float) -> dict[str, Any
     }
 
 
+def by_key_family(results: list[CaseResult]) -> dict[str, dict[str, int]]:
+    """Per key family of the beliefs used (topic, role, fact...): judged queries that used it, their wins and
+    losses, and those over-enriched by a belief of that family that did not hold. The pooled rates can pass
+    while one family's wrong beliefs hurt every answer they reach."""
+    families: dict[str, dict[str, int]] = {}
+    for r in results:
+        if r.outcome is None:
+            continue
+        for family in sorted({key.split("@")[0] for key, _ in r.case.beliefs}):
+            counts = families.setdefault(family, {"judged": 0, "wins": 0, "losses": 0, "over_enriched": 0})
+            counts["judged"] += 1
+            counts["wins"] += r.outcome == "win"
+            counts["losses"] += r.outcome == "loss"
+            wrong = any(held is False and key.split("@")[0] == family for key, held in r.case.beliefs)
+            counts["over_enriched"] += r.outcome == "loss" and wrong
+    return dict(sorted(families.items()))
+
+
 def case_results(results: list[CaseResult]) -> list[tuple[str, str, float | None]]:
     """eval_results rows: per user (one query each) the enriched answer's score and how it was judged."""
     rows: list[tuple[str, str, float | None]] = []
@@ -382,6 +400,7 @@ def run_enrichment(con: duckdb.DuckDBPyConnection, settings: Settings, started: 
         "cutoff": sample.cutoff.isoformat(), "horizon_end": sample.horizon_end.isoformat(),
         "answer_model": answer_model.model, "judge_model": judge_model.model, "llm_run_id": run_id,
         "interval": f"Wilson score, {1 - settings.eval.alpha:.0%}", "not_judged_reasons": reasons,
+        "by_key_family": by_key_family(results),
         "cases": [case_details(r) for r in results]}, case_results(results))
 
 
@@ -402,6 +421,9 @@ def summary_lines(metrics: dict[str, Any], details: dict[str, Any]) -> list[str]
         f"pick from), cost ${metrics.get('cost_usd', 0):.4f} ({metrics.get('requests')} requests, "
         f"{metrics.get('input_tokens')} + {metrics.get('output_tokens')} tokens)",
     ]
+    lines += [f"  {family:<16} judged {c['judged']}, {c['wins']} wins, {c['losses']} losses, "
+              f"{c['over_enriched']} over-enriched by a {family} belief that did not hold"
+              for family, c in details.get("by_key_family", {}).items()]
     if metrics.get("stopped_by_budget"):
         lines.append("STOPPED BY BUDGET (llm.max_cost_usd_per_run): the figures cover what was judged before")
     lines += [f"not judged: {count} x {reason}" for reason, count in sorted(details.get("not_judged_reasons", {}).items())]

@@ -165,6 +165,11 @@ def test_a_judge_preferring_the_raw_answer_gives_zero_and_counts_wrong_beliefs_a
     over = {case["user_id"] for case in suite_run.details["cases"] if case["over_enriched"]}
     assert over == CHEFS
     assert metrics["over_enrichment_rate"] == len(CHEFS) / USERS
+    # Per key family: the chefs' wrong beliefs are of some families only, and no family claims more.
+    by_family = suite_run.details["by_key_family"]
+    assert all(c["judged"] == c["losses"] <= USERS for c in by_family.values())
+    assert max(c["over_enriched"] for c in by_family.values()) == len(CHEFS)
+    assert min(c["over_enriched"] for c in by_family.values()) < len(CHEFS)
     assert not suite_run.passed
     assert suite_run.bar["enrichment_win_rate"]["passed"] is False
 
