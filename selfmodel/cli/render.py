@@ -110,12 +110,15 @@ def print_quarantine(summary: dict, filtered: bool) -> None:
     from rich.table import Table
     from rich.text import Text
 
+    from selfmodel.quarantine import QUARANTINE_REASONS
+
     out = console()
     counts = Table(title="quarantine by reason")
-    for column in ("source", "reason", "records"):
+    for column in ("source", "reason", "records", "what it means"):
         counts.add_column(column, justify="right" if column == "records" else "left")
     for row in summary["counts"]:
-        counts.add_row(Text(printable(row["source"])), Text(printable(row["reason"])), f"{row['records']:,}")
+        counts.add_row(Text(printable(row["source"])), Text(printable(row["reason"])), f"{row['records']:,}",
+                       Text(QUARANTINE_REASONS.get(row["reason"], "")))
     out.print(counts)
     if not summary["counts"]:
         out.print("nothing quarantined" + (" for that filter" if filtered else ""))
