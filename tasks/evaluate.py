@@ -7,6 +7,7 @@ from datetime import datetime
 from prefect import get_run_logger, task
 
 from selfmodel.analyst import open_for_writing
+from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
 from tasks.retry import transient_failure
 
