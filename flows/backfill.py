@@ -14,9 +14,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from selfmodel.analyst import export_analyst_copy
+from selfmodel.analyst import open_for_writing
 from selfmodel.beliefs.backfill import backfill_beliefs
-from selfmodel.lock import run_connection, run_writer_lock
+from selfmodel.lock import run_writer_lock
 from selfmodel.settings import find_config_path, load_settings
 
 NIGHT_COLUMNS = ("as_of", "mode", "events_extracted", "observations_folded", "groups_touched", "beliefs_total")
@@ -26,16 +26,12 @@ NIGHT_COLUMNS = ("as_of", "mode", "events_extracted", "observations_folded", "gr
 def backfill_beliefs_task(config_path: str, start: datetime, end: datetime, every_days: float) -> dict:
     logger = get_run_logger()
     settings = load_settings(config_path)
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         report = backfill_beliefs(
             con, settings, start, end, timedelta(days=every_days),
             on_night=lambda night: logger.info("night %s (%s): %d observations folded into %d groups; %d beliefs",
                                                night.as_of.isoformat(), night.mode, night.observations_folded,
                                                night.groups_touched, night.beliefs_total))
-        export_analyst_copy(con, settings)  # analysts read this copy, never the live file
-    finally:
-        con.close()
     return report.to_json()
 
 

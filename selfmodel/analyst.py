@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import duckdb
 
@@ -78,12 +80,30 @@ def _create_beliefs_as_of(con: duckdb.DuckDBPyConnection, settings: Settings) ->
     execute(con, f"create or replace macro beliefs_as_of(who, moment) as table {body}")
 
 
+@contextmanager
+def open_for_writing(settings: Settings, *, wait: bool = False,
+                     clock: Clock | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The one way a step writes the warehouse: a read-write connection with the configured memory limit
+    (`wait`: while another process has the file open, wait up to `nightly.lock_wait_seconds` for it, as a
+    run's steps do; else busy at once), and when the block completes,
+    the analyst copy replaced with what it wrote, so analysts see every finished step without ever opening
+    the live file. A block that raises leaves the copy as it was: the last finished step. Closed either way.
+
+    It does not take the writer lock (selfmodel.lock): a run holds that for all its steps, a command for itself.
+    """
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit,
+                  wait_seconds=settings.nightly.lock_wait_seconds if wait else 0.0)
+    try:
+        yield con
+        export_analyst_copy(con, settings, clock=clock)
+    finally:
+        con.close()
+
+
 def refresh_analyst_copy(settings: Settings, clock: Clock | None = None) -> Path | None:
     """Open the warehouse for writing just long enough to export the analyst copy."""
     if settings.analyst_copy_path is None:
         return None
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
-    try:
-        return export_analyst_copy(con, settings, clock=clock)
-    finally:
-        con.close()
+    with open_for_writing(settings, clock=clock):
+        pass
+    return settings.analyst_copy_path.resolve()

@@ -26,7 +26,7 @@ import logging
 import os
 import shutil
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,20 +135,13 @@ def publish(settings: Settings, *, con: duckdb.DuckDBPyConnection | None = None,
     nightly run of only some suites (`--suite`) asks only those to be fresh; every suite's latest run must
     still have passed its bar.
     """
+    from selfmodel.analyst import open_for_writing
+
     clock = clock or SystemClock()
-    own = con is None
-    if own:
-        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
-    try:
+    # `con`: the caller's connection (it refreshes the analyst copy when done); else one of our own.
+    with nullcontext(con) if con is not None else open_for_writing(settings, clock=clock) as con:
         result = _publish(con, settings, clock, fresh_suites)
         _record(con, settings, result, clock)
-        if settings.warehouse.analyst_copy is not None:
-            from selfmodel.analyst import export_analyst_copy
-
-            export_analyst_copy(con, settings, clock=clock)
-    finally:
-        if own:
-            con.close()
     if not result.published:
         log.info("snapshot %s not published: %s", result.version, result.reason)
         if on_audit_failure is not None:

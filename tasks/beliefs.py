@@ -6,24 +6,20 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 
-from selfmodel.analyst import export_analyst_copy
+from selfmodel.analyst import open_for_writing
 from selfmodel.beliefs.refresh import refresh_beliefs
 from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from tasks.retry import io_error_may_pass
+from tasks.retry import transient_failure
 
 
-@task(name="refresh-beliefs", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=io_error_may_pass)
+@task(name="refresh-beliefs", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_failure)
 def refresh_beliefs_task(config_path: str | None, as_of: datetime | None = None, full: bool = False) -> dict:
     """Extract observations from new events and fold them into beliefs; log what changed."""
     logger = get_run_logger()
     settings = load_settings(config_path)
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         report = refresh_beliefs(con, settings, as_of=as_of, full=full)
-        export_analyst_copy(con, settings)  # analysts read this copy, never the live file
-    finally:
-        con.close()
     logger.info(
         "refresh %s (%s) as of %s: %d events -> %d observations; %d folded into %d groups; %d beliefs",
         report.refresh_id, report.mode, report.as_of, report.events_extracted, report.observations_extracted,
@@ -70,13 +66,9 @@ def fold_shards_task(config_path: str, plan: dict, observation_files: list[str],
 
     settings = load_settings(config_path)
     shard_plan = ShardPlan(plan["batches"], plan["events"], plan["event_files"])
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         report = refresh_beliefs(con, settings, as_of=as_of, full=full,
                                  extraction=lambda c, s, now: load_shards(c, s, shard_plan, observation_files, now))
-        export_analyst_copy(con, settings)
-    finally:
-        con.close()
     get_run_logger().info("refresh %s (%s, %d shards) as of %s: %d observations folded into %d groups; %d beliefs",
                           report.refresh_id, report.mode, len(observation_files), report.as_of,
                           report.observations_folded, report.groups_touched, report.beliefs_total)

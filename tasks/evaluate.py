@@ -6,22 +6,20 @@ from datetime import datetime
 
 from prefect import get_run_logger, task
 
+from selfmodel.analyst import open_for_writing
 from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from tasks.retry import io_error_may_pass
+from tasks.retry import transient_failure
 
 
-@task(name="validate-data", retries=1, retry_delay_seconds=[30], retry_condition_fn=io_error_may_pass)
+@task(name="validate-data", retries=1, retry_delay_seconds=[30], retry_condition_fn=transient_failure)
 def validate_data_task(config_path: str) -> list[dict]:
     """Run the Great Expectations suites over new batches, beliefs and eval inputs; store the results."""
     from selfmodel.quality import validate
 
     settings = load_settings(config_path)
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         reports = validate(con, settings)
-    finally:
-        con.close()
     logger = get_run_logger()
     for report in reports:
         logger.info("expectations %s on %s: %d rows, %d blocking failures, %d warnings", report.suite,
@@ -44,11 +42,8 @@ def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: dat
         from selfmodel.llm.budget import Budget
 
         budget = Budget.from_settings(settings.llm, already_spent_usd=llm_spent_usd)
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of, budget=budget)
-    finally:
-        con.close()
     logger = get_run_logger()
     for suite_run in runs:
         if suite_run.skipped:

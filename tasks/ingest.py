@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from prefect import get_run_logger, task
 
-from selfmodel.analyst import export_analyst_copy
+from selfmodel.analyst import open_for_writing
 from selfmodel.ingest import ingest_source
-from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
-from warehouse.db import WarehouseBusyError
+from tasks.retry import transient_failure
 
 
 class BatchFailed(RuntimeError):
@@ -19,32 +18,14 @@ class BatchFailed(RuntimeError):
         self.retryable = report.retryable
 
 
-def _is_transient(task, task_run, state) -> bool:
-    """Retry only what may pass on its own: a source's I/O error. Not a busy warehouse: the connection
-    waited for it already (`nightly.lock_wait_seconds`), and the run ends as busy."""
-    try:
-        state.result()
-    except WarehouseBusyError:
-        return False
-    except BatchFailed as failure:
-        return failure.retryable
-    except Exception:
-        return False
-    return False
-
-
-@task(name="ingest-source", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=_is_transient)
+@task(name="ingest-source", retries=3, retry_delay_seconds=[5, 30, 120], retry_condition_fn=transient_failure)
 def ingest_source_task(config_path: str | None, source_name: str) -> dict:
     """Ingest one source into the warehouse as one atomic batch; log and return its counts."""
     logger = get_run_logger()
     settings = load_settings(config_path)
     source = settings.source(source_name)
-    con = run_connection(settings)
-    try:
+    with open_for_writing(settings, wait=True) as con:
         report = ingest_source(con, settings, source)
-        export_analyst_copy(con, settings)  # analysts read this copy, never the live file
-    finally:
-        con.close()
     logger.info(
         "source %s batch %s: %d rows read -> %d loaded, %d duplicates, %d quarantined (%d late), %d labels",
         report.source, report.batch_id, report.rows_read, report.loaded, report.duplicates,

@@ -5,14 +5,14 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.context import FlowRunContext
 
-from selfmodel.lock import run_connection
+from selfmodel.analyst import open_for_writing
 from selfmodel.nightly import refused_snapshot_hook
 from selfmodel.publish import publish
 from selfmodel.settings import load_settings
-from tasks.retry import io_error_may_pass
+from tasks.retry import transient_failure
 
 
-@task(name="publish-snapshot", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=io_error_may_pass)
+@task(name="publish-snapshot", retries=2, retry_delay_seconds=[10, 60], retry_condition_fn=transient_failure)
 def publish_snapshot_task(config_path: str | None, fresh_suites: list[str] | None = None,
                           tell_owners: bool = True) -> dict:
     """Write, audit and (if the audit passes) publish a snapshot of the current beliefs."""
@@ -27,11 +27,9 @@ def publish_snapshot_task(config_path: str | None, fresh_suites: list[str] | Non
         if tell_owners:  # the nightly run tells its owners itself, once
             alert_owners(reason)
 
-    con = run_connection(settings)  # waits, as the run did, while another process has the warehouse open
-    try:
+    # Waits, as the run did, while another process has the warehouse open.
+    with open_for_writing(settings, wait=True) as con:
         result = publish(settings, con=con, on_audit_failure=on_audit_failure, fresh_suites=fresh_suites)
-    finally:
-        con.close()
     if result.published:
         logger.info("published snapshot %s: %d beliefs of %d users", result.version, result.rows, result.users)
     if result.alert_error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,30 @@ def _sandboxed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
         if name.startswith("SELFMODEL"):
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+class _Collected(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(autouse=True)
+def _every_quarantine_reason_is_registered():
+    """Every test that ingests checks the quarantine registry too: a reason the code gives and
+    selfmodel.quarantine.QUARANTINE_REASONS lacks (so the reference does not explain it) fails the test."""
+    handler = _Collected()
+    logger = logging.getLogger("selfmodel.ingest")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    unknown = [message for message in handler.messages if "QUARANTINE_REASONS" in message]
+    assert not unknown, unknown
 
 
 @pytest.fixture

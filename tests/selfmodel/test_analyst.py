@@ -204,3 +204,49 @@ def test_a_warehouse_file_named_with_quotes_and_spaces_ingests_refreshes_publish
         assert copy.execute("select source_warehouse from analyst_export").fetchone() == (str(settings.warehouse_path),)
     finally:
         copy.close()
+
+
+def test_a_finished_write_reaches_the_analyst_copy_and_a_failed_one_does_not(belief_warehouse) -> None:
+    from selfmodel.analyst import open_for_writing
+
+    settings = belief_warehouse(warehouse={"analyst_copy": "analyst/warehouse.duckdb"})
+    with open_for_writing(settings) as con:
+        con.execute("create table finished_step as select 1 as one")
+    copy = duckdb.connect(str(settings.analyst_copy_path), read_only=True)
+    try:
+        assert copy.execute("select one from finished_step").fetchall() == [(1,)]
+    finally:
+        copy.close()
+    with pytest.raises(RuntimeError, match="the step failed"):
+        with open_for_writing(settings) as con:
+            con.execute("create table failed_step as select 2 as two")
+            raise RuntimeError("the step failed")
+    copy = duckdb.connect(str(settings.analyst_copy_path), read_only=True)
+    try:  # the copy still shows the last finished step, and only it
+        names = {name for (name,) in copy.execute("select table_name from information_schema.tables").fetchall()}
+        assert "finished_step" in names and "failed_step" not in names
+    finally:
+        copy.close()
+    connect(settings.warehouse_path).close()  # closed either way: the file is free
+
+
+def test_every_writing_command_leaves_the_analyst_copy_current(belief_warehouse) -> None:
+    """A command's refresh is in the analyst copy at once: no one has to run analyst-copy by hand."""
+    from click.testing import CliRunner
+
+    from selfmodel.cli import main
+
+    settings = belief_warehouse(warehouse={"analyst_copy": "analyst/warehouse.duckdb"})
+    result = CliRunner().invoke(main, ["--config", str(settings.base_dir / "selfmodel.yaml"), "refresh", "--full"])
+    assert result.exit_code == 0, result.output
+    live = connect(settings.warehouse_path, read_only=True)
+    try:
+        runs = live.execute("select list(refresh_id order by refresh_id) from refresh_runs").fetchone()[0]
+    finally:
+        live.close()
+    copy = duckdb.connect(str(settings.analyst_copy_path), read_only=True)
+    try:
+        assert len(runs) > 1 and copy.execute("select list(refresh_id order by refresh_id) from refresh_runs"
+                                              ).fetchone()[0] == runs
+    finally:
+        copy.close()

@@ -649,3 +649,45 @@ def test_observations_extracted_before_evidence_kinds_get_the_weight_calibrate_f
     assert view_beliefs(con)[("u1", "role", "nurse")] == pytest.approx((3.0, expected), rel=1e-12)
     [shown] = user_beliefs(con, settings, "u1", as_of=at)["beliefs"]
     assert shown["confidence"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_every_query_of_the_belief_formula_computes_the_model(warehouse) -> None:
+    """The formula has one home (the belief_* macros and their fragments); each query using it, not only the
+    fold and the view, gives the model's confidence: a user's beliefs now and as of a past time, the
+    eval's beliefs at a cutoff, and the rows a snapshot is written from."""
+    from selfmodel.evals.predictive import create_beliefs_at_cutoff
+
+    settings, con = warehouse
+    rows = observations_with_kinds(random.Random(11), 300)
+    seed_observations(con, rows, 1)
+    adopt_policies(con, FITTED)
+    as_of, past = T0 + timedelta(days=210), T0 + timedelta(days=120)
+    refresh_beliefs(con, settings, as_of=as_of)
+    now_expected = model_beliefs(rows, settings, FITTED, as_of)
+    past_expected = model_beliefs([r for r in rows if r[4] <= past], settings, FITTED, past)
+
+    def check(got: dict, expected: dict, where: str) -> None:
+        assert got.keys() == expected.keys(), where
+        for belief, confidence in got.items():
+            assert confidence == pytest.approx(expected[belief][1], rel=1e-9), (where, belief)
+
+    users = sorted({r[0] for r in rows})
+    current, then = {}, {}
+    for user in users:
+        for belief in user_beliefs(con, settings, user)["beliefs"]:
+            current[(user, belief["key"], belief["value"])] = belief["confidence"]
+        for belief in user_beliefs(con, settings, user, as_of=past)["beliefs"]:
+            then[(user, belief["key"], belief["value"])] = belief["confidence"]
+    check(current, now_expected, "user_beliefs_current")
+    check(then, past_expected, "user_beliefs_as_of")
+
+    create_beliefs_at_cutoff(con, settings, past)
+    check({(u, k, v): c for u, k, v, c in con.execute(
+        "select user_id, key, value, confidence from beliefs_at_cutoff").fetchall()}, past_expected,
+        "beliefs_at_cutoff")
+
+    # The snapshot rounds to 12 significant digits (README "Snapshots"), well inside 1e-9.
+    snapshot = con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).fetchall()
+    columns = [d[0] for d in con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).description]
+    check({(row[columns.index("user_id")], row[columns.index("key")], row[columns.index("value")]):
+           row[columns.index("confidence")] for row in snapshot}, now_expected, "snapshot_beliefs")

@@ -15,7 +15,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from selfmodel.cli import _print_nightly, main
+from selfmodel.cli import main
+from selfmodel.cli.render import print_nightly
 from selfmodel.settings import load_settings
 from tests.belief_warehouse import record_quality
 from tests.conftest import REPO_ROOT
@@ -179,7 +180,7 @@ def test_nightly_summary_shows_step_details_and_paths(make_settings) -> None:
     state = SimpleNamespace(state_details=SimpleNamespace(flow_run_id="00000000-0000-0000-0000-000000000000"))
     runner = CliRunner()
     with runner.isolation(color=True) as (out, err, _):
-        _print_nightly(summary, state, settings)
+        print_nightly(summary, state.state_details.flow_run_id, settings, "http://127.0.0.1:4200/runs")
     printed = out.getvalue().decode()
     for char in RAW:
         assert char not in printed
@@ -209,7 +210,7 @@ def test_prefect_console_logs_of_nightly_and_serve_show_the_escapes_too() -> Non
     import subprocess
     import sys
 
-    script = ("import logging\nfrom selfmodel.cli import _offline_quiet_prefect\n_offline_quiet_prefect()\n"
+    script = ("import logging\nfrom selfmodel.cli.prefect_runtime import offline_quiet_prefect\noffline_quiet_prefect()\n"
               "from prefect import flow\nimport prefect.main\n"
               f"logging.getLogger('selfmodel.ingest').warning({f'no files found at missing{CLEAR}{RLO}'!r})\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

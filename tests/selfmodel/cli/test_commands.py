@@ -74,6 +74,13 @@ def test_quarantine_json_lists_the_reason_and_the_raw_record(jsonl_config: Path)
     assert record["line_no"] == 3 and "who am i" in record["raw_preview"]
 
 
+def test_quarantine_says_what_each_reason_means(jsonl_config: Path) -> None:
+    CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest"])
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "quarantine"])
+    assert result.exit_code == 0
+    assert "missing_user_id" in result.stdout and "no user_id" in result.stdout
+
+
 def test_bad_config_exits_2_with_a_message_and_no_traceback(tmp_path: Path) -> None:
     config = tmp_path / "selfmodel.yaml"
     config.write_text("sources:\n  - {name: app, format: xml, path: logs}\n")
