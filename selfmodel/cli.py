@@ -199,6 +199,24 @@ def _progress(enabled: bool):
         yield update
 
 
+@contextmanager
+def _step_progress(title: str, enabled: bool):
+    """A progress bar on stderr over a command's steps, as the domain code reports them (step, done, total)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=_stderr_console()) as bar:
+        task = bar.add_task(title, total=None)
+
+        def update(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{title}: {step}", completed=done, total=total or 1)
+
+        yield update
+
+
 def _stderr_console():
     from rich.console import Console
 
@@ -311,7 +329,9 @@ def eval_command(ctx: click.Context, suites: tuple[str, ...], as_of: datetime | 
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
             try:
-                runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings), as_of=as_of)
+                with _step_progress("eval", enabled=not as_json and sys.stderr.isatty()) as progress:
+                    runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings), as_of=as_of,
+                                     progress=progress)
             except (ValueError, FileNotFoundError) as exc:
                 raise ConfigError(str(exc)) from None
         finally:
@@ -941,7 +961,8 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
         stack.enter_context(_sole_writer(settings, "refresh"))
         con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
         try:
-            report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+            with _step_progress("refresh", enabled=not as_json and sys.stderr.isatty()) as progress:
+                report = refresh_beliefs(con, settings, as_of=as_of, full=full, progress=progress)
         except RefreshError as exc:
             raise ConfigError(str(exc)) from None
         finally:
