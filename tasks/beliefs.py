@@ -10,6 +10,7 @@ from selfmodel.analyst import export_analyst_copy
 from selfmodel.beliefs.refresh import refresh_beliefs
 from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
+from tasks.prefect_ui import progress_artifact
 from tasks.retry import io_error_may_pass
 
 
@@ -20,7 +21,8 @@ def refresh_beliefs_task(config_path: str | None, as_of: datetime | None = None,
     settings = load_settings(config_path)
     con = run_connection(settings)
     try:
-        report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+        with progress_artifact("Belief refresh") as progress:
+            report = refresh_beliefs(con, settings, as_of=as_of, full=full, progress=progress)
         export_analyst_copy(con, settings)  # analysts read this copy, never the live file
     finally:
         con.close()
