@@ -116,3 +116,40 @@ def test_every_writing_deployment_runs_one_at_a_time():
     assert WRITING_DEPLOYMENTS <= set(limits)
     for name in WRITING_DEPLOYMENTS:
         assert limits[name] == {"limit": 1, "collision_strategy": "ENQUEUE"}, name
+
+
+LABELED_CHAT = """\
+suite: labeled_chat
+source: chat
+criterion: A case passes when every expectation holds for the user's beliefs as of the case's as_of.
+cases:
+- id: chat-alice-astronomy
+  user_id: alice
+  as_of: '2024-01-20T00:00:00Z'
+  expect:
+  - {key: topic, value: astronomy, min_confidence: 0.9}
+  why: alice talks about jazz and nursing, never astronomy, so this case fails
+"""
+
+
+@pytest.mark.slow
+def test_an_evaluate_flow_run_whose_suite_fails_its_bar_emits_the_event(prefect_server, belief_warehouse, tmp_path,
+                                                                        asserting_events_worker):  # noqa: F811
+    import shutil
+
+    from flows.evaluate import evaluate
+
+    evals = tmp_path / "expectations"
+    shutil.copytree(REPO_ROOT / "expectations", evals)
+    (evals / "evals" / "labeled_chat.yaml").write_text(LABELED_CHAT)
+    bar = (evals / "bar.yaml").read_text()
+    (evals / "bar.yaml").write_text(bar.replace("  labeled_qc:\n", "  labeled_chat:\n    case_pass_rate: {min: 0.70}\n"
+                                                                    "  labeled_qc:\n", 1))
+    settings = belief_warehouse(eval={"path": str(evals)}, quality={"path": str(evals)})
+    result = evaluate(config_path=str(settings.base_dir / "selfmodel.yaml"), suites=["labeled_chat"])
+    [suite_run] = result["runs"]
+    assert not suite_run["passed"] and not suite_run["skipped"]
+    asserting_events_worker.drain()
+    [event] = [event for event in asserting_events_worker._client.events if event.event == EVAL_FAILED_BAR]
+    assert event.resource.id == "selfmodel.eval-suite.labeled_chat"
+    assert event.payload["run_id"] == suite_run["run_id"] and event.payload["failed_metrics"] == ["case_pass_rate"]
