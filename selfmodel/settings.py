@@ -377,7 +377,7 @@ class EvalSettings(StrictModel):
 ChatService = Literal["slack", "teams", "discord"]
 
 
-class ChatSettings(StrictModel):
+class ChatChannelSettings(StrictModel):
     """A chat tool that gets alerts in its own message format, sent through apprise (selfmodel/alerts.py).
 
     The URL (apprise's `slack://…`, `workflows://…` for Microsoft Teams, `discord://…`, or the webhook URL the
@@ -404,7 +404,7 @@ class ChatSettings(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _one_source(self) -> "ChatSettings":
+    def _one_source(self) -> "ChatChannelSettings":
         if (self.url_env is None) == (self.url_secret_block is None):
             raise ValueError(f"{self.service}: give one of url_env, url_secret_block (the URL holds a token: "
                              "never the URL itself)")
@@ -440,7 +440,7 @@ class OwnerSettings(StrictModel):
     # The name of a Prefect Secret block holding that URL (`prefect block create secret`), read when sent.
     webhook_secret_block: str | None = None
     # Slack, Microsoft Teams, Discord: each gets messages in its own format (at most one entry per service).
-    chat: list[ChatSettings] = Field(default_factory=list)
+    chat: list[ChatChannelSettings] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -492,7 +492,7 @@ class OwnerSettings(StrictModel):
             raise ValueError(f"owner {self.name!r}: one chat entry per service; repeated: {repeated}")
         return self
 
-    def chat_of(self, service: str) -> "ChatSettings | None":
+    def chat_of(self, service: str) -> "ChatChannelSettings | None":
         return next((chat for chat in self.chat if chat.service == service), None)
 
     @property
