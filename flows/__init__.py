@@ -6,7 +6,10 @@ nightly`, `selfmodel ingest --prefect`, a worker, a plain script):
   (selfmodel.prefect_server);
 - a busy warehouse (another process holds it for longer than the run waits) and a snapshot refused by its
   audit are expected outcomes, not bugs: Prefect logs the failed task or flow run as its one-line message,
-  without a traceback.
+  without a traceback;
+- the domain code's own log records (`selfmodel.*` loggers) made inside a flow or task run reach the Prefect
+  API, so the UI shows them with the run's logs: what PREFECT_LOGGING_EXTRA_LOGGERS=selfmodel does, without
+  its warning for each record made outside a run (the CLI and tests call the domain code directly too).
 """
 
 import logging
@@ -36,5 +39,30 @@ def _log_outcomes_without_traceback() -> None:
             logger.addFilter(OutcomeWithoutTraceback())
 
 
+class InsideRun(logging.Filter):
+    """Passes only records made inside a flow or task run (the API handler has nothing to file others under)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _selfmodel_logs_to_prefect() -> None:
+    from prefect.logging.handlers import APILogHandler
+    from prefect.settings import PREFECT_LOGGING_EXTRA_LOGGERS, PREFECT_LOGGING_LEVEL
+
+    logger = logging.getLogger("selfmodel")
+    if "selfmodel" in PREFECT_LOGGING_EXTRA_LOGGERS.value() or any(
+            isinstance(handler, APILogHandler) for handler in logger.handlers):
+        return  # Prefect did it (the variable is set), or this ran already
+    handler = APILogHandler()
+    handler.addFilter(InsideRun())
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:  # as Prefect's `prefect.extra` logger: PREFECT_LOGGING_LEVEL (INFO)
+        logger.setLevel(PREFECT_LOGGING_LEVEL.value())
+
+
 watch_temporary_server()
 _log_outcomes_without_traceback()
+_selfmodel_logs_to_prefect()

@@ -10,8 +10,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from selfmodel.evals.report import report_markdown, verdict
 from selfmodel.lock import run_writer_lock
+from selfmodel.quality import data_docs_folder
 from selfmodel.settings import find_config_path, load_settings
 from tasks.evaluate import run_evals_task, validate_data_task, write_report_task
+from tasks.prefect_ui import eval_events, link_artifact
 
 
 @flow(name="evaluate", timeout_seconds=3600)
@@ -39,4 +41,10 @@ def evaluate(config_path: str | None = None, suites: list[str] | None = None, as
         markdown=report_markdown(runs, report_path, len(validations), len(blocking)),
         description="Verdicts, reliability and learning curves; where the HTML eval report is",
     )
+    link_artifact("eval-report-link", report_path, "Eval report (HTML)",
+                  "The eval report this run wrote: verdicts, reliability, learning curves")
+    data_docs = data_docs_folder(settings) / "index.html"
+    link_artifact("data-docs-link", data_docs if data_docs.is_file() else None, "Data Docs (HTML)",
+                  "Great Expectations Data Docs: the validation pages of the data-quality expectations")
+    eval_events(runs)  # a regression or a failed bar: an event an automation can act on
     return {"validations": validations, "runs": runs, "report": report_path}

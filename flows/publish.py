@@ -10,6 +10,7 @@ from prefect.artifacts import create_table_artifact
 from selfmodel.lock import run_writer_lock
 from selfmodel.publish import AuditFailed
 from selfmodel.settings import find_config_path, load_settings
+from tasks.prefect_ui import snapshot_refused_event
 from tasks.publish import publish_snapshot_task
 
 
@@ -28,6 +29,7 @@ def publish(config_path: str | None = None, tell_owners: bool = True, suites: li
                      else f"Snapshot {result['version']} NOT published: {result['reason']}"),
     )
     if not result["published"]:
-        # A failed run is what the Prefect UI and automations notice; the reason is recorded already.
+        # A failed run and the event are what the Prefect UI and automations notice; the reason is recorded.
+        snapshot_refused_event(result)
         raise AuditFailed(f"snapshot audit failed, {result['current'] or 'no snapshot'} stays current: {result['reason']}")
     return result

@@ -6,8 +6,9 @@ failing. It closes when a later run passes and the recovery notice for it is rai
 the `alerts` table alone (migration 0003): an incident is open while it has alerts and no recovery.
 
 Delivery goes through existing integrations, never hand-written SMTP or HTTP: email through prefect-email
-(`EmailServerCredentials` + `email_send_message`), webhooks through Prefect's
-`CustomWebhookNotificationBlock`. A webhook URL is a credential: it is read only when sent, and every
+(`EmailServerCredentials` + `email_send_message`, with a timeout on the connection it opens), webhooks
+through Prefect's `CustomWebhookNotificationBlock`, Slack, Microsoft Teams and Discord through apprise, in
+each tool's own message format. A webhook or chat URL is a credential: it is read only when sent, and every
 error, log line and table shows it redacted (selfmodel.redact). Each alert (one owner, one channel) is recorded before its first
 attempt, and every attempt updates its row (attempts, last_error, delivered_at). One that still fails
 after the configured retries stays undelivered in the table and is tried again by the next `notify` or
@@ -21,6 +22,7 @@ import logging
 import re
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Literal, Mapping, Protocol
@@ -36,7 +38,8 @@ log = logging.getLogger("selfmodel.alerts")
 Connection = duckdb.DuckDBPyConnection
 
 AlertKind = Literal["failure", "regression", "recovery"]
-ChannelKind = Literal["email", "webhook"]
+ChannelKind = Literal["email", "webhook", "slack", "teams", "discord"]
+CHAT_SERVICES: tuple[ChannelKind, ...] = ("slack", "teams", "discord")
 # The channel of a row that closes an incident nobody could be told about (see notify).
 NO_CHANNEL = "none"
 NO_OWNERS = "(no owners)"
@@ -236,10 +239,11 @@ class EmailChannel:
 
     def deliver(self, alert: AlertRecord) -> None:
         from prefect.utilities.asyncutils import run_coro_as_sync
-        from prefect_email import EmailServerCredentials, email_send_message
+        from prefect_email import email_send_message
 
         password = self.smtp.password()  # a missing secret is a ConfigError here, at the point of use
-        credentials = EmailServerCredentials(
+        credentials = _timed_credentials_class()(
+            timeout_seconds=self.smtp.timeout_seconds,
             smtp_server=self.smtp.host,
             smtp_port=self.smtp.port,
             smtp_type={"starttls": "STARTTLS", "ssl": "SSL", "none": "INSECURE"}[self.smtp.security],
@@ -259,6 +263,54 @@ class EmailChannel:
                 email_to=self.to_address,
             )
         )
+
+
+_TIMED_CREDENTIALS: list[type] = []
+
+
+def _timed_credentials_class() -> type:
+    """prefect-email's EmailServerCredentials, opening its connection with a timeout.
+
+    Its own get_server() calls `SMTP(host, port)` with no timeout: a server that accepts the connection
+    and never answers (a firewall, a hung relay) would block the send, and with it the nightly run that
+    holds the writer lock, forever. The timeout bounds the connection, the greeting and every exchange after
+    it; smtplib raises TimeoutError, which is recorded on the alert and retried like any failed delivery.
+    Made once, when the first email is sent (Prefect is imported only then).
+    """
+    if _TIMED_CREDENTIALS:
+        return _TIMED_CREDENTIALS[0]
+    import ssl
+    from smtplib import SMTP, SMTP_SSL
+
+    from prefect_email import EmailServerCredentials
+    from prefect_email.credentials import SMTPServer, SMTPType
+
+    class TimedEmailServerCredentials(EmailServerCredentials):
+        """EmailServerCredentials whose server connection has a timeout (never saved as a block)."""
+
+        _block_type_name = "selfmodel Timed Email Server Credentials"
+        timeout_seconds: float = 30.0
+
+        def get_server(self) -> SMTP:
+            host = self.smtp_server.value if isinstance(self.smtp_server, SMTPServer) else self.smtp_server
+            port = self.smtp_port if self.smtp_port is not None else self.smtp_type.value
+            timeout = self.timeout_seconds
+            if self.smtp_type == SMTPType.INSECURE:
+                server = SMTP(host, port, timeout=timeout)
+            else:
+                context = (ssl.create_default_context() if self.verify
+                           else ssl._create_unverified_context(protocol=ssl.PROTOCOL_TLS_CLIENT))
+                if self.smtp_type == SMTPType.SSL:
+                    server = SMTP_SSL(host, port, context=context, timeout=timeout)
+                else:
+                    server = SMTP(host, port, timeout=timeout)
+                    server.starttls(context=context)
+            if self.username is not None:
+                server.login(self.username, self.password.get_secret_value())
+            return server
+
+    _TIMED_CREDENTIALS.append(TimedEmailServerCredentials)
+    return TimedEmailServerCredentials
 
 
 class WebhookChannel:
@@ -299,6 +351,97 @@ class WebhookChannel:
 
 class WebhookFailed(RuntimeError):
     """A webhook delivery failed; the message names the URL only in its redacted form."""
+
+
+# The apprise plugin that speaks each tool's format: Slack blocks/attachments, Microsoft Teams (through
+# a Power Automate workflow, as Teams webhooks now are) an Adaptive Card, Discord content and embeds.
+APPRISE_PLUGINS = {"slack": "NotifySlack", "teams": "NotifyWorkflows", "discord": "NotifyDiscord"}
+
+
+class ChatChannel:
+    """Slack, Microsoft Teams or Discord, in the tool's own message format, through apprise.
+
+    The URL (an apprise URL or the tool's webhook URL) holds the token: it is read only when an alert is
+    sent (`resolve_url`: an environment variable or a Prefect Secret block). apprise reports a failure by
+    returning False and logging why; those log lines are caught here, scrubbed of every part of the URL, and
+    raised as ChatDeliveryFailed. While apprise sends, its own log records and urllib3's (which name the
+    request path, token included, at DEBUG) are scrubbed the same way.
+    """
+
+    def __init__(self, service: ChannelKind, resolve_url: Callable[[], str], timeout_seconds: float,
+                 where: str) -> None:
+        self.kind = service
+        self.resolve_url = resolve_url
+        self.timeout_seconds = timeout_seconds
+        self.where = where  # names the setting in errors: "the slack URL of owner 'Ana'"
+
+    def deliver(self, alert: AlertRecord) -> None:
+        import apprise
+        from apprise import NotifyFormat, OverflowMode
+
+        url = self.resolve_url()  # a missing secret is a ConfigError here, at the point of use
+        with _scrubbed_logs(url) as reasons:
+            plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+            if plugin is None or type(plugin).__name__ != APPRISE_PLUGINS[self.kind]:
+                raise ConfigError(f"{self.where} is not a {self.kind} URL apprise understands "
+                                  f"(see README 'Owners and alerts')")
+            plugin.socket_connect_timeout = plugin.socket_read_timeout = self.timeout_seconds
+            if self.kind == "discord":
+                # Discord refuses a message over 2,000 characters: a long alert (worst cases, SQL) goes out
+                # in several rather than cut short. Slack and Teams take the whole alert in one message
+                # (apprise's own Teams limit, 1,000 characters, is far below the card's 28 KB).
+                plugin.overflow_mode = OverflowMode.SPLIT
+            if self.kind == "slack":
+                plugin.use_blocks = True  # Block Kit (a header and the text), Slack's current message format
+            sent = plugin.notify(body=alert.body, title=alert.subject, body_format=NotifyFormat.TEXT)
+        if not sent:
+            reason = "; ".join(dict.fromkeys(reasons)) or "apprise gave no reason"
+            raise ChatDeliveryFailed(scrub(f"{self.kind} delivery failed: {reason}", [url]))
+
+
+class ChatDeliveryFailed(RuntimeError):
+    """A chat delivery failed; the message holds no part of the URL."""
+
+
+class _ScrubSecret(logging.Filter):
+    """Rewrites a record without any part of `secret`; keeps the WARNING+ messages (apprise's reasons)."""
+
+    def __init__(self, secret: str, reasons: list[str]) -> None:
+        super().__init__()
+        self.secret = secret
+        self.reasons = reasons
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = scrub(record.getMessage(), [self.secret])
+        except Exception:
+            return True
+        record.msg, record.args = message, None
+        if record.levelno >= logging.WARNING and record.name == "apprise":
+            self.reasons.append(message)
+        return True
+
+
+_SCRUBBED_LOGGERS = ("apprise", "urllib3.connectionpool", "urllib3.util.retry")
+
+
+@contextmanager
+def _scrubbed_logs(secret: str):
+    """While apprise sends: the reasons it logs (for the error), and no log record that holds `secret`."""
+    reasons: list[str] = []
+    scrubber = _ScrubSecret(secret, reasons)
+    apprise_logger = logging.getLogger("apprise")
+    level = apprise_logger.level
+    if apprise_logger.getEffectiveLevel() > logging.WARNING:
+        apprise_logger.setLevel(logging.WARNING)  # its reasons must reach the filter
+    for name in _SCRUBBED_LOGGERS:
+        logging.getLogger(name).addFilter(scrubber)
+    try:
+        yield reasons
+    finally:
+        for name in _SCRUBBED_LOGGERS:
+            logging.getLogger(name).removeFilter(scrubber)
+        apprise_logger.setLevel(level)
 
 
 def describe_webhook_failure(exc: BaseException, url: str, timeout_seconds: float) -> str:
@@ -348,12 +491,19 @@ def channel_for(alerts: AlertSettings, suite: str, owner_name: str, kind: str) -
         if not owner.has_webhook:
             raise _Undeliverable(f"owner {owner_name!r} of suite {suite!r} no longer has a webhook")
         return WebhookChannel(owner.webhook_url, alerts.webhook_timeout_seconds)
+    if kind in CHAT_SERVICES:
+        chat = owner.chat_of(kind)
+        if chat is None:
+            raise _Undeliverable(f"owner {owner_name!r} of suite {suite!r} no longer has a {kind} chat")
+        return ChatChannel(kind, lambda: chat.url(owner.name), alerts.webhook_timeout_seconds,
+                           f"the {kind} URL of owner {owner.name!r}")
     raise _Undeliverable(f"unknown channel {kind!r}")
 
 
 def _channel_kinds(owner: OwnerSettings) -> list[ChannelKind]:
-    return [kind for kind, reachable in (("email", owner.email is not None), ("webhook", owner.has_webhook))
-            if reachable]
+    kinds: list[ChannelKind] = [kind for kind, reachable in (("email", owner.email is not None),
+                                                             ("webhook", owner.has_webhook)) if reachable]
+    return kinds + [chat.service for chat in owner.chat]
 
 
 # --- rendering ----------------------------------------------------------------------------------------
@@ -596,7 +746,7 @@ def _record_attempt(con: Connection, record: AlertRecord, *, error: str | None,
 
 def _describe_error(exc: BaseException) -> str:
     first_line = (str(exc).strip().splitlines() or [""])[0]
-    if isinstance(exc, WebhookFailed):  # already says which kind of failure it was
+    if isinstance(exc, (WebhookFailed, ChatDeliveryFailed)):  # already says which kind of failure it was
         return scrub(first_line)[:MAX_ERROR_CHARS]
     # Any URL in an error is shown as scheme and host: whatever raised may have quoted a credential.
     return scrub(f"{type(exc).__name__}: {first_line}")[:MAX_ERROR_CHARS]

@@ -374,8 +374,56 @@ class EvalSettings(StrictModel):
     bootstrap_resamples: int = Field(default=2000, ge=200)
 
 
+ChatService = Literal["slack", "teams", "discord"]
+
+
+class ChatChannelSettings(StrictModel):
+    """A chat tool that gets alerts in its own message format, sent through apprise (selfmodel/alerts.py).
+
+    The URL (apprise's `slack://…`, `workflows://…` for Microsoft Teams, `discord://…`, or the webhook URL the
+    tool gave you) holds the tool's token, so it never sits in this file: `url_env` names an environment
+    variable holding it, `url_secret_block` a Prefect Secret block; it is read only when an alert is sent.
+    """
+
+    service: ChatService
+    url_env: str | None = None
+    url_secret_block: str | None = None
+
+    @field_validator("url_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError("must be the name of an environment variable, such as SLACK_ALERTS_URL")
+        return value
+
+    @field_validator("url_secret_block")
+    @classmethod
+    def _block_name(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "ChatChannelSettings":
+        if (self.url_env is None) == (self.url_secret_block is None):
+            raise ValueError(f"{self.service}: give one of url_env, url_secret_block (the URL holds a token: "
+                             "never the URL itself)")
+        return self
+
+    def url(self, owner: str, environ: Mapping[str, str] | None = None) -> str:
+        """The apprise URL, read when an alert is sent; missing or empty is a ConfigError that never quotes it."""
+        if self.url_env is not None:
+            where = f"the environment variable {self.url_env} ({self.service} url_env of owner {owner!r})"
+            return environment_secret(self.url_env, where, f"the {self.service} URL", environ).strip()
+        where = f"the Prefect Secret block {self.url_secret_block!r} ({self.service} url_secret_block of owner {owner!r})"
+        value = _prefect_secret(self.url_secret_block, where)
+        if not value or not value.strip():
+            raise ConfigError(f"{where} is not set (or empty): set it to the {self.service} URL")
+        return value.strip()
+
+
 class OwnerSettings(StrictModel):
-    """Someone who hears about a suite's incidents: by email, by webhook, or both.
+    """Someone who hears about a suite's incidents: by email, by webhook, in chat tools, or several of these.
 
     For Slack, Microsoft Teams and most chat tools the webhook URL *is* the credential, so it is best kept
     out of this file: `webhook_env` names an environment variable holding it, `webhook_secret_block` a
@@ -391,6 +439,8 @@ class OwnerSettings(StrictModel):
     webhook_env: str | None = None
     # The name of a Prefect Secret block holding that URL (`prefect block create secret`), read when sent.
     webhook_secret_block: str | None = None
+    # Slack, Microsoft Teams, Discord: each gets messages in its own format (at most one entry per service).
+    chat: list[ChatChannelSettings] = Field(default_factory=list)
 
     @field_validator("name")
     @classmethod
@@ -434,9 +484,16 @@ class OwnerSettings(StrictModel):
         if len(given) > 1:
             raise ValueError(f"owner {self.name!r}: give one of webhook, webhook_env, webhook_secret_block, not "
                              + " and ".join(given))
-        if self.email is None and not given:
-            raise ValueError(f"owner {self.name!r} needs an email or a webhook (or both)")
+        if self.email is None and not given and not self.chat:
+            raise ValueError(f"owner {self.name!r} needs an email or a webhook or a chat (or several)")
+        services = [chat.service for chat in self.chat]
+        repeated = sorted({service for service in services if services.count(service) > 1})
+        if repeated:
+            raise ValueError(f"owner {self.name!r}: one chat entry per service; repeated: {repeated}")
         return self
+
+    def chat_of(self, service: str) -> "ChatChannelSettings | None":
+        return next((chat for chat in self.chat if chat.service == service), None)
 
     @property
     def has_webhook(self) -> bool:
@@ -497,6 +554,9 @@ class SmtpSettings(StrictModel):
     # Name of the environment variable that holds the password; the password never sits in the file.
     password_env: str | None = None
     from_address: str
+    # How long connecting and each exchange with the server may take: a server that accepts the connection
+    # and never answers must not hold the nightly run (and its writer lock) forever.
+    timeout_seconds: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _login_is_complete(self) -> "SmtpSettings":

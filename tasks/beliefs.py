@@ -10,6 +10,7 @@ from selfmodel.analyst import open_for_writing
 from selfmodel.beliefs.refresh import refresh_beliefs
 from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
+from tasks.prefect_ui import progress_artifact
 from tasks.retry import transient_failure
 
 
@@ -19,7 +20,8 @@ def refresh_beliefs_task(config_path: str | None, as_of: datetime | None = None,
     logger = get_run_logger()
     settings = load_settings(config_path)
     with open_for_writing(settings, wait=True) as con:
-        report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+        with progress_artifact("Belief refresh") as progress:
+            report = refresh_beliefs(con, settings, as_of=as_of, full=full, progress=progress)
     logger.info(
         "refresh %s (%s) as of %s: %d events -> %d observations; %d folded into %d groups; %d beliefs",
         report.refresh_id, report.mode, report.as_of, report.events_extracted, report.observations_extracted,

@@ -9,6 +9,7 @@ from prefect import get_run_logger, task
 from selfmodel.analyst import open_for_writing
 from selfmodel.lock import run_connection
 from selfmodel.settings import load_settings
+from tasks.prefect_ui import progress_artifact
 from tasks.retry import transient_failure
 
 
@@ -43,7 +44,9 @@ def run_evals_task(config_path: str, suites: list[str] | None = None, as_of: dat
 
         budget = Budget.from_settings(settings.llm, already_spent_usd=llm_spent_usd)
     with open_for_writing(settings, wait=True) as con:
-        runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of, budget=budget)
+        with progress_artifact("Eval suites") as progress:
+            runs = run_evals(con, settings, suites, notify=owner_alert_hook(settings), as_of=as_of, budget=budget,
+                             progress=progress)
     logger = get_run_logger()
     for suite_run in runs:
         if suite_run.skipped:

@@ -75,3 +75,49 @@ class WebhookReceiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+class ChatReceiver:
+    """A local HTTP(S) server standing in for a chat tool's webhook endpoint: answers every POST with `status`
+    and keeps (path with query, JSON body) of each. With `tls`, it serves HTTPS with a self-signed
+    certificate made for 127.0.0.1 (clients must skip verification)."""
+
+    def __init__(self, tls: bool = False, certificate_folder=None) -> None:
+        import ssl
+        import subprocess
+
+        self.status = 200
+        self.response_body = b"{}"
+        self.requests: list[tuple[str, dict]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.requests.append((self.path, json.loads(body) if body else {}))
+                self.send_response(receiver.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(receiver.response_body)))
+                self.end_headers()
+                self.wfile.write(receiver.response_body)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        if tls:
+            certificate, key = f"{certificate_folder}/cert.pem", f"{certificate_folder}/key.pem"
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", certificate],
+                           check=True, capture_output=True)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certificate, key)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

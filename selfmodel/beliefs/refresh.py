@@ -82,6 +82,9 @@ def resolve_as_of(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: dat
 
 
 Extraction = Callable[[duckdb.DuckDBPyConnection, Settings, datetime], ExtractionReport]
+# progress(step, steps done, steps in all): what a refresh is doing, for a progress bar.
+Progress = Callable[[str, int, int], None]
+REFRESH_STEPS = ("extract observations", "fold into beliefs", "write history")
 
 
 def llm_extraction_on(settings: Settings) -> bool:
@@ -92,7 +95,7 @@ def llm_extraction_on(settings: Settings) -> bool:
 def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: datetime | None = None,
                     full: bool = False, clock: Clock | None = None,
                     extraction: Extraction = extract_pending, rewind: bool = False, chat_model=None,
-                    ask_llm: bool = True) -> RefreshReport:
+                    ask_llm: bool = True, progress: Progress | None = None) -> RefreshReport:
     """Extract and fold everything new into beliefs as of `as_of` (default: beliefs.as_of).
 
     `extraction` stores the new observations inside the refresh's transaction: by default it runs the
@@ -101,8 +104,10 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
     answer cached as it arrives, outside the transaction, so nothing paid for is lost if the refresh fails);
     `chat_model` replaces the configured endpoint. `ask_llm` False only observes what is cached: a refresh that
     follows another in the same run (a calibration's re-fold, a backfill's later nights) asks nothing more, so
-    one run spends at most one budget.
+    one run spends at most one budget. `progress(step, steps done, steps)` hears of each step as it starts
+    and once more when all are done (the CLI's progress bar, a Prefect progress artifact).
     """
+    progress = progress or (lambda step, done, total: None)
     clock = clock or SystemClock()
     started = clock.now()
     refresh_id = f"{started:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
@@ -111,14 +116,16 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
         from selfmodel.llm.extraction import ask_pending  # not imported on the default, offline path
 
         refuse_future_as_of(as_of, settings, clock)  # before paying for anything
+        progress("ask the LLM", 0, len(REFRESH_STEPS))
         asked = ask_pending(con, settings, clock, chat_model, everything=full)
     execute(con, "begin transaction")
     try:
-        report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction, rewind)
+        report = _refresh(con, settings, as_of, full, clock, started, refresh_id, extraction, rewind, progress)
         execute(con, "commit")
     except Exception:
         execute(con, "rollback")
         raise
+    progress("done", len(REFRESH_STEPS), len(REFRESH_STEPS))
     if asked is not None:
         report.llm = {**asked.to_json(), **(report.llm or {})}
     log.info("refresh %s (%s) as of %s: %d observations folded into %d groups; %d beliefs",
@@ -128,7 +135,8 @@ def refresh_beliefs(con: duckdb.DuckDBPyConnection, settings: Settings, as_of: d
 
 
 def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock: Clock, started: datetime,
-             refresh_id: str, extraction: Extraction, rewind: bool = False) -> RefreshReport:
+             refresh_id: str, extraction: Extraction, rewind: bool = False,
+             progress: Progress = lambda step, done, total: None) -> RefreshReport:
     mode = "full" if full else "rewind" if rewind else "incremental"
     previous = run(con, "last_refresh")
     prev_as_of, prev_watermark = previous[0] if previous and mode == "incremental" else (None, None)
@@ -162,6 +170,7 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
         # was in force then ends there; observations are kept (the same extractors made them).
         run_script(con, "rewind_history", {"as_of": as_of})
         run(con, "supersede_refreshes", {"as_of": as_of, "superseded_at": started})
+    progress(REFRESH_STEPS[0], 0, len(REFRESH_STEPS))
     extracted = extraction(con, settings, started)
     report.events_extracted, report.observations_extracted = extracted.events, extracted.observations
     if llm_extraction_on(settings):
@@ -178,11 +187,13 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     # comparable with new ones: every group is recomputed from its observations.
     previous_set = run(con, "last_refresh_parameter_set") if mode == "incremental" else []
     report.refolded = mode == "incremental" and (not previous_set or previous_set[0][0] != report.parameter_set)
+    progress(REFRESH_STEPS[1], 1, len(REFRESH_STEPS))
     with beliefs_parameters.registered(con, parameters):
         execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
                 {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark,
                  "all_groups": report.refolded or prev_as_of is None})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
+    progress(REFRESH_STEPS[2], 2, len(REFRESH_STEPS))
     if mode == "incremental":  # full and rewind closed every row in force before extracting
         run(con, "close_history", {"as_of": as_of})
     run(con, "open_history", {"as_of": as_of})

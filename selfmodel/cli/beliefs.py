@@ -32,7 +32,8 @@ def refresh(ctx: click.Context, as_of: datetime | None, full: bool, as_json: boo
         settings = settings_of(ctx)
         with writing_warehouse(settings, "refresh") as con:
             try:
-                report = refresh_beliefs(con, settings, as_of=as_of, full=full)
+                with render.step_progress("refresh", enabled=not as_json and sys.stderr.isatty()) as progress:
+                    report = refresh_beliefs(con, settings, as_of=as_of, full=full, progress=progress)
             except RefreshError as exc:
                 raise ConfigError(str(exc)) from None
     if as_json:

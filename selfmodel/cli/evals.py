@@ -37,7 +37,9 @@ def eval_command(ctx: click.Context, suites: tuple[str, ...], as_of: datetime | 
         settings = settings_of(ctx)
         with writing_warehouse(settings, "eval") as con:
             try:
-                runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings), as_of=as_of)
+                with render.step_progress("eval", enabled=not as_json and sys.stderr.isatty()) as progress:
+                    runs = run_evals(con, settings, list(suites) or None, notify=_alert_hook(settings), as_of=as_of,
+                                     progress=progress)
             except (ValueError, FileNotFoundError) as exc:
                 raise ConfigError(str(exc)) from None
     if as_json:

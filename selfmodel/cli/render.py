@@ -52,6 +52,24 @@ def progress(enabled: bool):
         yield update
 
 
+@contextmanager
+def step_progress(title: str, enabled: bool):
+    """A progress bar on stderr over a command's steps, as the domain code reports them (step, done, total)."""
+    if not enabled:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=True, console=stderr_console()) as bar:
+        task = bar.add_task(title, total=None)
+
+        def update(step: str, done: int, total: int) -> None:
+            bar.update(task, description=f"{title}: {step}", completed=done, total=total or 1)
+
+        yield update
+
+
 def json_text(payload) -> str:
     """One JSON document for programs: valid and faithful, in ASCII, so a control or bidi character in the
     data travels as a \\u escape (decoded back exactly) and never reaches a terminal raw."""

@@ -247,14 +247,16 @@ def _per_user(results: dict[tuple[str, str], float], hits: str, trials: str) -> 
 
 def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[str] | None = None,
               clock: Clock | None = None, notify=None, as_of: datetime | None = None,
-              budget=None) -> list[SuiteRun]:
+              budget=None, progress=None) -> list[SuiteRun]:
     """Run the suites (`default_suites` by default), judge them, store them; `notify(con, suite_run, clock)` is
     called per run.
 
     `as_of` evaluates a past night: the predictive suites see only events up to it (labeled cases carry
     their own as-of). `budget` (selfmodel.llm.budget.Budget): the enrichment judge's spending cap, to share one
-    with the run's other LLM work; default: a budget of its own from `llm`.
+    with the run's other LLM work; default: a budget of its own from `llm`. `progress(step, steps done, steps)`
+    hears of each step as it starts and once more when all are done (a progress bar, a Prefect artifact).
     """
+    progress = progress or (lambda step, done, total: None)
     clock = clock or SystemClock()
     refuse_future_as_of(as_of, settings, clock, what="the eval's as-of")  # a RefreshError, so a ValueError
     bar = load_bar(eval_folder(settings) / "bar.yaml")
@@ -264,10 +266,15 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
     if unknown:
         raise ValueError(f"unknown eval suite(s) {sorted(unknown)}; known: {known}")
     started = clock.now()
+    steps = 3 + (ENRICHMENT in wanted)  # predictive, labeled, [enrichment], then judging and storing each run
+    progress("predictive suites", 0, steps)
     suite_runs = _predictive_runs(con, settings, wanted & {PREDICTIVE, DEMO_VS_PRODUCTION}, as_of)
+    progress("labeled suites", 1, steps)
     suite_runs += _labeled_runs(con, settings, wanted)
     if ENRICHMENT in wanted:
+        progress("enrichment judge", 2, steps)
         suite_runs.append(_enrichment_run(con, settings, started, clock, as_of, budget))
+    progress("judge, store and alert", steps - 1, steps)
     [(data_as_of,)] = run(con, "data_end", {"source": None, "as_of": as_of})
     for suite_run in suite_runs:
         if suite_run.skipped:
@@ -281,6 +288,7 @@ def run_evals(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[s
         _store(con, settings, suite_run, started, clock.now(), data_as_of)
         if notify is not None:
             suite_run.alerts = notify(con, suite_run, clock) or []
+    progress("done", steps, steps)
     return sorted(suite_runs, key=lambda r: r.suite)
 
 

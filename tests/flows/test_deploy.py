@@ -68,6 +68,9 @@ def test_prefect_yaml_deploys_every_flow_and_the_nightly_schedule(prefect_server
         assert deployments[name].parameters["as_of"] is None
         assert "as_of" in deployments[name].parameter_openapi_schema["properties"]
     assert all(not deployments[name].schedules for name in deployments if name != "nightly")  # on demand
+    for name, deployment in deployments.items():  # every deployment writes the warehouse: one run at a time
+        assert deployment.global_concurrency_limit is not None and deployment.global_concurrency_limit.limit == 1, name
+        assert deployment.concurrency_options.collision_strategy == "ENQUEUE", name
 
 
 @pytest.mark.slow

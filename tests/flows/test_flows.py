@@ -71,6 +71,10 @@ def test_ingest_flow_loads_the_bundled_sample_and_publishes_counts(prefect_serve
     assert set(verdicts) == {"predictive", "labeled_qc", "demo_vs_production"}
     assert {v["suite"] for v in evaluated["validations"]} >= {"events_batch", "beliefs"}
     assert Path(evaluated["report"]).read_text().count("<svg") >= 3
+    # The Prefect UI links the report and the Data Docs (link artifacts: a markdown link to the file).
+    latest = {artifact.key: artifact for artifact in asyncio.run(latest_counts_artifact())}
+    assert Path(evaluated["report"]).resolve().as_uri() in latest["eval-report-link"].data
+    assert (tmp_path / "data_docs" / "index.html").resolve().as_uri() in latest["data-docs-link"].data
     assert refreshed["beliefs_total"] > 1000
     assert refreshed["as_of"].startswith("2018-09-0")  # default as-of: the newest event of the dump
 

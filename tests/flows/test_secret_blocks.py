@@ -35,3 +35,28 @@ def test_an_owner_webhook_read_from_a_prefect_secret_block(prefect_server, make_
             notify(con, missing, "other", FAILING, NIGHT)
     finally:
         con.close()
+
+
+def test_a_chat_url_read_from_a_prefect_secret_block(prefect_server, make_settings, monkeypatch,
+                                                     tmp_path: Path) -> None:
+    from apprise.plugins.discord import NotifyDiscord
+    from prefect.blocks.system import Secret
+
+    from tests.loopback import ChatReceiver
+
+    receiver = ChatReceiver()
+    monkeypatch.setattr(NotifyDiscord, "notify_url", f"http://127.0.0.1:{receiver.port}/api/webhooks")
+    Secret(value="https://discord.com/api/webhooks/123456789012345678/BLOCKtoken55").save(
+        "selfmodel-test-discord", overwrite=True)
+    settings = make_settings(sources=[], alerts={"retries": 0, "owners": {"labeled": [
+        {"name": "Ana", "chat": [{"service": "discord", "url_secret_block": "selfmodel-test-discord"}]}]}})
+    con = connect(tmp_path / "warehouse.duckdb")
+    try:
+        [alert] = notify(con, settings, "labeled", FAILING, NIGHT)
+        assert alert.delivered and alert.channel == "discord"
+        [(path, payload)] = receiver.requests
+        assert path.endswith("/BLOCKtoken55") and payload["content"].startswith("[selfmodel] labeled failed its bar")
+        assert "BLOCKtoken55" not in str(con.execute("select * from alerts").fetchall())
+    finally:
+        con.close()
+        receiver.close()
