@@ -178,10 +178,11 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     # comparable with new ones: every group is recomputed from its observations.
     previous_set = run(con, "last_refresh_parameter_set") if mode == "incremental" else []
     report.refolded = mode == "incremental" and (not previous_set or previous_set[0][0] != report.parameter_set)
+    # Every group when there is no previous state or the parameters changed; else the groups with new observations.
+    fold = "fold_all_observations" if report.refolded or prev_as_of is None else "fold_observations"
     with beliefs_parameters.registered(con, parameters):
-        execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
-                {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark,
-                 "all_groups": report.refolded or prev_as_of is None})
+        execute(con, "create or replace temp table folded as " + load_sql(fold),
+                {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     if mode == "incremental":  # full and rewind closed every row in force before extracting
         run(con, "close_history", {"as_of": as_of})
