@@ -28,7 +28,7 @@ observations, and every other (user, key) only decays: S(t1) = S(t0) * 2^(-(t1 -
 `beliefs` view moves stored evidence to the latest refresh's as-of this way). Parameters that change (a
 calibration adopted, a config edited) make the next refresh re-fold every group.
 
-The SQL (warehouse/queries/effective_observations.sql, fold_observations.sql and the belief_* macros of
+The SQL (warehouse/queries/effective_observations.sql, fold_from_scope.sql and the belief_* macros of
 migration 0009) computes the same; tests hold the two together.
 """
 

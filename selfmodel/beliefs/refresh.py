@@ -188,10 +188,11 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     previous_set = run(con, "last_refresh_parameter_set") if mode == "incremental" else []
     report.refolded = mode == "incremental" and (not previous_set or previous_set[0][0] != report.parameter_set)
     progress(REFRESH_STEPS[1], 1, len(REFRESH_STEPS))
+    # Every group when there is no previous state or the parameters changed; else the groups with new observations.
+    fold = "fold_all_observations" if report.refolded or prev_as_of is None else "fold_observations"
     with beliefs_parameters.registered(con, parameters):
-        execute(con, "create or replace temp table folded as " + load_sql("fold_observations"),
-                {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark,
-                 "all_groups": report.refolded or prev_as_of is None})
+        execute(con, "create or replace temp table folded as " + load_sql(fold),
+                {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     progress(REFRESH_STEPS[2], 2, len(REFRESH_STEPS))
     if mode == "incremental":  # full and rewind closed every row in force before extracting

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -691,3 +692,18 @@ def test_every_query_of_the_belief_formula_computes_the_model(warehouse) -> None
     columns = [d[0] for d in con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).description]
     check({(row[columns.index("user_id")], row[columns.index("key")], row[columns.index("value")]):
            row[columns.index("confidence")] for row in snapshot}, now_expected, "snapshot_beliefs")
+
+
+@pytest.mark.parametrize("fold", ["fold_all_observations", "fold_observations"])
+def test_the_fold_reads_observations_in_place_instead_of_copying_them(warehouse, fold: str) -> None:
+    """Issue 14: a CTE read twice is materialised by DuckDB; the fold's `scope` (every observation's columns, 13.7 M
+    rows at 5 M events) read by both halves of effective_observations was copied once more that way."""
+    from selfmodel.beliefs import parameters
+
+    settings, con = warehouse
+    seed_observations(con, random_observations(random.Random(3), 50), 1)
+    with parameters.registered(con, parameters.in_force(con, settings)):
+        plan = "\n".join(row[1] for row in con.execute(
+            "explain " + load_sql(fold), {"as_of": T0 + timedelta(days=200), "watermark": 1, "prev_as_of": T0,
+                                          "prev_watermark": 0}).fetchall())
+    assert "scope" not in re.findall(r"CTE Name: (\w+)", plan), plan
