@@ -641,6 +641,24 @@ def enrich(ctx: click.Context, user_id: str, query: str, min_confidence: float |
 
 
 @main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; the API has no authentication).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the published snapshot over HTTP until interrupted: GET /users/ID/beliefs, POST /enrich, GET /healthz.
+
+    Follows CURRENT as `BeliefStore` does; started before anything is published, it answers 503 until a
+    snapshot appears. Reference: selfmodel/api.py and the README.
+    """
+    from selfmodel.api import serve
+
+    _quiet_interpreter_teardown()  # no DuckDB "leaked instance" lines after a stop (see there)
+    with _clean_errors():  # a port in use or an unknown host: one line, exit 1
+        serve(_settings(ctx), host, port)
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def snapshots(ctx: click.Context, as_json: bool) -> None:
