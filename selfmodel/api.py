@@ -204,6 +204,23 @@ def create_app(source: Settings | BeliefStore | str | Path, *, poll_interval: fl
     return app
 
 
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening TCP socket, bound here rather than by uvicorn: a port in use is an OSError for the caller
+    (uvicorn would log it and exit 3). Made from getaddrinfo's protocol (IPPROTO_TCP), as asyncio makes its
+    own: asyncio sets TCP_NODELAY only on connections whose protocol says TCP, and without it each response
+    (head and body are two writes) waits ~40 ms for the client's delayed ACK."""
+    family, kind, protocol, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    listening = socket.socket(family, kind, protocol)
+    try:
+        listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as exc:
+        listening.close()
+        raise OSError(exc.errno, exc.strerror, f"{host}:{port}") from None
+    return listening
+
+
 def serve(settings: Settings, host: str, port: int, poll_interval: float = 1.0) -> None:
     """Run the API with uvicorn until interrupted (one process, one event loop). Raises OSError when the
     address cannot be bound."""
@@ -217,9 +234,7 @@ def serve(settings: Settings, host: str, port: int, poll_interval: float = 1.0) 
                  else f"no snapshot yet ({holder.open_error}): 503 until one is published")
         print(printable(f"selfmodel api on http://{host}:{port}: {state}"), file=sys.stderr, flush=True)
 
-    # Bound here, not by uvicorn: a port in use is an OSError for the caller (uvicorn would log it and exit 3).
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    listening = socket.create_server((host, port), family=family)
+    listening = _listen(host, port)
     app = create_app(settings, poll_interval=poll_interval, freeze_gc=True, on_started=announce)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:

@@ -196,3 +196,34 @@ def test_a_port_in_use_is_one_line_and_exit_1(snapshots: Path) -> None:
                                  "--port", str(port)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and "Traceback" not in result.stderr and "leaked" not in result.stderr
     assert result.stderr.startswith("error: Address already in use")
+
+
+def test_connections_to_the_api_socket_send_without_delay() -> None:
+    """Each response is two writes (head, body): without TCP_NODELAY on the accepted connection, the second
+    waits for the client's delayed ACK, ~40 ms a request. asyncio sets it only when the listening socket
+    says it is TCP."""
+    import asyncio
+    import socket
+
+    from selfmodel.api import _listen
+
+    listening = _listen("127.0.0.1", 0)
+
+    async def nodelay_of_accepted() -> int:
+        loop = asyncio.get_running_loop()
+        accepted = loop.create_future()
+
+        class Probe(asyncio.Protocol):
+            def connection_made(self, transport) -> None:
+                accepted.set_result(transport.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP,
+                                                                                 socket.TCP_NODELAY))
+
+        server = await loop.create_server(Probe, sock=listening)
+        _, writer = await asyncio.open_connection(*listening.getsockname()[:2])
+        try:
+            return await asyncio.wait_for(accepted, 10)
+        finally:
+            writer.close()
+            server.close()
+
+    assert asyncio.run(nodelay_of_accepted()) != 0
