@@ -308,32 +308,47 @@ class _GxValidator:
         """The suite's Checkpoint (registered again from the suite file on first use in this process) and the
         ids GX gave its expectations, in suite order."""
         if spec.name not in self.definitions:
-            import great_expectations as gx
-            from great_expectations.checkpoint import UpdateDataDocsAction
-            from great_expectations.core import ExpectationSuite
-
-            try:
-                suite = self.context.suites.add_or_update(ExpectationSuite(**_registered_suite(spec)))
-            except Exception as exc:  # GX raises many types for a bad suite; all mean "fix the file"
-                raise QualityError(f"suite {spec.path}: not a valid Great Expectations suite: {exc}") from None
-            source = _data_source(self.context)
-            try:
-                asset = source.get_asset(spec.name)
-            except LookupError:
-                asset = source.add_dataframe_asset(spec.name)
-            try:
-                batch = asset.get_batch_definition(spec.name)
-            except KeyError:
-                batch = asset.add_batch_definition_whole_dataframe(spec.name)
-            definition = self.context.validation_definitions.add_or_update(
-                gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
-            checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
-                name=spec.name, validation_definitions=[definition],
-                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
-                result_format={"result_format": "SUMMARY"},
-            ))
-            self.definitions[spec.name] = (checkpoint, [expectation.id for expectation in suite.expectations])
+            self.definitions[spec.name] = self._registered(spec) or self._register(spec)
         return self.definitions[spec.name]
+
+    def _registered(self, spec: SuiteSpec) -> tuple | None:
+        """The checkpoint a previous run registered, if the suite file has not changed since: registering
+        again costs about a second per suite (GX compares and rewrites every expectation)."""
+        try:
+            suite = self.context.suites.get(spec.name)
+            if suite.meta.get(_FINGERPRINT) != _fingerprint(spec):
+                return None
+            checkpoint = self.context.checkpoints.get(spec.name)
+        except Exception:  # not registered yet, or unreadable: register again
+            return None
+        return checkpoint, [expectation.id for expectation in suite.expectations]
+
+    def _register(self, spec: SuiteSpec) -> tuple:
+        import great_expectations as gx
+        from great_expectations.checkpoint import UpdateDataDocsAction
+        from great_expectations.core import ExpectationSuite
+
+        try:
+            suite = self.context.suites.add_or_update(ExpectationSuite(**_registered_suite(spec)))
+        except Exception as exc:  # GX raises many types for a bad suite; all mean "fix the file"
+            raise QualityError(f"suite {spec.path}: not a valid Great Expectations suite: {exc}") from None
+        source = _data_source(self.context)
+        try:
+            asset = source.get_asset(spec.name)
+        except LookupError:
+            asset = source.add_dataframe_asset(spec.name)
+        try:
+            batch = asset.get_batch_definition(spec.name)
+        except KeyError:
+            batch = asset.add_batch_definition_whole_dataframe(spec.name)
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
+        checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
+            name=spec.name, validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+            result_format={"result_format": "SUMMARY"},
+        ))
+        return checkpoint, [expectation.id for expectation in suite.expectations]
 
     def run(self, spec: SuiteSpec, frame, parameters: dict, report: ValidationReport) -> None:
         """Fill report.outcomes (one per expectation, in suite order) and report.data_docs (its page)."""
@@ -544,7 +559,21 @@ def _registered_suite(spec: SuiteSpec) -> dict:
         notes = expectation.get("notes")
         notes = [notes] if isinstance(notes, str) else list(notes or [])
         expectation["notes"] = [_SEVERITY_NOTES[severity], *notes]
+    raw["meta"] = {**(raw.get("meta") or {}), _FINGERPRINT: _fingerprint(spec)}
     return raw
+
+
+_FINGERPRINT = "selfmodel_registered_from"
+
+
+def _fingerprint(spec: SuiteSpec) -> str:
+    """What a registered suite was made from: the file's content, its severities' notes, this GX version."""
+    import hashlib
+
+    from great_expectations import __version__ as gx_version
+
+    made_from = json.dumps([spec.raw, _SEVERITY_NOTES, gx_version], sort_keys=True)
+    return hashlib.sha256(made_from.encode()).hexdigest()
 
 
 def _data_source(context):

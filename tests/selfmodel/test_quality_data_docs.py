@@ -146,3 +146,26 @@ def test_forgetting_a_user_removes_their_validations_from_the_context_and_the_si
     assert list(validation_pages) == [Path(kept.data_docs)]
     assert named.validation_id not in (data_docs_folder(settings) / "index.html").read_text()
     assert not Path(named.data_docs).exists()
+
+
+def test_a_changed_suite_file_is_registered_again_and_an_unchanged_one_is_not(tiny, tmp_path: Path) -> None:
+    settings, con, settings_with = tiny
+    folder = tmp_path / "suites"
+    folder.mkdir()
+    raw = raw_suite("beliefs")
+    (folder / "beliefs.json").write_text(json.dumps(raw))
+    settings = settings_with(quality={"path": str(folder)})
+    [first] = validate(con, settings, clock=clock(0))
+    registered = settings.warehouse_path.parent / "gx" / "expectations" / "beliefs.json"
+    written = registered.stat().st_mtime_ns
+    [same] = validate(con, settings, clock=clock(1))
+    assert registered.stat().st_mtime_ns == written and len(same.outcomes) == len(first.outcomes)
+
+    raw["expectations"].append({"type": "expect_column_values_to_be_in_set", "severity": "warning", "meta": {},
+                                "kwargs": {"column": "user_id", "value_set": ["u2"]}})
+    (folder / "beliefs.json").write_text(json.dumps(raw))
+    [changed] = validate(con, settings, clock=clock(2))
+    assert len(changed.outcomes) == len(first.outcomes) + 1
+    assert [(o.expectation, o.severity) for o in changed.failures()] == [
+        ("expect_column_values_to_be_in_set(user_id)", "warn")]
+    assert "Severity: warn" in Page(data_docs_folder(settings) / "expectations" / "beliefs.html").text
