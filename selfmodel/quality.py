@@ -305,8 +305,8 @@ class _GxValidator:
         self.definitions: dict[str, tuple] = {}
 
     def _checkpoint(self, spec: SuiteSpec):
-        """The suite's Checkpoint (registered again from the suite file on first use in this process) and the
-        ids GX gave its expectations, in suite order."""
+        """The suite's Checkpoint (the one a previous run registered if the suite file is unchanged, else
+        registered again from the file) and the ids GX gave its expectations, in suite order."""
         if spec.name not in self.definitions:
             self.definitions[spec.name] = self._registered(spec) or self._register(spec)
         return self.definitions[spec.name]
