@@ -35,7 +35,9 @@ demo: install
 	@echo "Where to look:"
 	@echo "  warehouse     .selfmodel/analyst/warehouse.duckdb (a read-only copy: duckdb -readonly, or Python)"
 	@echo "  snapshot      $(BIN)/selfmodel snapshots; $(BIN)/selfmodel lookup 26"
-	@echo "  report        .selfmodel/report.html (eval report), .selfmodel/data_docs/index.html (expectations)"
+	@echo "  report        .selfmodel/report.html (eval report)"
+	@echo "  data docs     .selfmodel/data_docs/index.html (Great Expectations site: suites, validations; static files)"
+	@echo "  HTTP API      $(BIN)/selfmodel api, then curl http://127.0.0.1:8000/users/26/beliefs (POST /enrich, /healthz)"
 	@echo "  Prefect UI    $(BIN)/prefect server start, then http://127.0.0.1:4200 (this run and its artifacts)"
 	@echo "  schedule it   README: prefect deploy + work pool + worker, or selfmodel serve"
 

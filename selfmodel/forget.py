@@ -181,7 +181,7 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
     from selfmodel.analyst import export_analyst_copy
     from selfmodel.beliefs.observe import shard_leftovers
     from selfmodel.publish import forget_in_snapshots
-    from selfmodel.quality import data_docs_folder, write_index
+    from selfmodel.quality import prune_data_docs
     from warehouse.online import SnapshotError
 
     clock = clock or SystemClock()
@@ -199,7 +199,7 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
         for page in pages:
             Path(page).unlink(missing_ok=True)
         if pages:
-            write_index(con, data_docs_folder(settings))
+            prune_data_docs(con, settings)
     finally:
         con.close()
     try:

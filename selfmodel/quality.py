@@ -17,23 +17,22 @@ expectation states it explicitly; `notes` says why. The suite's `meta.selfmodel`
 
 Expectations may name run-time values as `{"$PARAMETER": name}`; `suite_parameters` lists them.
 A crashed expectation (GX's `exception_info`) or a crashed validation counts as failed, never as passed.
-Every validation is stored (`expectation_runs`, one `expectation_results` row per expectation) and gets
-an HTML page rendered by GX's Data Docs renderer, listed in `<data_docs>/index.html`.
+Every validation is stored (`expectation_runs`, one `expectation_results` row per expectation) and runs
+through a Checkpoint of GX's file-backed context in `<warehouse folder>/gx/`, whose UpdateDataDocsAction
+adds its page to a real Data Docs site in `<data_docs>/` (index.html, a page per suite and per
+validation; static files, hostable as they are). A suite's page gives each expectation's severity.
 
 GX is imported inside functions only: importing it takes seconds.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
-import os
 import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache
 from pathlib import Path
 
 import duckdb
@@ -47,7 +46,7 @@ log = logging.getLogger("selfmodel.quality")
 
 # GX severity -> ours. "info" is not accepted: every expectation must decide whether it stops a publish.
 SEVERITIES = {"critical": "block", "warning": "warn"}
-INDEX_LIMIT = 1000  # validations listed on the Data Docs index page
+INDEX_LIMIT = 1000  # validations listed on the Data Docs index page, the newest
 
 
 class QualityError(ValueError):
@@ -230,7 +229,6 @@ def validate(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[st
     """
     specs = load_suites(settings, suites)
     now = (clock or SystemClock()).now()
-    docs = data_docs_folder(settings)
     one_valued = sorted(name for name, key in settings.beliefs.keys.items() if key.cardinality == "one")
     if batch_ids:
         known = {row["batch_id"] for row in run_dicts(con, "expectation_pending_batches",
@@ -243,7 +241,7 @@ def validate(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[st
     for spec in specs:
         targets = _targets(con, spec, batch_ids)
         for target in targets:
-            validator = validator or _GxValidator()
+            validator = validator or _GxValidator(settings)
             query_params = {"batch_id": target.get("batch_id"), "one_valued_families": one_valued}
             frame = _read_asset(con, spec.query, query_params)
             parameters = suite_parameters(settings, now, target.get("started_at"))
@@ -252,13 +250,11 @@ def validate(con: duckdb.DuckDBPyConnection, settings: Settings, suites: list[st
                 suite=spec.name, asset=_asset_name(spec, target), batch_id=target.get("batch_id"),
                 validated_at=now, rows=len(frame), outcomes=[],
             )
-            result = validator.run(spec, frame, parameters, report)
-            report.data_docs = str(_write_page(docs, report, result))
+            validator.run(spec, frame, parameters, report)
             _store(con, report)
             reports.append(report)
             log.info("%s on %s: %d rows, %d blocking failures, %d warnings", spec.name, report.asset,
                      report.rows, report.blocking_failures, report.warnings)
-    write_index(con, docs)
     return reports
 
 
@@ -301,52 +297,78 @@ def _read_asset(con: duckdb.DuckDBPyConnection, query: str, params: dict):
 
 
 class _GxValidator:
-    """An ephemeral GX context with one pandas data source; one validation definition per suite."""
+    """The file-backed GX context (gx_context): per suite, a dataframe asset, a validation definition and a
+    Checkpoint whose UpdateDataDocsAction adds the validation's page to the site."""
 
-    def __init__(self) -> None:
-        import great_expectations as gx
+    def __init__(self, settings: Settings) -> None:
+        self.context = gx_context(settings)
+        self.definitions: dict[str, tuple] = {}
 
-        self.gx = gx
-        self.context = gx.get_context(mode="ephemeral")
-        self.context.variables.progress_bars = {"globally": False, "metric_calculations": False}
-        self.source = self.context.data_sources.add_pandas("warehouse")
-        self.definitions: dict[str, object] = {}
-
-    def _definition(self, spec: SuiteSpec):
+    def _checkpoint(self, spec: SuiteSpec):
+        """The suite's Checkpoint (the one a previous run registered if the suite file is unchanged, else
+        registered again from the file) and the ids GX gave its expectations, in suite order."""
         if spec.name not in self.definitions:
-            from great_expectations.core import ExpectationSuite
-
-            try:
-                suite = self.context.suites.add(ExpectationSuite(**json.loads(json.dumps(spec.raw))))
-            except Exception as exc:  # GX raises many types for a bad suite; all mean "fix the file"
-                raise QualityError(f"suite {spec.path}: not a valid Great Expectations suite: {exc}") from None
-            batch = self.source.add_dataframe_asset(spec.name).add_batch_definition_whole_dataframe(spec.name)
-            self.definitions[spec.name] = (
-                self.context.validation_definitions.add(
-                    self.gx.ValidationDefinition(name=spec.name, data=batch, suite=suite)),
-                [expectation.id for expectation in suite.expectations],
-            )
+            self.definitions[spec.name] = self._registered(spec) or self._register(spec)
         return self.definitions[spec.name]
 
-    def run(self, spec: SuiteSpec, frame, parameters: dict, report: ValidationReport):
-        """Fill report.outcomes (one per expectation, in suite order); return GX's result (None if it crashed)."""
+    def _registered(self, spec: SuiteSpec) -> tuple | None:
+        """The checkpoint a previous run registered, if the suite file has not changed since: registering
+        again costs about a second per suite (GX compares and rewrites every expectation)."""
+        try:
+            suite = self.context.suites.get(spec.name)
+            if suite.meta.get(_FINGERPRINT) != _fingerprint(spec):
+                return None
+            checkpoint = self.context.checkpoints.get(spec.name)
+        except Exception:  # not registered yet, or unreadable: register again
+            return None
+        return checkpoint, [expectation.id for expectation in suite.expectations]
+
+    def _register(self, spec: SuiteSpec) -> tuple:
+        import great_expectations as gx
+        from great_expectations.checkpoint import UpdateDataDocsAction
+        from great_expectations.core import ExpectationSuite
+
+        try:
+            suite = self.context.suites.add_or_update(ExpectationSuite(**_registered_suite(spec)))
+        except Exception as exc:  # GX raises many types for a bad suite; all mean "fix the file"
+            raise QualityError(f"suite {spec.path}: not a valid Great Expectations suite: {exc}") from None
+        source = _data_source(self.context)
+        try:
+            asset = source.get_asset(spec.name)
+        except LookupError:
+            asset = source.add_dataframe_asset(spec.name)
+        try:
+            batch = asset.get_batch_definition(spec.name)
+        except KeyError:
+            batch = asset.add_batch_definition_whole_dataframe(spec.name)
+        definition = self.context.validation_definitions.add_or_update(
+            gx.ValidationDefinition(name=spec.name, data=batch, suite=suite))
+        checkpoint = self.context.checkpoints.add_or_update(gx.Checkpoint(
+            name=spec.name, validation_definitions=[definition],
+            actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE_NAME])],
+            result_format={"result_format": "SUMMARY"},
+        ))
+        return checkpoint, [expectation.id for expectation in suite.expectations]
+
+    def run(self, spec: SuiteSpec, frame, parameters: dict, report: ValidationReport) -> None:
+        """Fill report.outcomes (one per expectation, in suite order) and report.data_docs (its page)."""
         from great_expectations.core.run_identifier import RunIdentifier
 
-        definition, ids = self._definition(spec)
+        checkpoint, ids = self._checkpoint(spec)
+        run_id = RunIdentifier(run_name=report.validation_id, run_time=report.validated_at)
         try:
-            result = definition.run(
-                batch_parameters={"dataframe": frame}, expectation_parameters=parameters,
-                result_format={"result_format": "SUMMARY"},
-                run_id=RunIdentifier(run_name=report.validation_id, run_time=report.validated_at),
-            )
+            result = checkpoint.run(
+                batch_parameters={"dataframe": frame}, expectation_parameters=parameters, run_id=run_id)
+            [(key, suite_result)] = result.run_results.items()
         except Exception as exc:
             # The whole validation crashed: every expectation failed, none passed.
             log.warning("validation %s of %s crashed: %s", report.validation_id, spec.name, exc)
             message = f"validation crashed: {type(exc).__name__}: {exc}"
             report.outcomes = [ExpectationOutcome(label, severity, False, None, {"exception": message})
                                for label, severity in zip(spec.labels, spec.severities)]
-            return None
-        by_id = {r.expectation_config.id: r for r in result.results}
+            report.data_docs = self._crashed_page(spec, run_id, message)
+            return
+        by_id = {r.expectation_config.id: r for r in suite_result.results}
         for expectation_id, label, severity in zip(ids, spec.labels, spec.severities):
             found = by_id.get(expectation_id)
             if found is None:
@@ -354,7 +376,53 @@ class _GxValidator:
                                                           {"exception": "not evaluated by Great Expectations"}))
                 continue
             report.outcomes.append(_outcome(found, label, severity))
-        return result
+        report.data_docs = self._page(key)
+
+    def _page(self, key) -> str | None:
+        """The path of the site's page for a validation result or suite, if GX wrote it."""
+        from urllib.parse import unquote, urlparse
+
+        [site] = self.context.get_docs_sites_urls(resource_identifier=key, site_name=SITE_NAME, only_if_exists=True)
+        url = site.get("site_url")
+        if not url:
+            log.warning("GX did not write the Data Docs page of %s", key)
+            return None
+        return str(Path(unquote(urlparse(url).path)).resolve())
+
+    def _crashed_page(self, spec: SuiteSpec, run_id, message: str) -> str | None:
+        """A result that says every expectation failed with the crash, stored and rendered as GX's own."""
+        import great_expectations as gx
+        from great_expectations.core import ExpectationSuiteValidationResult, ExpectationValidationResult
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier, ValidationResultIdentifier,
+        )
+        from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
+
+        try:
+            suite = _registered_suite(spec)
+            results = [ExpectationValidationResult(
+                success=False,
+                expectation_config=ExpectationConfiguration(type=raw["type"], kwargs=raw.get("kwargs") or {},
+                                                            meta=raw.get("meta")),
+                exception_info={"raised_exception": True, "exception_message": message, "exception_traceback": None},
+            ) for raw in suite["expectations"]]
+            count = len(results)
+            validation = ExpectationSuiteValidationResult(
+                success=False, results=results, suite_name=spec.name,
+                statistics={"evaluated_expectations": count, "successful_expectations": 0,
+                            "unsuccessful_expectations": count, "success_percent": 0.0},
+                meta={"run_id": run_id, "validation_time": run_id.run_time,
+                      "great_expectations_version": gx.__version__},
+            )
+            key = ValidationResultIdentifier(ExpectationSuiteIdentifier(name=spec.name), run_id,
+                                             f"{DATA_SOURCE}-{spec.name}")
+            self.context.validation_results_store.set(key, validation)
+            self.context.build_data_docs(site_names=[SITE_NAME],
+                                         resource_identifiers=[key, ExpectationSuiteIdentifier(name=spec.name)])
+            return self._page(key)
+        except Exception as exc:  # the page is a convenience; the warehouse rows are the record
+            log.warning("no Data Docs page for crashed validation %s: %s", run_id.run_name, exc)
+            return None
 
 
 def _outcome(result, label: str, severity: str) -> ExpectationOutcome:
@@ -438,93 +506,100 @@ def blocking_failures(con: duckdb.DuckDBPyConnection, suites: list[str] | None =
     return rows
 
 
-# --- HTML ---------------------------------------------------------------------------------------------
+# --- Data Docs: a file-backed GX context and its site -------------------------------------------------
 
-_STYLE = """<style>
-body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
-table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:left;vertical-align:top}
-.block{color:#a40000;font-weight:600}.warn{color:#8a5a00}.ok{color:#1a6b1a}
-.selfmodel-summary{border:2px solid #888;padding:.5rem 1rem;margin:0 0 1rem 0;background:#fafafa}
-</style>"""
+def gx_context(settings: Settings):
+    """GX's file-backed context in <warehouse folder>/gx (suites, validation definitions, checkpoints,
+    validation results), with one Data Docs site: data_docs_folder(settings).
 
+    The suites in expectations/*.json stay the source of truth: validate registers them again here on
+    each run. The context holds no credentials: its only data source is a pandas frame per suite.
+    """
+    import great_expectations as gx
 
-def _summary_html(report: ValidationReport) -> str:
-    if report.success:
-        verdict = '<span class="ok">passed</span>'
-    else:
-        verdict = (f'<span class="block">{report.blocking_failures} blocking failure(s)</span>, '
-                   f'<span class="warn">{report.warnings} warning(s)</span>')
-    rows = "".join(
-        f'<tr><td class="{o.severity}">{o.severity}</td><td>{html.escape(o.expectation)}</td>'
-        f"<td>{'' if o.unexpected_count is None else o.unexpected_count}</td>"
-        f"<td>{html.escape(o.details.get('exception') or '')}</td></tr>"
-        for o in report.failures()
-    )
-    table = (f"<table><tr><th>severity</th><th>failed expectation</th><th>unexpected</th><th>exception</th></tr>"
-             f"{rows}</table>") if rows else ""
-    return (f'<div class="selfmodel-summary"><h2>{html.escape(report.suite)} on {html.escape(report.asset)}</h2>'
-            f"<p>validation {html.escape(report.validation_id)} at {report.validated_at.isoformat()}, "
-            f"{report.rows} rows, {len(report.outcomes)} expectations: {verdict}. "
-            f'Severity: GX "critical" blocks, "warning" warns. <a href="../../index.html">all validations</a></p>'
-            f"{table}</div>")
+    context = gx.get_context(mode="file", project_root_dir=str(settings.warehouse_path.parent))
+    wanted = {"data_docs_sites": {SITE_NAME: _site_config(data_docs_folder(settings))},
+              "progress_bars": {"globally": False, "metric_calculations": False}}
+    if any(getattr(context.variables, name) != value for name, value in wanted.items()):
+        for name, value in wanted.items():
+            setattr(context.variables, name, value)
+        context.variables.save()
+    return context
 
 
-@cache
-def _page_renderer():
-    """GX's Data Docs renderer and HTML view (the view compiles its templates once)."""
-    from great_expectations.render.renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view import DefaultJinjaPageView
-
-    return ValidationResultsPageRenderer(), DefaultJinjaPageView()
+SITE_NAME = "selfmodel"
+DATA_SOURCE = "warehouse"
+_VIEWS = "selfmodel.data_docs_views"
 
 
-def _write_page(docs: Path, report: ValidationReport, result) -> Path:
-    """GX's Data Docs page for the validation, headed by our severity summary."""
-    path = docs / "validations" / report.suite / f"{report.validation_id}.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    page = None
-    if result is not None:
-        try:
-            renderer, view = _page_renderer()
-            page = view.render(renderer.render(result))
-        except Exception as exc:  # the page is a convenience; the warehouse rows are the record
-            log.warning("GX could not render validation %s: %s", report.validation_id, exc)
-    summary = _STYLE + _summary_html(report)
-    if page and re.search(r"<body[^>]*>", page):
-        page = re.sub(r"(<body[^>]*>)", lambda m: m.group(1) + summary, page, count=1)
-    else:
-        details = html.escape(json.dumps([o.__dict__ for o in report.outcomes], indent=2, default=str))
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(report.suite)}</title>"
-                f"</head><body>{summary}<pre>{details}</pre></body></html>")
-    path.write_text(page, encoding="utf-8")
-    return path.resolve()
+def _site_config(docs: Path) -> dict:
+    """A static site in `docs` (index.html, expectations/, validations/, static/): GX's builder, with views
+    that compile their templates once per process and no profiling section (we do not profile)."""
+    page_view = {"module_name": _VIEWS, "class_name": "PageView"}
+    return {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs.resolve())},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": INDEX_LIMIT,
+                               "view": {"module_name": _VIEWS, "class_name": "IndexPageView"}},
+        "site_section_builders": {"expectations": {"view": page_view}, "validations": {"view": page_view},
+                                  "profiling": "None"},
+    }
 
 
-def write_index(con: duckdb.DuckDBPyConnection, docs: Path) -> Path:
-    """index.html: the latest validations, newest first, with their failures and links to their pages."""
-    docs.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for run_row in run_dicts(con, "expectation_runs_recent", {"limit": INDEX_LIMIT}):
-        page = run_row["data_docs"]
-        link = html.escape(os.path.relpath(page, docs)) if page else ""
-        status = ('<span class="ok">passed</span>' if run_row["success"] else
-                  f'<span class="block">{run_row["blocking_failures"]} block</span> / '
-                  f'<span class="warn">{run_row["warnings"]} warn</span>')
-        failed = "<br>".join(
-            f'<span class="{"block" if f.startswith("block") else "warn"}">{html.escape(f)}</span>'
-            for f in run_row["failed"])
-        rows.append(
-            f"<tr><td>{run_row['validated_at']:%Y-%m-%d %H:%M:%S}</td><td>{html.escape(run_row['suite'])}</td>"
-            f"<td>{html.escape(run_row['asset'])}</td><td>{status}</td><td>{run_row['evaluated']}</td>"
-            f"<td>{failed}</td><td>{f'<a href={chr(34)}{link}{chr(34)}>page</a>' if link else ''}</td></tr>")
-    body = "".join(rows) or '<tr><td colspan="7">no validations yet: run `selfmodel expectations`</td></tr>'
-    index = docs / "index.html"
-    index.write_text(
-        "<!doctype html><html><head><meta charset='utf-8'><title>selfmodel data quality</title>"
-        f"{_STYLE}</head><body><h1>Data-quality validations</h1>"
-        "<p>Great Expectations suites from expectations/*.json; block-severity failures stop a publish.</p>"
-        "<table><tr><th>validated at (UTC)</th><th>suite</th><th>asset</th><th>result</th><th>expectations</th>"
-        f"<th>failed</th><th></th></tr>{body}</table></body></html>",
-        encoding="utf-8",
-    )
-    return index
+_SEVERITY_NOTES = {"block": "Severity: block (a failure stops the publish).",
+                   "warn": "Severity: warn (a failure asks someone to look)."}
+
+
+def _registered_suite(spec: SuiteSpec) -> dict:
+    """The suite as registered in GX: the file, with each expectation's severity first in its notes (GX
+    shows notes on the suite page; it shows no severity of its own, and no notes on validation pages)."""
+    raw = json.loads(json.dumps(spec.raw))
+    for expectation, severity in zip(raw["expectations"], spec.severities):
+        notes = expectation.get("notes")
+        notes = [notes] if isinstance(notes, str) else list(notes or [])
+        expectation["notes"] = [_SEVERITY_NOTES[severity], *notes]
+    raw["meta"] = {**(raw.get("meta") or {}), _FINGERPRINT: _fingerprint(spec)}
+    return raw
+
+
+_FINGERPRINT = "selfmodel_registered_from"
+
+
+def _fingerprint(spec: SuiteSpec) -> str:
+    """What a registered suite was made from: the file's content, its severities' notes, this GX version."""
+    import hashlib
+
+    from great_expectations import __version__ as gx_version
+
+    made_from = json.dumps([spec.raw, _SEVERITY_NOTES, gx_version], sort_keys=True)
+    return hashlib.sha256(made_from.encode()).hexdigest()
+
+
+def _data_source(context):
+    try:
+        return context.data_sources.get(DATA_SOURCE)
+    except (KeyError, ValueError, LookupError):
+        return context.data_sources.add_pandas(DATA_SOURCE)
+
+
+def prune_data_docs(con: duckdb.DuckDBPyConnection, settings: Settings) -> int:
+    """Make the site show only validations whose page the warehouse links (expectation_runs.data_docs):
+    the stored GX results of the others (a forgotten user's, selfmodel.forget) are deleted, and the site
+    rebuilt without them. Returns how many results were deleted."""
+    from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+    linked = {row["validation_id"] for row in run_dicts(con, "expectation_runs_linked_pages")}
+    context = gx_context(settings)
+    store = context.validation_results_store
+    removed = 0
+    for key in store.list_keys():
+        if key.run_id.run_name not in linked:
+            store.remove_key(key)
+            removed += 1
+    # Rebuilding one suite page rebuilds the index too, which drops the pages of deleted results.
+    suites = context.suites.all()
+    if suites:
+        context.build_data_docs(site_names=[SITE_NAME],
+                                resource_identifiers=[ExpectationSuiteIdentifier(name=suites[0].name)])
+    return removed

@@ -94,3 +94,22 @@ def reading_warehouse(settings: Settings):
         yield con
     finally:
         con.close()
+
+
+def quiet_interpreter_teardown() -> None:
+    """Send stderr to /dev/null for the interpreter's very last moments, after every exit handler ran.
+
+    When background threads (Prefect's, a server's) still hold DuckDB objects at exit, DuckDB's Python binding (nanobind)
+    prints dozens of "leaked instance" lines while the interpreter tears its modules down: harmless (the
+    process is ending; the database was closed and committed long before), but they bury the run's
+    summary. atexit runs handlers last-registered first, and this one is registered before Prefect is
+    imported, so Prefect's own exit handlers (flushing logs to its API) still report any problem.
+    """
+    import atexit
+    import os
+
+    def silence() -> None:
+        sys.stderr.flush()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+
+    atexit.register(silence)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from datetime import datetime
 
+from selfmodel.cli.common import quiet_interpreter_teardown
 from selfmodel.cli.exit_codes import ExitCode
 from selfmodel.settings import ConfigError
 from selfmodel.terminal import PrintableFormatter
@@ -25,7 +26,7 @@ def offline_quiet_prefect() -> None:
                         ("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING"),
                         ("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "90")):
         os.environ.setdefault(name, value)
-    _quiet_interpreter_teardown()
+    quiet_interpreter_teardown()
     _printable_prefect_console()
 
 
@@ -42,25 +43,6 @@ def _printable_prefect_console() -> None:
     for handler in logging.getLogger().handlers:
         if isinstance(handler, PrefectConsoleHandler) and not isinstance(handler.formatter, PrintableFormatter):
             handler.setFormatter(PrintableFormatter(handler.formatter))
-
-
-def _quiet_interpreter_teardown() -> None:
-    """Send stderr to /dev/null for the interpreter's very last moments, after every exit handler ran.
-
-    When Prefect's background threads still hold DuckDB objects at exit, DuckDB's Python binding (nanobind)
-    prints dozens of "leaked instance" lines while the interpreter tears its modules down: harmless (the
-    process is ending; the database was closed and committed long before), but they bury the run's
-    summary. atexit runs handlers last-registered first, and this one is registered before Prefect is
-    imported, so Prefect's own exit handlers (flushing logs to its API) still report any problem.
-    """
-    import atexit
-    import os
-
-    def silence() -> None:
-        sys.stderr.flush()
-        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
-
-    atexit.register(silence)
 
 
 def ingest_via_prefect(config_path: str | None, source_name: str | None) -> list:

@@ -1,4 +1,4 @@
-"""The published snapshots: `publish`, `lookup`, `enrich`, `snapshots`, `rollback`, and `analyst-copy`."""
+"""The published snapshots: `publish`, `lookup`, `enrich`, `api`, `snapshots`, `rollback`, and `analyst-copy`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import click
 
 from selfmodel.cli import render
 from selfmodel.cli.app import main
-from selfmodel.cli.common import clean_errors, settings_of, snapshot_errors, sole_writer
+from selfmodel.cli.common import clean_errors, quiet_interpreter_teardown, settings_of, snapshot_errors, \
+    sole_writer
 from selfmodel.cli.exit_codes import ExitCode
 from selfmodel.cli.params import MAX_BELIEFS_USED, FiniteFloatRange
 from selfmodel.settings import ConfigError, Settings
@@ -89,6 +90,24 @@ def enrich(ctx: click.Context, user_id: str, query: str, min_confidence: float |
             "user_id", "enriched_query", "beliefs_used", "snapshot_version", "min_confidence"})))
         return
     render.print_enrichment(enrichment)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (0.0.0.0: every interface; the API has no authentication).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.pass_context
+def api(ctx: click.Context, host: str, port: int) -> None:
+    """Serve the published snapshot over HTTP until interrupted: GET /users/ID/beliefs, POST /enrich, GET /healthz.
+
+    Follows CURRENT as `BeliefStore` does; started before anything is published, it answers 503 until a
+    snapshot appears. Reference: selfmodel/api.py and docs/cli.md.
+    """
+    from selfmodel.api import serve
+
+    quiet_interpreter_teardown()  # no DuckDB "leaked instance" lines after a stop (see there)
+    with clean_errors():  # a port in use or an unknown host: one line, exit 1
+        serve(settings_of(ctx), host, port)
 
 
 @main.command()
