@@ -25,6 +25,7 @@ from decimal import Decimal
 from typing import Any, Iterator
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from selfmodel.redact import redact_urls, scrub
 from selfmodel.sources.base import RECORD_SCHEMA, Label
@@ -233,7 +234,7 @@ class PostgresReader:
             raise _error(exc, dsn) from None
 
     def _table(self, rows: list[tuple[str, Any]]) -> pa.Table:
-        texts = [row[0] for row in rows]
+        texts = pa.array([row[0] for row in rows], pa.string())
         values = [row[1] for row in rows if row[1] is not None]
         if values:
             greatest = max(values)
@@ -242,14 +243,15 @@ class PostgresReader:
         count = len(texts)
         first_row = self.rows_read + 1
         self.rows_read += count
-        reasons: list[str | None] = [None] * count
-        details: list[str | None] = [None] * count
-        for index, text in enumerate(texts):
-            size = len(text)  # characters: a quick screen; bytes only when it could be over
-            if size * 4 > self.max_record_bytes and len(text.encode()) > self.max_record_bytes:
-                reasons[index] = "record_too_large"
-                details[index] = (f"{len(text.encode())} bytes; the limit is ingest.max_record_bytes="
-                                  f"{self.max_record_bytes}")
+        sizes = pc.binary_length(texts)
+        reasons: pa.Array = pa.nulls(count, pa.string())
+        details: pa.Array = pa.nulls(count, pa.string())
+        if pc.max(sizes).as_py() > self.max_record_bytes:  # rare: only then a list per row
+            too_large = [size > self.max_record_bytes for size in sizes.to_pylist()]
+            reasons = pa.array(["record_too_large" if large else None for large in too_large], pa.string())
+            details = pa.array([f"{size} bytes; the limit is ingest.max_record_bytes={self.max_record_bytes}"
+                                if large else None for size, large in zip(sizes.to_pylist(), too_large)],
+                               pa.string())
         return pa.Table.from_arrays(
             [
                 pa.array([self.label] * count, pa.string()),
@@ -257,12 +259,12 @@ class PostgresReader:
                 # row read again is known by its text, as in a file read again whole: see ingest).
                 pa.array(range(first_row, first_row + count), pa.int64()),
                 pa.nulls(count, pa.int64()),
-                pa.array(texts, pa.string()),
+                texts,
                 pa.nulls(count, pa.binary()),
                 pa.nulls(count, pa.string()),
                 pa.array([False] * count, pa.bool_()),
-                pa.array(reasons, pa.string()),
-                pa.array(details, pa.string()),
+                reasons,
+                details,
                 pa.nulls(count, pa.int64()),
                 pa.nulls(count, pa.int64()),
             ],

@@ -174,6 +174,15 @@ def test_the_read_is_read_only(database, make_settings) -> None:
         assert conn.execute("select last_value from app.chat_events_id_seq").fetchone() == (1,)
 
 
+def test_a_row_larger_than_max_record_bytes_is_quarantined(database, make_settings) -> None:
+    insert(database, [(None, "u1", "short", T0), (None, "u1", "long " * 100, T0)])
+    settings = make_settings([postgres_source()], ingest={"max_record_bytes": 300})
+    [report] = ingest(settings, clock=CLOCK)
+    assert counts(report) == (2, 1, 0, 1)
+    [(reason, detail)] = query(settings, "select reason, detail from quarantine")
+    assert reason == "record_too_large" and detail.endswith("the limit is ingest.max_record_bytes=300")
+
+
 @pytest.mark.parametrize("watermark, lookback, start", [
     (Watermark("int", "100"), 10, 90),
     (Watermark("timestamptz", "2024-06-01T12:00:00+00:00"), 30, datetime(2024, 6, 1, 11, 59, 30, tzinfo=timezone.utc)),
