@@ -7,7 +7,9 @@ Starts a throwaway PostgreSQL server (tests/postgres_server.py: the machine's bi
 peak RSS is its own:
 
   * bare COPY:  psycopg `COPY (select * from app.events) TO STDOUT` read to the end (the floor);
+  * reader:     the postgres reader alone (fetch through the server-side cursor into Arrow chunks, nothing stored);
   * ingest():   selfmodel.ingest.ingest(settings) of the same table into a new warehouse (imports excluded);
+  * jsonl:      the same rows as a JSONL file, ingested as a file source (the pipeline every source shares);
 
 and prints rows/s, the ratio to COPY (goal >= 0.5) and peak RSS; the ingest is repeated on a table of
 --rss-rows rows to show memory does not grow with the table. Checks every row is accounted for.
@@ -83,6 +85,44 @@ def child_ingest(dsn: str, rows: int, workdir: str) -> dict:
             "quarantined": report.quarantined, "error": report.error}
 
 
+def child_read(dsn: str, rows: int) -> dict:
+    """The postgres reader alone (fetch, Arrow chunks), nothing stored: the source's own speed and memory."""
+    os.environ["BENCH_DSN"] = dsn
+    from selfmodel.settings import PostgresSettings
+    from selfmodel.sources.postgres import PostgresReader
+
+    reader = PostgresReader(PostgresSettings(dsn_env="BENCH_DSN", table=f"app.events_{rows}", cursor="id"),
+                            chunk_records=100_000, max_record_bytes=1_000_000)
+    started = time.perf_counter()
+    count = sum(chunk.num_rows for chunk in reader.read(None, []))
+    return {"seconds": time.perf_counter() - started, "rows": count, "peak_rss_mb": peak_rss_mb()}
+
+
+def child_jsonl(dsn: str, rows: int, workdir: str) -> dict:
+    """The same rows as a JSONL file (written untimed), ingested as a file source: the shared pipeline's speed."""
+    import psycopg
+
+    from selfmodel.ingest import ingest
+    from selfmodel.settings import load_settings
+
+    path = Path(workdir) / f"events-{rows}.jsonl"
+    with psycopg.connect(dsn) as conn, open(path, "w", encoding="utf-8") as out:
+        with conn.cursor().copy(f"copy (select row_to_json(r)::text from app.events_{rows} r) to stdout "
+                                "with (format csv, quote e'\\x01', delimiter e'\\x02')") as copy:
+            for block in copy:
+                out.write(bytes(block).decode())
+    config = Path(workdir) / f"selfmodel-jsonl-{rows}.yaml"
+    config.write_text(json.dumps({
+        "warehouse": {"path": f"wh-jsonl-{rows}.duckdb"},
+        "sources": [{"name": "file", "format": "jsonl", "path": str(path),
+                     "mapping": {"event_id": "id", "user_id": "user_ref", "text": "body",
+                                 "occurred_at": "created_at"}}]}))
+    settings = load_settings(config)
+    started = time.perf_counter()
+    [report] = ingest(settings)
+    return {"seconds": time.perf_counter() - started, "rows_read": report.rows_read, "peak_rss_mb": peak_rss_mb()}
+
+
 def in_child(kind: str, *args) -> dict:
     result = subprocess.run([sys.executable, __file__, "--child", kind, *map(str, args)], check=True,
                             capture_output=True, text=True)
@@ -97,7 +137,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.child:
         kind, dsn, rows, *rest = args.child
-        result = child_copy(dsn, int(rows)) if kind == "copy" else child_ingest(dsn, int(rows), *rest)
+        children = {"copy": child_copy, "read": child_read, "ingest": child_ingest, "jsonl": child_jsonl}
+        result = children[kind](dsn, int(rows), *rest)
         print(json.dumps(result))
         return 0
 
@@ -117,9 +158,12 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as workdir:
             os.chdir(workdir)
             results = {}
+            reads, files = {}, {}
             for n in sizes:
                 copy = in_child("copy", dsn, n)
+                reads[n] = in_child("read", dsn, n)
                 ingested = in_child("ingest", dsn, n, workdir)
+                files[n] = in_child("jsonl", dsn, n, workdir)
                 results[n] = (copy, ingested)
         print(f"{'rows':>10} {'COPY rows/s':>12} {'ingest rows/s':>14} {'ratio':>6} (goal >= 0.50) "
               f"{'COPY peak MB':>13} {'ingest peak MB':>15}")
@@ -131,6 +175,12 @@ def main() -> int:
             print(f"{n:>10} {n / copy['seconds']:>12,.0f} {n / ingested['seconds']:>14,.0f} {ratio:>6.2f}"
                   f"{'':>15} {copy['peak_rss_mb']:>13.0f} {ingested['peak_rss_mb']:>15.0f}"
                   + ("" if ok else f"  ACCOUNTING FAILED: {ingested}"))
+        print("the parts of it, same rows:")
+        for n in sizes:
+            print(f"{n:>10} postgres reader alone (fetch + Arrow, nothing stored): {n / reads[n]['seconds']:>9,.0f} rows/s, "
+                  f"ratio to COPY {results[n][0]['seconds'] / reads[n]['seconds']:.2f}, peak {reads[n]['peak_rss_mb']:.0f} MB")
+            print(f"{n:>10} the same rows as a JSONL file source (ingest):          {n / files[n]['seconds']:>9,.0f} rows/s, "
+                  f"peak {files[n]['peak_rss_mb']:.0f} MB")
         small, large = results[sizes[0]][1], results[sizes[-1]][1]
         if len(sizes) > 1:
             growth = large["peak_rss_mb"] - small["peak_rss_mb"]

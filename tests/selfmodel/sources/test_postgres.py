@@ -100,6 +100,16 @@ def test_rows_inserted_between_runs_and_a_late_one_under_the_cursor_load_once(da
     assert_every_batch_balances(settings)
 
 
+def test_a_row_sharing_the_watermarks_value_is_not_lost_without_lookback(database, make_settings) -> None:
+    insert(database, [(None, "u1", "first", T0)])
+    settings = make_settings([postgres_source(cursor="created_at")])
+    ingest(settings, clock=CLOCK)
+    insert(database, [(None, "u2", "same time, committed after the batch", T0)])
+    [second] = ingest(settings, clock=CLOCK)
+    assert counts(second) == (2, 1, 1, 0)
+    assert query(settings, "select watermark, value_type from ingest_cursors") == [(T0.isoformat(), "timestamptz")]
+
+
 def test_the_watermark_moves_only_when_the_batch_commits(database, make_settings) -> None:
     insert(database, [(None, "u1", f"message {n}", T0 + timedelta(minutes=n)) for n in range(6)])
     # The query fails on the fourth row, after the first chunks were stored in the batch's transaction.

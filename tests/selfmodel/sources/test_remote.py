@@ -5,6 +5,8 @@ and the storage secret nowhere."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 from datetime import datetime, timezone
 
 import pytest
@@ -39,11 +41,20 @@ def actions(report) -> dict[str, str]:
     return {entry["path"]: entry["action"] for entry in report.files}
 
 
-def test_an_s3_prefix_ingests_with_exact_accounting_and_objects_are_known_by_etag(bucket, make_settings) -> None:
+def object_reads(caplog) -> list[str]:
+    """The objects the S3 server was asked for (its access log), listings left out."""
+    requests = (re.search(r"GET (/logs/\S*)", record.getMessage()) for record in caplog.records
+                if record.name == "werkzeug")
+    return [found.group(1) for found in requests if found and "list-type" not in found.group(1)]
+
+
+def test_an_s3_prefix_ingests_with_exact_accounting_and_objects_are_known_by_etag(bucket, make_settings,
+                                                                                 caplog) -> None:
     bucket.pipe("logs/app/a.jsonl", line("a1") + line("a2") + b"{not json\n")
     bucket.pipe("logs/app/b.jsonl", line("b1", user="u2"))
     bucket.pipe("logs/app/notes.txt", b"not a log\n")
     settings = make_settings([s3_source()])
+    caplog.set_level(logging.INFO, logger="werkzeug")
     [first] = ingest(settings, clock=CLOCK)
     assert first.status == "committed", first.error
     assert counts(first) == (4, 3, 0, 1)
@@ -52,9 +63,12 @@ def test_an_s3_prefix_ingests_with_exact_accounting_and_objects_are_known_by_eta
         ("s3://logs/app/a.jsonl", 3, "malformed_json")]
     assert all(etag for (etag,) in query(settings, "select etag from ingest_files"))
 
+    assert sorted(object_reads(caplog)) == ["/logs/app/a.jsonl", "/logs/app/b.jsonl"]  # the log is seen
+    caplog.clear()
     [second] = ingest(settings, clock=CLOCK)
     assert counts(second) == (0, 0, 0, 0)
     assert set(actions(second).values()) == {"unchanged"}
+    assert object_reads(caplog) == []  # the same ETag: not even downloaded
 
     # Grown: a.jsonl gets one more line (an object is rewritten whole, so its ETag changes): only it is read.
     bucket.pipe("logs/app/a.jsonl", line("a1") + line("a2") + b"{not json\n" + line("a3"))
