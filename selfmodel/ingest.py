@@ -27,13 +27,12 @@ import pyarrow as pa
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.events import CANONICAL_FIELDS, json_path
 from selfmodel.settings import ConfigError, Settings, SourceSettings
-from selfmodel.sources import ADAPTERS
+from selfmodel.sources import ADAPTERS, remote
 from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
                                    refuse_unreadable_compression)
 from selfmodel.sources.chat import ChatLayout, explode_conversations
 from selfmodel.sources.hints import file_hint, mostly_quarantined
 from selfmodel.sources.postgres import PostgresReader, Watermark, dsn_secrets, scrub_exactly
-from selfmodel.sources import remote
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, re2_literal, run, run_over_classified
 
@@ -471,8 +470,8 @@ class SourceIngestor:
         # it comes (as in a file read again whole, classify_records.sql).
         for chunk in chunks:
             self._store_chunk(chunk, report, watermark, normalize_params, started, [reader.label])
-            if self.progress and chunk.num_rows:
-                self.progress(self.source.name, reader.rows_read, 0)
+            if self.progress and chunk.num_rows:  # rows, not bytes: a table's size is not known ahead
+                self.progress(self.source.name, reader.rows_read, reader.rows_read)
         cursor_after = reader.new_watermark
         if cursor_before is not None and (cursor_after is None or cursor_after.value() < cursor_before.value()):
             cursor_after = cursor_before  # never backwards (the rows past it may have been deleted)
