@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import tempfile
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -26,10 +28,12 @@ from selfmodel.clock import Clock, SystemClock
 from selfmodel.quarantine import unregistered
 from selfmodel.events import CANONICAL_FIELDS, json_path
 from selfmodel.settings import ConfigError, Settings, SourceSettings
-from selfmodel.sources import ADAPTERS
+from selfmodel.sources import ADAPTERS, remote
 from selfmodel.sources.base import (Adapter, FileRead, Label, file_identity, file_sha256,
                                    refuse_unreadable_compression)
+from selfmodel.sources.chat import ChatLayout, explode_conversations
 from selfmodel.sources.hints import file_hint, mostly_quarantined
+from selfmodel.sources.postgres import PostgresReader, Watermark, dsn_secrets, scrub_exactly
 from selfmodel.version import code_version
 from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, re2_literal, run, run_over_classified
 
@@ -181,6 +185,7 @@ class FileState:
     consumed_bytes: int
     resume_offset: int
     resume_line: int
+    etag: str | None = None
 
 
 def file_label(path: Path, base_dir: Path) -> str:
@@ -193,15 +198,17 @@ def file_label(path: Path, base_dir: Path) -> str:
 
 
 def plan_reads(adapter: Adapter, files: list[Path], manifest: dict[str, FileState], base_dir: Path,
-               ) -> tuple[list[FileRead], list[dict], list[FileRead]]:
+               labels: dict[Path, str] | None = None) -> tuple[list[FileRead], list[dict], list[FileRead]]:
     """Decide per file whether to read it and from where.
 
     Returns (reads, actions, touched): `touched` are files whose bytes did not change although
-    their mtime did; only their manifest entry is refreshed.
+    their mtime did; only their manifest entry is refreshed. `labels`: the name of each file in the
+    warehouse when it is not its path (a staged copy of an object is named by the object's URL).
     """
+    label_of = labels.__getitem__ if labels else (lambda path: file_label(path, base_dir))
     reads, actions, touched = [], [], []
     for path in files:
-        label = file_label(path, base_dir)
+        label = label_of(path)
         stat = path.stat()
         previous = manifest.get(label)
         action, start_offset, start_line = "new", 0, 0
@@ -235,7 +242,7 @@ def plan_reads(adapter: Adapter, files: list[Path], manifest: dict[str, FileStat
     if reads and getattr(adapter, "reads_as_group", False):
         # Files that only make sense together (a Stack Exchange dump) are re-read together;
         # events already stored come back as duplicates.
-        reads = [FileRead(path=path, label=file_label(path, base_dir)) for path in files]
+        reads = [FileRead(path=path, label=label_of(path)) for path in files]
         for entry in actions:
             if entry["action"] == "unchanged":
                 entry["action"] = "reread"
@@ -260,9 +267,10 @@ def _labels_table(labels: list[Label]) -> pa.Table:
     )
 
 
-def make_adapter(settings: Settings, source: SourceSettings) -> Adapter:
+def make_adapter(settings: Settings, source: SourceSettings, path: Path | None = None) -> Adapter:
+    """The source's file adapter, over its configured path (or `path`: a folder of staged objects)."""
     return ADAPTERS[source.format](
-        settings.resolve(source.path),
+        path or settings.resolve(source.path),
         source,
         chunk_records=settings.ingest.chunk_records,
         max_record_bytes=settings.ingest.max_record_bytes,
@@ -281,6 +289,8 @@ def refuse_overlapping_sources(settings: Settings, source_name: str | None = Non
     owners: dict[tuple[int, int], tuple[str, Path]] = {}
     overlaps: list[tuple[str, str, Path]] = []
     for source in settings.sources:
+        if source.format == "postgres" or remote.is_remote(source.path):
+            continue  # no local files to share
         try:
             files = make_adapter(settings, source).discover()
         except OSError:
@@ -317,7 +327,7 @@ class SourceIngestor:
         self.clock = clock
         self.progress = progress
         # Format chat hands normalize events its adapter wrote in canonical names (the mapping is the adapter's).
-        self.is_chat = source.format == "chat"
+        self.is_chat = source.rows_are_conversations
         self.plan = field_plan(source.model_copy(update={"mapping": {}, "defaults": {}}) if self.is_chat else source)
         # file label -> counts of this batch's records by outcome and by quarantine reason, for the hints
         self.file_outcomes: dict[str, FileOutcomes] = {}
@@ -386,27 +396,119 @@ class SourceIngestor:
         except Exception as exc:
             execute(con, "rollback")
             # The reason goes into ingest_batches and the report; the traceback only to debug logs.
-            log.warning("batch %s of source %s failed: %s", batch_id, self.source.name, exc)
-            log.debug("batch %s failed", batch_id, exc_info=True)
+            # Scrubbed of any credential the source reads (a DSN, a storage key) before it is logged or kept.
+            error = scrub_exactly(f"{type(exc).__name__}: {exc}", self._secrets())
+            log.warning("batch %s of source %s failed: %s", batch_id, self.source.name, error)
+            if not self._secrets():  # a traceback could quote what the scrubbed message leaves out
+                log.debug("batch %s failed", batch_id, exc_info=True)
             failed = BatchReport(source=self.source.name, batch_id=batch_id, status="failed",
-                                 error=f"{type(exc).__name__}: {exc}", files=report.files,
+                                 error=error, files=report.files,
                                  retryable=isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError))
             self._record_batch(failed, started, self.clock.now(), watermark)
             return failed
         return report
 
+    def _secrets(self) -> list[str]:
+        """The credentials this source reads from the environment, to scrub from any error."""
+        secrets = remote.storage_secrets()
+        postgres = self.source.postgres
+        if postgres is not None and postgres.dsn_env and os.environ.get(postgres.dsn_env):
+            secrets += dsn_secrets(os.environ[postgres.dsn_env])
+        return secrets
+
     def _run_in_transaction(self, report: BatchReport, watermark: datetime | None, started: datetime) -> None:
-        adapter = make_adapter(self.settings, self.source)
+        if self.source.format == "postgres":
+            self._read_postgres(report, watermark, started)
+        elif remote.is_remote(self.source.path):
+            staging_root = self.settings.warehouse_path.parent
+            staging_root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(prefix="staging-", dir=staging_root) as staging:
+                self._read_files(report, watermark, started, Path(staging))
+        else:
+            self._read_files(report, watermark, started)
+
+    def _stage_objects(self, adapter: Adapter, manifest: dict[str, FileState], staging: Path,
+                       ) -> tuple[list[Path], dict[Path, str], dict[str, str | None], list[dict]]:
+        """List the source's objects; copy to `staging` those whose ETag is not the manifest's.
+
+        Returns (staged files, their labels, each object's ETag by label, actions of objects left unread).
+        """
+        patterns = {"jsonl": ("*.jsonl", "*.ndjson", "*.json"), "csv": ("*.csv", "*.tsv"),
+                    "parquet": ("*.parquet", "*.pq"), "chat": ("*.jsonl", "*.ndjson", "*.json", "*.parquet", "*.pq"),
+                    }.get(self.source.format, ("*",))
         try:
-            files = adapter.discover()
+            objects = remote.list_objects(self.source.path, patterns)
         except OSError as exc:
             raise SourceUnavailable(str(exc)) from exc
-        if not files:
-            raise SourceUnavailable(f"no files found at {self.settings.resolve(self.source.path)}")
+        if not objects:
+            raise SourceUnavailable(f"no objects found at {self.source.path}")
+        files, labels, etags, unread = [], {}, {}, []
+        for index, obj in enumerate(objects):
+            previous = manifest.get(obj.url)
+            if (previous is not None and obj.etag is not None and previous.etag == obj.etag
+                    and not adapter.reads_as_group):
+                unread.append({"path": obj.url, "action": "unchanged"})
+                continue
+            local = staging / remote.staging_name(index, obj.url)
+            remote.download(obj.url, local)
+            files.append(local)
+            labels[local] = obj.url
+            etags[obj.url] = obj.etag
+        return files, labels, etags, unread
+
+    def _read_postgres(self, report: BatchReport, watermark: datetime | None, started: datetime) -> None:
+        """A postgres source's batch: rows from the cursor watermark (less the lookback) on; the watermark
+        moves, in this transaction, to the greatest cursor value read."""
+        settings = self.source.postgres
+        stored = run(self.con, "source_cursor", {"source": self.source.name})
+        cursor_before = None
+        if stored and stored[0][0] == settings.cursor:  # a watermark of another column says nothing here
+            cursor_before = Watermark(stored[0][1], stored[0][2])
+        reader = PostgresReader(settings, chunk_records=self.settings.ingest.chunk_records,
+                                max_record_bytes=self.settings.ingest.max_record_bytes)
+        labels: list[Label] = []
+        chunks = reader.read(cursor_before, labels)
+        if self.is_chat:
+            chunks = explode_conversations(chunks, ChatLayout.of(self.source), self.settings.ingest.chunk_records)
+        normalize_params = self._normalize_params(started)
+        # Rows have no fixed place in a table: a bad row read again is known by its reason and text wherever
+        # it comes (as in a file read again whole, classify_records.sql).
+        for chunk in chunks:
+            self._store_chunk(chunk, report, watermark, normalize_params, started, [reader.label])
+            if self.progress and chunk.num_rows:  # rows, not bytes: a table's size is not known ahead
+                self.progress(self.source.name, reader.rows_read, reader.rows_read)
+        cursor_after = reader.new_watermark
+        if cursor_before is not None and (cursor_after is None or cursor_after.value() < cursor_before.value()):
+            cursor_after = cursor_before  # never backwards (the rows past it may have been deleted)
+        report.files = [{"path": reader.label, "action": "read", "rows": reader.rows_read,
+                         "cursor_from": cursor_before.text if cursor_before else None,
+                         "cursor_to": cursor_after.text if cursor_after else None}]
+        if cursor_after is not None:
+            run(self.con, "upsert_source_cursor", {
+                "source": self.source.name, "cursor_column": settings.cursor, "value_type": cursor_after.value_type,
+                "watermark": cursor_after.text, "batch_id": report.batch_id, "updated_at": started})
+        if not report.balanced:  # a bug, never bad input: refuse to commit numbers that do not add up
+            raise AssertionError(f"batch {report.batch_id} does not balance: {report}")
+        self._record_batch(report, started, self.clock.now(), watermark)
+
+    def _read_files(self, report: BatchReport, watermark: datetime | None, started: datetime,
+                    staging: Path | None = None) -> None:
         base_dir = self.settings.base_dir
         manifest = _load_manifest(self.con, self.source.name)
-        reads, actions, touched = plan_reads(adapter, files, manifest, base_dir)
-        report.files = actions
+        labels_by_path, etags, unread = None, {}, []
+        if staging is None:
+            adapter = make_adapter(self.settings, self.source)
+            try:
+                files = adapter.discover()
+            except OSError as exc:
+                raise SourceUnavailable(str(exc)) from exc
+            if not files:
+                raise SourceUnavailable(f"no files found at {self.settings.resolve(self.source.path)}")
+        else:
+            adapter = make_adapter(self.settings, self.source, staging)
+            files, labels_by_path, etags, unread = self._stage_objects(adapter, manifest, staging)
+        reads, actions, touched = plan_reads(adapter, files, manifest, base_dir, labels_by_path)
+        report.files = unread + actions
         total_bytes = sum(read.path.stat().st_size - read.start_offset for read in reads)
         normalize_params = self._normalize_params(started)
         labels: list[Label] = []
@@ -433,7 +535,9 @@ class SourceIngestor:
                 # The size and mtime recorded are those of the bytes read, so a file that grew while
                 # being read is seen as grown next time.
                 "size": read.consumed_bytes if adapter.appendable else stat.st_size,
-                "mtime_ns": stat.st_mtime_ns if read.consumed_bytes == stat.st_size else 0,
+                # A staged object's mtime is that of its copy: its ETag tells whether it changed.
+                "mtime_ns": stat.st_mtime_ns if read.consumed_bytes == stat.st_size and staging is None else 0,
+                "etag": etags.get(read.label),
                 "sha256": read.sha256, "consumed_bytes": read.consumed_bytes,
                 "resume_offset": read.resume_offset, "resume_line": read.resume_line,
                 "batch_id": report.batch_id, "updated_at": started,

@@ -27,7 +27,7 @@ DEFAULT_CONFIG_NAME = "selfmodel.yaml"
 CONFIG_ENV_VAR = "SELFMODEL_CONFIG"
 OVERRIDE_ENV_PREFIX = "SELFMODEL__"
 
-SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2", "chat"]
+SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2", "chat", "postgres"]
 
 
 def _known_zone(value: str) -> str:
@@ -158,10 +158,43 @@ class ChatSettings(StrictModel):
     roles: dict[str, ChatRole] = Field(default_factory=dict)
 
 
+class PostgresSettings(StrictModel):
+    """Format postgres: where the rows are and how to read them on from where the last batch stopped (README
+    "Sources in PostgreSQL and object storage"). The connection string is never in the config: `dsn_env` names
+    the environment variable that holds it, or `dsn_secret_block` a Prefect Secret block."""
+
+    dsn_env: str | None = None
+    dsn_secret_block: str | None = None
+    # One of: a table or view (`schema.name` allowed), or a query whose rows are read.
+    table: str | None = None
+    query: str | None = None
+    # A column whose values only grow (an id, an updated-at time): each batch reads rows from the stored
+    # watermark minus `lookback` on; rows read again are duplicates by event id, never loaded twice.
+    cursor: str
+    # How far behind the watermark to read again, in the cursor's unit: seconds for a time, values for a number.
+    lookback: float = Field(default=0.0, ge=0)
+    # events: a row is one event (mapped as CSV columns are); chat: a row is a conversation (the `chat` settings).
+    rows: Literal["events", "chat"] = "events"
+    statement_timeout_seconds: float = Field(default=300.0, gt=0)
+    connect_timeout_seconds: int = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> "PostgresSettings":
+        if (self.dsn_env is None) == (self.dsn_secret_block is None):
+            raise ValueError("set exactly one of dsn_env (an environment variable) and dsn_secret_block (a Prefect "
+                             "Secret block) for the connection string; never the string itself")
+        if (self.table is None) == (self.query is None):
+            raise ValueError("set exactly one of table and query")
+        return self
+
+
 class SourceSettings(StrictModel):
     name: str
     format: SourceFormat
-    path: str
+    # A file, folder or glob; or an object storage URL (s3://, gs://, az://, https://). None for format postgres.
+    path: str | None = None
+    # Format postgres only.
+    postgres: PostgresSettings | None = None
     # canonical field -> source column. "$.a.b" is a JSON path into nested records.
     mapping: dict[str, MappedColumn] = Field(default_factory=dict)
     # canonical field -> constant used when the record has no value, e.g. {kind: message}.
@@ -207,9 +240,31 @@ class SourceSettings(StrictModel):
             raise ValueError("must be exactly one character")
         return value
 
+    @property
+    def rows_are_conversations(self) -> bool:
+        """Format chat, or a postgres table of conversations: one record becomes many events."""
+        return self.format == "chat" or (self.postgres is not None and self.postgres.rows == "chat")
+
+    @model_validator(mode="after")
+    def _path_or_postgres(self) -> "SourceSettings":
+        if self.format == "postgres":
+            if self.postgres is None or self.path is not None:
+                raise ValueError(f"source {self.name!r}: format postgres takes a `postgres` section, not a path")
+        elif self.postgres is not None or not self.path:
+            raise ValueError(f"source {self.name!r}: format {self.format} takes a path (no `postgres` section)")
+        else:
+            from selfmodel.sources.remote import credentials_in, is_remote
+
+            if is_remote(self.path) and credentials_in(self.path):
+                # Not quoted: the URL holds the secret.
+                raise ValueError(f"source {self.name!r}: the path URL carries a credential (a user, password or "
+                                 "query); give storage credentials through the environment or the storage "
+                                 "tool's config, never in selfmodel.yaml")
+        return self
+
     @model_validator(mode="after")
     def _chat_fields(self) -> "SourceSettings":
-        if self.format != "chat":
+        if not self.rows_are_conversations:
             if "chat" in self.model_fields_set:
                 raise ValueError(f"source {self.name!r}: `chat` settings are for format chat only")
             return self

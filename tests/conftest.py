@@ -99,3 +99,47 @@ def openai_server():
     server = OpenAIServer().start()
     yield server
     server.stop()
+
+
+def _must_not_skip() -> bool:
+    """In CI a real server that cannot start fails the tests that need it; elsewhere they skip."""
+    import os
+
+    return bool(os.environ.get("CI"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/postgres_server.py); each test makes its database."""
+    from tests.postgres_server import PostgresServer
+
+    try:
+        server = PostgresServer().start()
+    except (RuntimeError, OSError) as exc:
+        if _must_not_skip():
+            raise
+        pytest.skip(f"no PostgreSQL server: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _s3_server_session():
+    from tests.s3_server import S3Server
+
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_server(_s3_server_session, monkeypatch: pytest.MonkeyPatch):
+    """A local S3 server (moto, server mode) with no buckets; the AWS_* environment points s3fs at it."""
+    import s3fs
+
+    _s3_server_session.reset()
+    for name, value in _s3_server_session.environment().items():
+        monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()  # a cached client would keep another test's listing
+    yield _s3_server_session
+    s3fs.S3FileSystem.clear_instance_cache()

@@ -312,54 +312,65 @@ class ChatAdapter(Adapter):
         return expand_path(self.path, ("*.jsonl", "*.ndjson", "*.json", *(f"*{s}" for s in PARQUET_SUFFIXES)))
 
     def read(self, reads: list[FileRead], labels: list[Label]) -> Iterator[pa.Table]:
-        builder = RecordBatchBuilder(self.chunk_records)
-        sessions: set[str] = set()  # conversations in the chunk being built
         options = dict(chunk_records=self.chunk_records, max_record_bytes=self.max_record_bytes)
-        for read in reads:
-            inner = (ParquetAdapter if read.path.name.lower().endswith(PARQUET_SUFFIXES) else JsonlAdapter)(
-                read.path, self.options, **options)
-            for table in inner.read([read], labels):
-                for row in table.to_pylist():
-                    session, events = self._events_of(row)
-                    if session is None:
-                        builder.add(**row)
-                    else:
-                        # A conversation twice in one chunk would meet itself in classify_records before its
-                        # first copy is decided: the second waits for the next chunk.
-                        if session in sessions:
-                            yield builder.take()
-                            sessions.clear()
-                        sessions.add(session)
-                        for event in events:
-                            builder.add(**event)
-                    if builder.full:
-                        yield builder.take()
-                        sessions.clear()
-        if len(builder):
-            yield builder.take()
 
-    def _events_of(self, row: dict) -> tuple[str | None, list[dict]]:
-        """(conversation id, the rows of its events), or (None, []) when `row` stays one record to quarantine:
-        for its own pre_reason, or for the reason written into it here."""
-        if row["pre_reason"] is not None:
-            return None, []
-        text = row["doc"] if row["doc"] is not None else row["raw_text"]
-        record, reason, detail = record_problem(text, row["is_unterminated"])
-        if record is None:
-            row["pre_reason"], row["pre_detail"] = reason, detail
-            return None, []
-        try:
-            events = conversation_events(record, self.layout)
-        except ConversationProblem as problem:
-            row["pre_reason"], row["pre_detail"] = problem.reason, problem.detail
-            return None, []
-        rows = []
-        for part_no, event in enumerate(events):
-            offset = event.pop("occurred_at_offset_us", None)
-            rows.append({
-                "file": row["file"], "line_no": row["line_no"], "byte_offset": row["byte_offset"],
-                # The conversation's text once, on its first event: quarantined whole, it is what is kept.
-                "raw_text": row["raw_text"] if part_no == 0 else "",
-                "doc": json.dumps(event), "part_no": part_no, "occurred_at_offset_us": offset,
-            })
-        return events[0]["session_id"], rows
+        def records() -> Iterator[pa.Table]:
+            for read in reads:
+                inner = (ParquetAdapter if read.path.name.lower().endswith(PARQUET_SUFFIXES) else JsonlAdapter)(
+                    read.path, self.options, **options)
+                yield from inner.read([read], labels)
+
+        yield from explode_conversations(records(), self.layout, self.chunk_records)
+
+
+def explode_conversations(tables: Iterator[pa.Table], layout: ChatLayout, chunk_records: int) -> Iterator[pa.Table]:
+    """Record chunks whose records are conversations -> chunks of their events (records that cannot be
+    exploded pass on whole, to be quarantined). Used by format chat and by a postgres table of conversations."""
+    builder = RecordBatchBuilder(chunk_records)
+    sessions: set[str] = set()  # conversations in the chunk being built
+    for table in tables:
+        for row in table.to_pylist():
+            session, events = _events_of(row, layout)
+            if session is None:
+                builder.add(**row)
+            else:
+                # A conversation twice in one chunk would meet itself in classify_records before its
+                # first copy is decided: the second waits for the next chunk.
+                if session in sessions:
+                    yield builder.take()
+                    sessions.clear()
+                sessions.add(session)
+                for event in events:
+                    builder.add(**event)
+            if builder.full:
+                yield builder.take()
+                sessions.clear()
+    if len(builder):
+        yield builder.take()
+
+
+def _events_of(row: dict, layout: ChatLayout) -> tuple[str | None, list[dict]]:
+    """(conversation id, the rows of its events), or (None, []) when `row` stays one record to quarantine:
+    for its own pre_reason, or for the reason written into it here."""
+    if row["pre_reason"] is not None:
+        return None, []
+    text = row["doc"] if row["doc"] is not None else row["raw_text"]
+    record, reason, detail = record_problem(text, row["is_unterminated"])
+    if record is None:
+        row["pre_reason"], row["pre_detail"] = reason, detail
+        return None, []
+    try:
+        events = conversation_events(record, layout)
+    except ConversationProblem as problem:
+        row["pre_reason"], row["pre_detail"] = problem.reason, problem.detail
+        return None, []
+    rows = []
+    for part_no, event in enumerate(events):
+        offset = event.pop("occurred_at_offset_us", None)
+        rows.append({
+            "file": row["file"], "line_no": row["line_no"], "byte_offset": row["byte_offset"],
+            # The conversation's text once, on its first event: quarantined whole, it is what is kept.
+            "raw_text": row["raw_text"] if part_no == 0 else "",
+            "doc": json.dumps(event), "part_no": part_no, "occurred_at_offset_us": offset,
+        })
+    return events[0]["session_id"], rows

@@ -187,7 +187,7 @@ def test_the_example_config_documents_every_setting_at_its_path() -> None:
 
 def test_the_example_configs_commented_out_examples_are_valid(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, uncommented(EXAMPLE.read_text(encoding="utf-8"))), environ={})
-    assert [source.name for source in settings.sources] == ["qc", "convai2", "app", "chats"]
+    assert [source.name for source in settings.sources] == ["qc", "convai2", "app", "chats", "app_db", "app_bucket"]
     assert set(settings.alerts.owners) == {"predictive", "nightly"}
     assert settings.alerts.smtp is not None and settings.alerts.smtp.password_env
 
