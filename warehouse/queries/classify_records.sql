@@ -59,8 +59,8 @@ moved_quarantine as (
 ),
 
 repeated_ids as (
-    -- ids that more than one valid record of this chunk carries; only those need ordering (a sort of every
-    -- record by id cost more than the rest of this query)
+    -- ids that more than one valid record of this chunk carries; only those need ordering (sorting every
+    -- record by id was the costliest step of classifying a chunk)
     select event_id from normalized_records where reason is null group by event_id having count(*) > 1
 ),
 
