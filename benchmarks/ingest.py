@@ -13,7 +13,8 @@ own so peak RSS is that run's alone, it times:
   * ingest():         the domain function selfmodel.ingest.ingest(settings), imports excluded;
   * CLI:              `python -m selfmodel --config ... ingest --json`, wall clock incl. start-up;
 
-and prints rows/s, the ratio to DuckDB (goal >= 0.5) and peak RSS; `--rss-rows` repeats ingest() on
+and prints rows/s, the ratio to DuckDB (goal >= 0.5; the CLI's, the whole process as a user runs it, is
+the one the goal is about) and peak RSS; `--rss-rows` repeats ingest() on
 a smaller file to show memory stays bounded as input grows. Finally it checks that every record is
 accounted for (rows_read = loaded + duplicates + quarantined, the warehouse agrees with the report,
 and the counts match what the generator planted). Exit status 1 when a check fails.
@@ -345,9 +346,10 @@ def spawn(command: list[str], stderr_path: Path) -> tuple[bytes, float, os.struc
 
 
 def run_child(args: list[str], stderr_path: Path) -> dict:
-    """This script as a child (--child ...): it times itself, imports excluded."""
-    stdout, _, _ = spawn([sys.executable, str(Path(__file__).resolve()), "--child", *args], stderr_path)
-    return json.loads(stdout)
+    """This script as a child (--child ...): it times itself, imports excluded; `process_seconds` is its
+    wall clock from spawn to exit (Python start-up and imports included)."""
+    stdout, seconds, _ = spawn([sys.executable, str(Path(__file__).resolve()), "--child", *args], stderr_path)
+    return {**json.loads(stdout), "process_seconds": seconds}
 
 
 def run_cli(config: Path) -> dict:
@@ -363,7 +365,8 @@ def best_of(runs: list[dict]) -> dict:
     best = min(runs, key=lambda run: run["seconds"])
     # The checks compare the report with the warehouse on disk, which is the last run's.
     return {**best, "peak_rss_mb": max(run["peak_rss_mb"] for run in runs),
-            "all_seconds": [round(run["seconds"], 2) for run in runs], "reports": runs[-1].get("reports")}
+            "all_seconds": [round(run["seconds"], 2) for run in runs], "reports": runs[-1].get("reports"),
+            "all_process_seconds": [round(run.get("process_seconds", run["seconds"]), 2) for run in runs]}
 
 
 def write_config(folder: Path, data: Path, memory_limit: str | None) -> Path:
@@ -503,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{run['cpu_seconds']:>7.1f} {run['peak_rss_mb']:>7,.0f} MB")
 
     row("duckdb read_json -> table + CKPT", duck, rows, "1.00")
+    row("  the same, whole python process", {**duck, "seconds": duck["process_seconds"]}, rows,
+        f"{duck['seconds'] / duck['process_seconds']:.2f}")
     for name, label in (("ingest", "selfmodel ingest()"), ("cli", "selfmodel ingest --json (CLI)")):
         if name in results:
             row(label, results[name], rows, f"{rows / results[name]['seconds'] / duck_rate:.2f}")
@@ -514,11 +519,24 @@ def main(argv: list[str] | None = None) -> int:
         rounds = [duck_s / ingest_s for duck_s, ingest_s in
                   zip(results["duckdb"]["all_seconds"], results["ingest"]["all_seconds"])]
         print("ratio ingest()/duckdb per round: " + ", ".join(f"{ratio:.2f}" for ratio in rounds))
+        if "cli" in results:
+            rounds = [duck_s / cli_s for duck_s, cli_s in
+                      zip(results["duckdb"]["all_seconds"], results["cli"]["all_seconds"])]
+            print("ratio CLI/duckdb per round:      " + ", ".join(f"{ratio:.2f}" for ratio in rounds))
     print(f"(duckdb read_json kept {duck['rows']:,} of {rows:,} lines: with ignore_errors a bad line becomes an "
           f"all-NULL row, nothing says why and no raw text is kept)")
     ratio = rows / results["ingest"]["seconds"] / duck_rate
     print(f"ratio ingest()/duckdb = {ratio:.2f} (goal >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'}); "
           f"by CPU time {duck['cpu_seconds'] / results['ingest']['cpu_seconds']:.2f}")
+    if "cli" in results:
+        # The goal as a user meets it: the whole `selfmodel ingest` process (start-up, imports, the batch,
+        # exit) against DuckDB's read_json into a persistent table.
+        cli = results["cli"]
+        ratio = duck["seconds"] / cli["seconds"]
+        print(f"ratio CLI (whole process)/duckdb = {ratio:.2f} ({cli['seconds']:.2f} s vs {duck['seconds']:.2f} s; "
+              f"goal >= 0.5: {'met' if ratio >= 0.5 else 'NOT met'}); by CPU time "
+              f"{duck['cpu_seconds'] / cli['cpu_seconds']:.2f} (steadier on a shared machine); "
+              f"peak RSS CLI {cli['peak_rss_mb']:,.0f} MB, duckdb {duck['peak_rss_mb']:,.0f} MB")
     if small:
         growth = results["ingest"]["peak_rss_mb"] / small["peak_rss_mb"]
         print(f"peak RSS {args.rss_rows:,} -> {rows:,} rows: {small['peak_rss_mb']:,.0f} MB -> "

@@ -468,11 +468,52 @@ def record_text(**fields) -> str:
     (record_text() + ', "meta": {"user_id": "x", "kind": "y"}, "more": {"user_id": "z"}}', None),
     (record_text() + ', "meta": [{"k": 1}, {"k": 2}]}', None),
     (record_text(text="user_id") + ', "user_id_2": "user_id"}', None),
+    # a '{' inside a string and none: both ways the check takes find a key twice, and only then
+    (record_text(text="a {brace}") + ', "user_id": "someone else"}', "duplicate_key"),
+    (record_text(text="{") + ', "meta": {"k": 1, "k": 2}}', "duplicate_key"),
+    (record_text(text="{") + ', "meta": {"k": 1}, "k": 2}', None),
+    (' \t\r ' + record_text() + ', "user_id": "someone else"}', "duplicate_key"),
 ])
 def test_an_object_naming_a_key_twice_at_any_depth_is_quarantined(tmp_path: Path, make_settings, line: str,
                                                                   reason: str | None) -> None:
     # DuckDB reads the first of two keys, Python and most others the last: the record says two things.
     write_lines(tmp_path / "events.jsonl", [line.encode()])
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert query(settings, "select reason from quarantine") == ([(reason,)] if reason else [])
+    assert report.loaded == (0 if reason else 1)
+
+
+def test_text_fields_read_the_same_escaped_or_written_plainly(tmp_path: Path, make_settings) -> None:
+    # A string without escapes is read from json_extract's text, one with escapes is decoded: the same value.
+    text = 'caf\u00e9 "quoted" back\\slash \u65e5\u672c \U0001f642 tab\there'
+    plain = json.dumps({"event_id": "p1", "user_id": "zo\u00eb", "occurred_at": "2024-06-01T12:00:00Z",
+                        "kind": "message", "text": "caf\u00e9 \u65e5\u672c", "session_id": "s \u00e9"},
+                       ensure_ascii=False)
+    lines = [record("e1", text=text, user="zo\u00eb", session_id="s \u00e9", reply_to="r\"1"),  # escaped (ASCII)
+             plain.encode(), record("e2", text="", kind="feedback", rating=4)]
+    write_lines(tmp_path / "events.jsonl", lines)
+    settings = make_settings([jsonl_source()])
+
+    [report] = ingest(settings, clock=CLOCK)
+
+    assert counts(report) == (3, 3, 0, 0)
+    assert query(settings, "select event_id, user_id, text, session_id, reply_to, kind from events order by event_id") == [
+        ("e1", "zo\u00eb", text, "s \u00e9", 'r"1', "message"),
+        ("e2", "u1", "", None, None, "feedback"),
+        ("p1", "zo\u00eb", "caf\u00e9 \u65e5\u672c", "s \u00e9", None, "message")]
+
+
+@pytest.mark.parametrize("line, reason", [
+    (b' \t' + record("w1"), None),  # JSON's whitespace before the object
+    (b' [1, {"a": 1}]', "not_an_object"),
+    (b'"{not an object}"', "not_an_object"),
+])
+def test_an_object_is_told_from_other_json_whatever_whitespace_precedes_it(tmp_path: Path, make_settings,
+                                                                           line: bytes, reason: str | None) -> None:
+    write_lines(tmp_path / "events.jsonl", [line])
     settings = make_settings([jsonl_source()])
 
     [report] = ingest(settings, clock=CLOCK)

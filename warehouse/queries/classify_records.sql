@@ -58,12 +58,24 @@ moved_quarantine as (
     where source = $source and batch_id <> $batch_id and list_contains($reread_files, file)
 ),
 
+repeated_ids as (
+    -- ids that more than one valid record of this chunk carries; only those need ordering (sorting every
+    -- record by id was the costliest step of classifying a chunk)
+    select event_id from normalized_records where reason is null group by event_id having count(*) > 1
+),
+
 valid_records as (
+    select n.*, 1 as occurrence, n.content_hash as first_hash
+    from normalized_records as n
+    anti join repeated_ids as r using (event_id)
+    where n.reason is null
+    union all by name
     select
         n.*,
         row_number() over same_id as occurrence,
         first_value(n.content_hash) over same_id as first_hash
     from normalized_records as n
+    semi join repeated_ids as r using (event_id)
     where n.reason is null
     window same_id as (partition by n.event_id order by n.file, n.line_no)
 ),

@@ -29,7 +29,8 @@ parsed as (
 objects as (
     select
         *,
-        case when is_json then json_type(document) = 'OBJECT' else false end as is_object
+        -- valid JSON that starts (after JSON's whitespace) with '{' is an object: no second parse
+        case when is_json then ltrim(document, e' \t\n\r')[1] = '{' else false end as is_object
     from parsed
 ),
 
@@ -39,9 +40,14 @@ keyed as (
     -- first object that repeats a key (json_keys unescapes, so "a" and "\u0061" are the same key).
     -- Wrapped in a list, '$..*' reaches the record itself and every object in it in one parse; the key
     -- lists of scalars (empty) and of one-key objects are dropped before the costlier distinct count.
+    -- A record with no second '{' anywhere holds no object but itself, so its own key list (a cheaper
+    -- read) is the whole answer; a '{' inside a string only sends it the longer way.
     select
         *,
-        case when is_object then list_filter(
+        case when not is_object then null
+             when document not like '%{%{%' then list_filter(
+                 [json_keys(document)], lambda keys: list_unique(keys) < len(keys))[1]
+             else list_filter(
                  list_filter(json_keys('[' || document || ']', '$..*'), lambda keys: len(keys) > 1),
                  lambda keys: list_unique(keys) < len(keys))[1]
         end as keys_repeating
@@ -56,45 +62,47 @@ extracted as (
 ),
 
 field_values as (
-    -- 'null' in the record counts as absent, so a default applies
+    -- 'null' in the record counts as absent, so a default applies. json_extract writes a value minified, so
+    -- a string holding no backslash is its text between the quotes: no second parse for most fields.
     select
         *,
         coalesce(nullif(found[1], 'null'), ($defaults::json[])[1]) as v_event_id,
-        case when coalesce(found[1], 'null') = 'null' then ($default_texts::varchar[])[1] else json_extract_string(found[1], '$') end as s_event_id,
+        case when coalesce(found[1], 'null') = 'null' then ($default_texts::varchar[])[1] when left(found[1], 1) = '"' and not contains(found[1], '\') then substr(found[1], 2, length(found[1]) - 2) else json_extract_string(found[1], '$') end as s_event_id,
         coalesce(nullif(found[2], 'null'), ($defaults::json[])[2]) as v_user_id,
-        case when coalesce(found[2], 'null') = 'null' then ($default_texts::varchar[])[2] else json_extract_string(found[2], '$') end as s_user_id,
+        case when coalesce(found[2], 'null') = 'null' then ($default_texts::varchar[])[2] when left(found[2], 1) = '"' and not contains(found[2], '\') then substr(found[2], 2, length(found[2]) - 2) else json_extract_string(found[2], '$') end as s_user_id,
         coalesce(nullif(found[3], 'null'), ($defaults::json[])[3]) as v_occurred_at,
-        case when coalesce(found[3], 'null') = 'null' then ($default_texts::varchar[])[3] else json_extract_string(found[3], '$') end as s_occurred_at,
+        case when coalesce(found[3], 'null') = 'null' then ($default_texts::varchar[])[3] when left(found[3], 1) = '"' and not contains(found[3], '\') then substr(found[3], 2, length(found[3]) - 2) else json_extract_string(found[3], '$') end as s_occurred_at,
         coalesce(nullif(found[4], 'null'), ($defaults::json[])[4]) as v_kind,
-        case when coalesce(found[4], 'null') = 'null' then ($default_texts::varchar[])[4] else json_extract_string(found[4], '$') end as s_kind,
+        case when coalesce(found[4], 'null') = 'null' then ($default_texts::varchar[])[4] when left(found[4], 1) = '"' and not contains(found[4], '\') then substr(found[4], 2, length(found[4]) - 2) else json_extract_string(found[4], '$') end as s_kind,
         coalesce(nullif(found[5], 'null'), ($defaults::json[])[5]) as v_text,
-        case when coalesce(found[5], 'null') = 'null' then ($default_texts::varchar[])[5] else json_extract_string(found[5], '$') end as s_text,
+        case when coalesce(found[5], 'null') = 'null' then ($default_texts::varchar[])[5] when left(found[5], 1) = '"' and not contains(found[5], '\') then substr(found[5], 2, length(found[5]) - 2) else json_extract_string(found[5], '$') end as s_text,
         coalesce(nullif(found[6], 'null'), ($defaults::json[])[6]) as v_session_id,
-        case when coalesce(found[6], 'null') = 'null' then ($default_texts::varchar[])[6] else json_extract_string(found[6], '$') end as s_session_id,
+        case when coalesce(found[6], 'null') = 'null' then ($default_texts::varchar[])[6] when left(found[6], 1) = '"' and not contains(found[6], '\') then substr(found[6], 2, length(found[6]) - 2) else json_extract_string(found[6], '$') end as s_session_id,
         coalesce(nullif(found[7], 'null'), ($defaults::json[])[7]) as v_reply_to,
-        case when coalesce(found[7], 'null') = 'null' then ($default_texts::varchar[])[7] else json_extract_string(found[7], '$') end as s_reply_to,
+        case when coalesce(found[7], 'null') = 'null' then ($default_texts::varchar[])[7] when left(found[7], 1) = '"' and not contains(found[7], '\') then substr(found[7], 2, length(found[7]) - 2) else json_extract_string(found[7], '$') end as s_reply_to,
         coalesce(nullif(found[8], 'null'), ($defaults::json[])[8]) as v_rating,
-        case when coalesce(found[8], 'null') = 'null' then ($default_texts::varchar[])[8] else json_extract_string(found[8], '$') end as s_rating,
+        case when coalesce(found[8], 'null') = 'null' then ($default_texts::varchar[])[8] when left(found[8], 1) = '"' and not contains(found[8], '\') then substr(found[8], 2, length(found[8]) - 2) else json_extract_string(found[8], '$') end as s_rating,
         coalesce(nullif(found[9], 'null'), ($defaults::json[])[9]) as v_tags,
-        case when coalesce(found[9], 'null') = 'null' then ($default_texts::varchar[])[9] else json_extract_string(found[9], '$') end as s_tags,
+        case when coalesce(found[9], 'null') = 'null' then ($default_texts::varchar[])[9] when left(found[9], 1) = '"' and not contains(found[9], '\') then substr(found[9], 2, length(found[9]) - 2) else json_extract_string(found[9], '$') end as s_tags,
         coalesce(nullif(found[10], 'null'), ($defaults::json[])[10]) as v_attributes,
-        case when coalesce(found[10], 'null') = 'null' then ($default_texts::varchar[])[10] else json_extract_string(found[10], '$') end as s_attributes
+        case when coalesce(found[10], 'null') = 'null' then ($default_texts::varchar[])[10] when left(found[10], 1) = '"' and not contains(found[10], '\') then substr(found[10], 2, length(found[10]) - 2) else json_extract_string(found[10], '$') end as s_attributes
     from extracted
 ),
 
 field_types as (
+    -- a value's JSON type from its first character where that decides it (a string, an object, a list)
     select
         *,
-        json_type(v_event_id) as t_event_id,
-        json_type(v_user_id) as t_user_id,
-        json_type(v_occurred_at) as t_occurred_at,
-        json_type(v_kind) as t_kind,
-        json_type(v_text) as t_text,
-        json_type(v_session_id) as t_session_id,
-        json_type(v_reply_to) as t_reply_to,
-        json_type(v_rating) as t_rating,
-        json_type(v_tags) as t_tags,
-        json_type(v_attributes) as t_attributes
+        case left(v_event_id, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_event_id) end as t_event_id,
+        case left(v_user_id, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_user_id) end as t_user_id,
+        case left(v_occurred_at, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_occurred_at) end as t_occurred_at,
+        case left(v_kind, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_kind) end as t_kind,
+        case left(v_text, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_text) end as t_text,
+        case left(v_session_id, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_session_id) end as t_session_id,
+        case left(v_reply_to, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_reply_to) end as t_reply_to,
+        case left(v_rating, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_rating) end as t_rating,
+        case left(v_tags, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_tags) end as t_tags,
+        case left(v_attributes, 1) when '"' then 'VARCHAR' when '{' then 'OBJECT' when '[' then 'ARRAY' else json_type(v_attributes) end as t_attributes
     from field_values
 ),
 

@@ -99,6 +99,23 @@ def test_invalid_utf8_line_is_marked_with_its_exact_bytes(tmp_path: Path) -> Non
     assert text == '{"text":"caf\\xe9"}'  # readable, with the bad byte shown as \xNN
 
 
+def test_every_undecodable_line_of_a_block_is_found_and_only_those(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Lines are checked a few at a time: bad lines first and last in such a window, two in a row, a sequence
+    # cut by the line's end, an encoded surrogate, and good lines with multi-byte characters around them.
+    monkeypatch.setattr(lines_module, "VALIDATE_LINES", 4)
+    bad_lines = {0: b"\xff", 3: b"caf\xe9", 4: b"\xc3", 5: b"\xed\xa0\x80", 11: b"\x80tail", 12: b"\xe2\x82"}
+    lines = [bad_lines.get(index, f"ok {index} caf\u00e9 \u65e5 \U0001f642".encode()) for index in range(13)]
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+
+    rows, _, _ = read_all(path)
+
+    assert [row[4][0] if row[4] else None for row in rows] == [
+        "invalid_utf8" if index in bad_lines else None for index in range(13)]
+    assert {index: rows[index][3] for index in bad_lines} == bad_lines
+
+
 def test_nul_byte_line_is_marked_with_its_exact_bytes(tmp_path: Path) -> None:
     bad = b'{"t":"a\x00b"}'
     path = tmp_path / "f.jsonl"
