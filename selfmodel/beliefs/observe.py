@@ -154,7 +154,98 @@ def evidence_unit(row: dict, finding: Finding) -> str:
 
 def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
                          ) -> dict[str, list]:
-    """Run the extractors over one page of queued events; the observations as columns."""
+    """Run the extractors over one page of queued events; the observations as columns.
+
+    The same observations, row for row, as calling each extractor on each event (tests/selfmodel/beliefs/
+    test_columnar_extraction.py checks it), but with less work: an extractor marked `content_only` (its
+    findings on an event without a target depend on the event's content, never on its ids or time) runs
+    once per distinct content of the page ("ok thanks" said by a thousand users is read once), and one with
+    `findings_of_many` reads all those contents in one call (language: the model for the whole page at once).
+    Feedback with a target (or queued again for one), and extractors without the mark, run event by event."""
+    columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
+    if not rows:
+        return columns
+    page = dict(zip(names, zip(*rows)))
+    # Events without a target, by content: everything an EventView holds but its ids.
+    content_of: dict[tuple, int] = {}
+    contents: list[EventView] = []
+    content_index: list[int] = []  # per row; -1: read event by event (it has a target, or is queued for one)
+    for i, (target_user, target_arrived) in enumerate(zip(page["target_user_id"], page["target_arrived"])):
+        if target_user is not None or target_arrived:
+            content_index.append(-1)
+            continue
+        key = (page["kind"][i], page["text"][i], tuple(page["tags"][i] or ()), page["rating"][i],
+               page["post_type"][i], page["vote_type"][i])
+        index = content_of.get(key)
+        if index is None:
+            index = content_of[key] = len(contents)
+            contents.append(event_view(dict(zip(names, rows[i]))))
+        content_index.append(index)
+    by_content: dict[str, list[list[Finding]]] = {}
+    one_by_one = [x for x in extractors if getattr(x, "content_only", False) and not hasattr(x, "findings_of_many")]
+    for extractor in one_by_one:
+        by_content[extractor.name] = []
+    # Content by content, so that each text is cleaned and split once (text.py caches the last few).
+    for event in contents:
+        for extractor in one_by_one:
+            by_content[extractor.name].append(extractor(event))
+    for extractor in extractors:
+        if getattr(extractor, "content_only", False) and hasattr(extractor, "findings_of_many"):
+            by_content[extractor.name] = extractor.findings_of_many(contents)
+
+    # What each content's findings add to every row of that content, prepared once.
+    prepared: dict[str, list[list[tuple]]] = {
+        name: [[(finding, finding.key, finding.value, finding.weight * weights[name],
+                 f"{name}:{finding.kind or contents[index].kind}") for finding in findings]
+               for index, findings in enumerate(found)]
+        for name, found in by_content.items()}
+    (user_ids, keys, values_, weights_, observed_at, event_ids, sources, extractor_names, versions, batch_ids,
+     evidence_kinds, evidence_units) = (columns[name] for name in OBSERVATION_COLUMNS)
+    for i, values in enumerate(rows):
+        index = content_index[i]
+        event = row = None
+        user_id, kind = page["user_id"][i], page["kind"][i]
+        unit_of = {"event_id": page["event_id"][i], "session_id": page["session_id"][i],
+                   "reply_to": page["reply_to"][i]}
+        added = 0
+        for extractor in extractors:
+            name = extractor.name
+            if index >= 0 and name in prepared:
+                items = prepared[name][index]
+            else:
+                if event is None:
+                    row = dict(zip(names, values))
+                    event = event_view(row)
+                findings = extractor(event)
+                if row.get("target_arrived"):
+                    # Extracted once already, without its target: keep only what the target adds.
+                    findings = findings_the_target_adds(findings, extractor(replace(event, target=None)))
+                items = [(finding, finding.key, finding.value, finding.weight * weights[name],
+                          f"{name}:{finding.kind or kind}") for finding in findings]
+            if not items:
+                continue
+            for finding, key, value, weight, evidence_kind in items:
+                user_ids.append(finding.user_id or user_id)
+                keys.append(key)
+                values_.append(value)
+                weights_.append(weight)
+                evidence_kinds.append(evidence_kind)
+                evidence_units.append(evidence_unit(unit_of, finding))
+            extractor_names.extend([name] * len(items))
+            versions.extend([extractor.version] * len(items))
+            added += len(items)
+        if added:
+            observed_at.extend([page["occurred_at"][i]] * added)
+            event_ids.extend([unit_of["event_id"]] * added)
+            sources.extend([page["source"][i]] * added)
+            batch_ids.extend([page["batch_id"][i]] * added)
+    return columns
+
+
+def observations_of_page_event_by_event(extractors: list, weights: dict[str, float], names: list[str],
+                                        rows: list[tuple]) -> dict[str, list]:
+    """observations_of_page the plain way, each extractor called on each event: what it must equal, row for
+    row (the equivalence tests and benchmarks/profile_extraction.py compare them)."""
     columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
     for values in rows:
         row = dict(zip(names, values))
@@ -162,7 +253,6 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
         for extractor in extractors:
             findings = extractor(event)
             if row.get("target_arrived"):
-                # Extracted once already, without its target: keep only what the target adds.
                 findings = findings_the_target_adds(findings, extractor(replace(event, target=None)))
             for finding in findings:
                 columns["user_id"].append(finding.user_id or event.user_id)
