@@ -33,6 +33,9 @@ FETCH_ROWS = 20_000
 # Below this many queued events per worker, starting processes costs more than it saves.
 PARALLEL_MIN_EVENTS = 50_000
 INSERT_ROWS = 200_000
+# Contents whose findings a run of extraction remembers across pages (observations_of_page's `seen`): a few
+# pages' worth, bounded so that a long refresh does not hold every text it read.
+SEEN_CONTENTS = 100_000
 OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
                        "extractor_version", "batch_id", "evidence_kind", "evidence_unit")
 
@@ -152,8 +155,8 @@ def evidence_unit(row: dict, finding: Finding) -> str:
     return f"event|{row['event_id']}"
 
 
-def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
-                         ) -> dict[str, list]:
+def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple],
+                         seen: dict[tuple, dict[str, list[Finding]]] | None = None) -> dict[str, list]:
     """Run the extractors over one page of queued events; the observations as columns.
 
     The same observations, row for row, as calling each extractor on each event (tests/selfmodel/beliefs/
@@ -161,7 +164,9 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
     findings on an event without a target depend on the event's content, never on its ids or time) runs
     once per distinct content of the page ("ok thanks" said by a thousand users is read once), and one with
     `findings_of_many` reads all those contents in one call (language: the model for the whole page at once).
-    Feedback with a target (or queued again for one), and extractors without the mark, run event by event."""
+    Feedback with a target (or queued again for one), and extractors without the mark, run event by event.
+    `seen` carries the content_only findings of earlier pages to later ones (pass one dict per run and set of
+    extractors; it is emptied when it reaches SEEN_CONTENTS)."""
     columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
     if not rows:
         return columns
@@ -170,6 +175,7 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
     content_of: dict[tuple, int] = {}
     contents: list[EventView] = []
     content_index: list[int] = []  # per row; -1: read event by event (it has a target, or is queued for one)
+    keys: list[tuple] = []  # per content
     for i, (target_user, target_arrived) in enumerate(zip(page["target_user_id"], page["target_arrived"])):
         if target_user is not None or target_arrived:
             content_index.append(-1)
@@ -179,19 +185,28 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
         index = content_of.get(key)
         if index is None:
             index = content_of[key] = len(contents)
+            keys.append(key)
             contents.append(event_view(dict(zip(names, rows[i]))))
         content_index.append(index)
+    seen = {} if seen is None else seen
+    if len(seen) + len(contents) > SEEN_CONTENTS:
+        seen.clear()
+    new = [index for index, key in enumerate(content_of) if key not in seen]
+    new_contents = [contents[index] for index in new]
     by_content: dict[str, list[list[Finding]]] = {}
     one_by_one = [x for x in extractors if getattr(x, "content_only", False) and not hasattr(x, "findings_of_many")]
     for extractor in one_by_one:
         by_content[extractor.name] = []
     # Content by content, so that each text is cleaned and split once (text.py caches the last few).
-    for event in contents:
+    for event in new_contents:
         for extractor in one_by_one:
             by_content[extractor.name].append(extractor(event))
     for extractor in extractors:
         if getattr(extractor, "content_only", False) and hasattr(extractor, "findings_of_many"):
-            by_content[extractor.name] = extractor.findings_of_many(contents)
+            by_content[extractor.name] = extractor.findings_of_many(new_contents)
+    for position, index in enumerate(new):
+        seen[keys[index]] = {name: found[position] for name, found in by_content.items()}
+    by_content = {name: [seen[key][name] for key in keys] for name in by_content}
 
     # What each content's findings add to every row of that content, prepared once.
     prepared: dict[str, list[list[tuple]]] = {
@@ -275,12 +290,13 @@ _worker_state: dict = {}
 
 def _start_worker(settings: Settings) -> None:
     extractors = enabled_extractors(settings)
-    _worker_state.update(extractors=extractors,
+    _worker_state.update(extractors=extractors, seen={},
                          weights={x.name: settings.beliefs.extractor(x.name).weight for x in extractors})
 
 
 def _extract_in_worker(names: list[str], rows: list[tuple]) -> dict[str, list]:
-    return observations_of_page(_worker_state["extractors"], _worker_state["weights"], names, rows)
+    return observations_of_page(_worker_state["extractors"], _worker_state["weights"], names, rows,
+                                _worker_state["seen"])
 
 
 def _pages(con: duckdb.DuckDBPyConnection, queued: int) -> Iterator[tuple[list[str], list[tuple]]]:
@@ -325,8 +341,9 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
             while pending:
                 writer.add_columns(pending.popleft().result(), per_batch)
     else:
+        seen: dict = {}
         for names, rows in _pages(con, queued):
-            writer.add_columns(observations_of_page(extractors, weights, names, rows), per_batch)
+            writer.add_columns(observations_of_page(extractors, weights, names, rows, seen), per_batch)
     execute(con, "drop table extract_queue")
     writer.flush()
     report.observations = writer.written
@@ -392,10 +409,11 @@ def extract_shard(settings: Settings, events_file: str, observations_file: str) 
     source = pq.ParquetFile(events_file)
     writer = None
     written = 0
+    seen: dict = {}
     for batch in source.iter_batches(batch_size=FETCH_ROWS):
         names = batch.schema.names
         rows = list(zip(*(column.to_pylist() for column in batch.columns)))
-        columns = observations_of_page(extractors, weights, names, rows)
+        columns = observations_of_page(extractors, weights, names, rows, seen)
         table = observation_table(columns)
         writer = writer or pq.ParquetWriter(observations_file, table.schema)
         writer.write_table(table)

@@ -40,9 +40,16 @@ class LikedIt:
         return [Finding("liked", "yes", 1.0)] if event.kind == "feedback" and event.rating else []
 
 
-def assert_same_observations(names: list[str], rows: list[tuple], extractors=EXTRACTORS, weights=WEIGHTS) -> int:
+def assert_same_observations(names: list[str], rows: list[tuple], extractors=EXTRACTORS, weights=WEIGHTS,
+                             page_rows: int = 2000) -> int:
+    """Page by page, as refresh reads them, with what earlier pages found carried over (`seen`)."""
     expected = observations_of_page_event_by_event(extractors, weights, names, rows)
-    got = observations_of_page(extractors, weights, names, rows)
+    got: dict[str, list] = {column: [] for column in expected}
+    seen: dict = {}
+    for first in range(0, len(rows), page_rows):
+        page = observations_of_page(extractors, weights, names, rows[first:first + page_rows], seen)
+        for column in got:
+            got[column] += page[column]
     assert got.keys() == expected.keys()
     for column in expected:
         assert len(got[column]) == len(expected[column]), column
@@ -85,7 +92,9 @@ def test_repeated_content_feedback_and_custom_extractors_match_event_by_event() 
         row(event_id="f3", user_id="ann", kind="feedback", rating=1.0, reply_to="gone", target_arrived=True),
     ]
     extractors = [*EXTRACTORS, WhoSaidIt(), LikedIt()]
-    observations = assert_same_observations(NAMES, rows, extractors, {**WEIGHTS, "who": 0.5, "liked": 2.0})
+    weights = {**WEIGHTS, "who": 0.5, "liked": 2.0}
+    observations = assert_same_observations(NAMES, rows, extractors, weights)
+    assert assert_same_observations(NAMES, rows, extractors, weights, page_rows=3) == observations
     assert observations > 20
     assert assert_same_observations(NAMES, []) == 0
 
