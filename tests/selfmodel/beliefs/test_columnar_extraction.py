@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors
 from selfmodel.beliefs.extractors.base import EventView, Finding
 from selfmodel.beliefs.extractors.language import detect, detect_many
-from selfmodel.beliefs.observe import observations_of_page, observations_of_page_event_by_event
+from selfmodel.beliefs.observe import (observation_table, observations_of_page, observations_of_page_event_by_event,
+                                       observations_of_table)
 from selfmodel.clock import FixedClock
 from selfmodel.ingest import ingest
 from tests.selfmodel.beliefs.test_observe import NAMES, row
@@ -57,7 +59,20 @@ def assert_same_observations(names: list[str], rows: list[tuple], extractors=EXT
         assert not mismatches, f"{column}: {mismatches[:5]}"
     # Bit for bit, not merely equal: a language probability one ulp off would change a belief.
     assert [w.hex() for w in got["weight"]] == [w.hex() for w in expected["weight"]]
+    # The same page read as Arrow (refresh reads it so) gives the same table as the lists.
+    seen = {}
+    as_arrow = pa.concat_tables([
+        observations_of_table(extractors, weights, page_table(names, rows[first:first + page_rows]), seen)
+        for first in range(0, max(len(rows), 1), page_rows)])
+    assert as_arrow.equals(observation_table(got))
     return len(expected["key"])
+
+
+def page_table(names: list[str], rows: list[tuple]) -> pa.Table:
+    types = {"tags": pa.list_(pa.string()), "target_tags": pa.list_(pa.string()), "rating": pa.float64(),
+             "occurred_at": pa.timestamp("us", tz="UTC"), "target_arrived": pa.bool_()}
+    return pa.table({name: pa.array([row[i] for row in rows], types.get(name, pa.string()))
+                     for i, name in enumerate(names)})
 
 
 def queued_events(settings) -> tuple[list[str], list[tuple]]:
