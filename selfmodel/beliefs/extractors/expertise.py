@@ -73,7 +73,7 @@ def self_declared(text: str | None) -> tuple[str, float] | None:
 
 class ExpertiseExtractor:
     name, version = NAME, VERSION
-    content_only = True  # see observe.observations_of_page: reads no ids, no time
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         findings: list[Finding] = []

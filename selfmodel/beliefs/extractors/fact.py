@@ -125,7 +125,7 @@ def normalise_fact(clause: str) -> str | None:
 
 class FactExtractor:
     name, version = NAME, VERSION
-    content_only = True  # see observe.observations_of_page: reads no ids, no time
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         if not is_authored_message(event):

@@ -182,7 +182,7 @@ def _classify_many(texts: list[str]) -> list[tuple[str, float]]:
 
 class LanguageExtractor:
     name, version = NAME, VERSION
-    content_only = True  # see observe.observations_of_page: reads no ids, no time
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         if not is_authored_message(event):

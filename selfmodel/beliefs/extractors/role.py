@@ -31,7 +31,7 @@ NOT_HELD = re.compile(r"\b(?:former|ex|future|aspiring|wannabe|would-be|prospect
 
 class RoleExtractor:
     name, version = NAME, VERSION
-    content_only = True  # see observe.observations_of_page: reads no ids, no time
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __init__(self, lexicon: dict[str, list[str]]) -> None:
         self.looked_up: dict[str, str | None] = {}

@@ -17,7 +17,7 @@ def normalised_tags(tags: tuple[str, ...]) -> list[str]:
 
 class TopicExtractor:
     name, version = NAME, VERSION
-    content_only = True  # see observe.observations_of_page: reads no ids, no time
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __init__(self, taxonomy: dict[str, list[str]]) -> None:
         # One alternation per topic, on whole words, so "art" does not fire inside "start"; lookarounds
