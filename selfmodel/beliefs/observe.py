@@ -7,12 +7,14 @@ observations it has already counted from new ones.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import multiprocessing
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
@@ -33,6 +35,9 @@ FETCH_ROWS = 20_000
 # Below this many queued events per worker, starting processes costs more than it saves.
 PARALLEL_MIN_EVENTS = 50_000
 INSERT_ROWS = 200_000
+# Contents whose findings a run of extraction remembers across pages (observations_of_page's `seen`): a few
+# pages' worth, bounded so that a long refresh does not hold every text it read.
+SEEN_CONTENTS = 100_000
 OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
                        "extractor_version", "batch_id", "evidence_kind", "evidence_unit")
 
@@ -115,6 +120,15 @@ class ObservationWriter:
         if self.buffered >= INSERT_ROWS:
             self.flush()
 
+    def add_table(self, table: pa.Table, per_batch: Counter) -> None:
+        """Observations as observations_of_table gives them."""
+        self.tables.append(table)
+        per_batch.update({count["values"]: count["counts"] for count in
+                          table.column("batch_id").value_counts().to_pylist()})
+        self.buffered += table.num_rows
+        if self.buffered >= INSERT_ROWS:
+            self.flush()
+
     def flush(self) -> None:
         if not self.buffered:
             return
@@ -157,9 +171,193 @@ def evidence_unit(row: dict, finding: Finding) -> str:
     return f"event|{row['event_id']}"
 
 
-def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple]
-                         ) -> dict[str, list]:
-    """Run the extractors over one page of queued events; the observations as columns."""
+# Observation columns that are the event's own, the same for every observation of an event: taken from the page
+# by row number (as Arrow, for a page read as Arrow) rather than copied observation by observation.
+EVENT_COLUMNS = ("observed_at", "event_id", "source", "batch_id")
+
+
+def observations_of_page(extractors: list, weights: dict[str, float], names: list[str], rows: list[tuple],
+                         seen: dict[tuple, dict[str, list[Finding]]] | None = None) -> dict[str, list]:
+    """Run the extractors over one page of queued events; the observations as columns (observations_of_table
+    for a page read as Arrow)."""
+    page = dict(zip(names, map(list, zip(*rows)))) if rows else {name: [] for name in names}
+    columns, event_rows = _observations(extractors, weights, page, len(rows), seen)
+    for name, source in (("observed_at", "occurred_at"), ("event_id", "event_id"), ("source", "source"),
+                         ("batch_id", "batch_id")):
+        values = page[source]
+        columns[name] = [values[i] for i in event_rows]
+    return columns
+
+
+def observations_of_table(extractors: list, weights: dict[str, float], page: pa.Table,
+                          seen: dict[tuple, dict[str, list[Finding]]] | None = None) -> pa.Table:
+    """observations_of_page of a page read as Arrow, as an Arrow table (observation_table's columns). The
+    columns each event gives all its observations (time, ids) are taken from the page, never made Python."""
+    read = {name: page.column(name).to_pylist() for name in page.column_names
+            if name not in ("occurred_at", "source", "batch_id")}
+    columns, event_rows = _observations(extractors, weights, read, page.num_rows, seen)
+    taken = pa.array(event_rows, pa.int64())
+    from_page = {"observed_at": page.column("occurred_at").take(taken).cast(pa.timestamp("us", tz="UTC")),
+                 "source": page.column("source").take(taken).cast(pa.string()),
+                 "batch_id": page.column("batch_id").take(taken).cast(pa.string()),
+                 "event_id": pa.array([read["event_id"][i] for i in event_rows], pa.string())}
+    # observation_table's columns, in its order.
+    return pa.table({
+        **{name: from_page[name] if name in from_page else pa.array(columns[name], pa.string())
+           for name in OBSERVATION_COLUMNS if name not in ("weight", "observed_at")},
+        "weight": pa.array(columns["weight"], pa.float64()),
+        "observed_at": from_page["observed_at"],
+    })
+
+
+@contextmanager
+def _no_cycle_collection() -> Iterator[None]:
+    """Python's cycle collector paused: a page makes hundreds of thousands of objects (findings, tuples, strings)
+    that hold no cycles, and collecting would walk every live one again and again (a quarter of the time)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _observations(extractors: list, weights: dict[str, float], page: dict[str, list], count: int,
+                  seen: dict[tuple, dict[str, list[Finding]]] | None) -> tuple[dict[str, list], list[int]]:
+    with _no_cycle_collection():
+        return _observations_of_columns(extractors, weights, page, count, seen)
+
+
+def _observations_of_columns(extractors: list, weights: dict[str, float], page: dict[str, list], count: int,
+                             seen: dict[tuple, dict[str, list[Finding]]] | None) -> tuple[dict[str, list], list[int]]:
+    """The observations of a page given as column lists, without EVENT_COLUMNS; and the page row of each.
+
+    The same observations, row for row, as calling each extractor on each event (tests/selfmodel/beliefs/
+    test_columnar_extraction.py checks it), but with less work: an extractor marked `content_only` (its
+    findings on an event without a target depend on the event's content, never on its ids or time) runs
+    once per distinct content of the page ("ok thanks" said by a thousand users is read once), and one with
+    `findings_of_many` reads all those contents in one call (language: the model for the whole page at once).
+    Feedback with a target (or queued again for one), and extractors without the mark, run event by event.
+    `seen` carries the content_only findings of earlier pages to later ones (pass one dict per run and set of
+    extractors; it is emptied when it reaches SEEN_CONTENTS)."""
+    columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS if name not in EVENT_COLUMNS}
+    event_rows: list[int] = []
+    if not count:
+        return columns, event_rows
+    names = list(page)
+    # Events without a target, by content: everything an EventView holds but its ids.
+    content_of: dict[tuple, int] = {}
+    first_rows: list[int] = []  # per content, the first row that has it
+    content_index: list[int] = []  # per row; -1: read event by event (it has a target, or is queued for one)
+    for i, (target_user, target_arrived) in enumerate(zip(page["target_user_id"], page["target_arrived"])):
+        if target_user is not None or target_arrived:
+            content_index.append(-1)
+            continue
+        key = (page["kind"][i], page["text"][i], tuple(page["tags"][i] or ()), page["rating"][i],
+               page["post_type"][i], page["vote_type"][i])
+        index = content_of.get(key)
+        if index is None:
+            index = content_of[key] = len(first_rows)
+            first_rows.append(i)
+        content_index.append(index)
+    content_keys = list(content_of)
+    seen = {} if seen is None else seen
+    if len(seen) + len(content_keys) > SEEN_CONTENTS:
+        seen.clear()
+    new = [index for index, key in enumerate(content_keys) if key not in seen]
+    new_contents = [event_view({name: page[name][first_rows[index]] for name in names}) for index in new]
+    by_content: dict[str, list[list[Finding]]] = {}
+    one_by_one = [x for x in extractors if getattr(x, "content_only", False) and not hasattr(x, "findings_of_many")]
+    for extractor in one_by_one:
+        by_content[extractor.name] = []
+    # Content by content, so that each text is cleaned and split once (text.py caches the last few).
+    for event in new_contents:
+        for extractor in one_by_one:
+            by_content[extractor.name].append(extractor(event))
+    for extractor in extractors:
+        if getattr(extractor, "content_only", False) and hasattr(extractor, "findings_of_many"):
+            by_content[extractor.name] = extractor.findings_of_many(new_contents)
+    for position, index in enumerate(new):
+        seen[content_keys[index]] = {name: found[position] for name, found in by_content.items()}
+    by_content = {name: [seen[key][name] for key in content_keys] for name in by_content}
+
+    # What each content's findings add to every row of that content, prepared once: per extractor, and when
+    # every extractor is content_only and no finding names another user, as one block of columns per content.
+    prepared: dict[str, list[list[tuple]]] = {
+        name: [[(finding, finding.key, finding.value, finding.weight * weights[name],
+                 f"{name}:{finding.kind or content_keys[index][0]}") for finding in findings]
+               for index, findings in enumerate(found)]
+        for name, found in by_content.items()}
+    blocks: list[tuple | None] = [None] * len(content_keys)
+    if len(prepared) == len(extractors):
+        for index in range(len(content_keys)):
+            items = [(item, extractor) for extractor in extractors for item in prepared[extractor.name][index]]
+            if all(item[0].user_id is None for item, _ in items):
+                blocks[index] = (len(items), [item[1] for item, _ in items], [item[2] for item, _ in items],
+                                 [item[3] for item, _ in items], [item[4] for item, _ in items],
+                                 [x.name for _, x in items], [x.version for _, x in items])
+    about_the_author = Finding("", "", 0.0)  # evidence_unit of a finding about the event's own user
+    (user_ids, keys, values_, weights_, extractor_names, versions, evidence_kinds, evidence_units) = (
+        columns[name] for name in OBSERVATION_COLUMNS if name not in EVENT_COLUMNS)
+    for i in range(count):
+        index = content_index[i]
+        block = blocks[index] if index >= 0 else None
+        if block is not None:
+            added = block[0]
+            if added:
+                unit = evidence_unit({"event_id": page["event_id"][i], "session_id": page["session_id"][i]},
+                                     about_the_author)
+                user_ids.extend([page["user_id"][i]] * added)
+                keys.extend(block[1])
+                values_.extend(block[2])
+                weights_.extend(block[3])
+                evidence_kinds.extend(block[4])
+                extractor_names.extend(block[5])
+                versions.extend(block[6])
+                evidence_units.extend([unit] * added)
+                event_rows.extend([i] * added)
+            continue
+        event = row = None
+        user_id, kind = page["user_id"][i], page["kind"][i]
+        unit_of = {"event_id": page["event_id"][i], "session_id": page["session_id"][i],
+                   "reply_to": page["reply_to"][i]}
+        added = 0
+        for extractor in extractors:
+            name = extractor.name
+            if index >= 0 and name in prepared:
+                items = prepared[name][index]
+            else:
+                if event is None:
+                    row = {name: page[name][i] for name in names}
+                    event = event_view(row)
+                findings = extractor(event)
+                if row.get("target_arrived"):
+                    # Extracted once already, without its target: keep only what the target adds.
+                    findings = findings_the_target_adds(findings, extractor(replace(event, target=None)))
+                items = [(finding, finding.key, finding.value, finding.weight * weights[name],
+                          f"{name}:{finding.kind or kind}") for finding in findings]
+            if not items:
+                continue
+            for finding, key, value, weight, evidence_kind in items:
+                user_ids.append(finding.user_id or user_id)
+                keys.append(key)
+                values_.append(value)
+                weights_.append(weight)
+                evidence_kinds.append(evidence_kind)
+                evidence_units.append(evidence_unit(unit_of, finding))
+            extractor_names.extend([name] * len(items))
+            versions.extend([extractor.version] * len(items))
+            added += len(items)
+        if added:
+            event_rows.extend([i] * added)
+    return columns, event_rows
+
+
+def observations_of_page_event_by_event(extractors: list, weights: dict[str, float], names: list[str],
+                                        rows: list[tuple]) -> dict[str, list]:
+    """observations_of_page the plain way, each extractor called on each event: what it must equal, row for
+    row (the equivalence tests and benchmarks/profile_extraction.py compare them)."""
     columns: dict[str, list] = {name: [] for name in OBSERVATION_COLUMNS}
     for values in rows:
         row = dict(zip(names, values))
@@ -167,7 +365,6 @@ def observations_of_page(extractors: list, weights: dict[str, float], names: lis
         for extractor in extractors:
             findings = extractor(event)
             if row.get("target_arrived"):
-                # Extracted once already, without its target: keep only what the target adds.
                 findings = findings_the_target_adds(findings, extractor(replace(event, target=None)))
             for finding in findings:
                 columns["user_id"].append(finding.user_id or event.user_id)
@@ -190,19 +387,19 @@ _worker_state: dict = {}
 
 def _start_worker(settings: Settings) -> None:
     extractors = enabled_extractors(settings)
-    _worker_state.update(extractors=extractors,
+    _worker_state.update(extractors=extractors, seen={},
                          weights={x.name: settings.beliefs.extractor(x.name).weight for x in extractors})
 
 
-def _extract_in_worker(names: list[str], rows: list[tuple]) -> dict[str, list]:
-    return observations_of_page(_worker_state["extractors"], _worker_state["weights"], names, rows)
+def _extract_in_worker(page: pa.Table) -> pa.Table:
+    return observations_of_table(_worker_state["extractors"], _worker_state["weights"], page, _worker_state["seen"])
 
 
-def _pages(con: duckdb.DuckDBPyConnection, queued: int) -> Iterator[tuple[list[str], list[tuple]]]:
+def _pages(con: duckdb.DuckDBPyConnection, queued: int) -> Iterator[pa.Table]:
+    """The queue page by page, as Arrow: no Python object per value, and cheap to send to a worker."""
     for first in range(1, queued + 1, FETCH_ROWS):
-        cursor = con.execute(load_sql("extract_queue_page"), {"first": first, "last": first + FETCH_ROWS - 1})
-        names = [column[0] for column in cursor.description]
-        yield names, cursor.fetchall()
+        yield con.sql(load_sql("extract_queue_page"),
+                      params={"first": first, "last": first + FETCH_ROWS - 1}).to_arrow_table()
 
 
 def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> ExtractionReport:
@@ -233,15 +430,16 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
                                  initargs=(settings,)) as pool:
             pending = deque()
-            for names, rows in _pages(con, queued):
-                pending.append(pool.submit(_extract_in_worker, names, rows))
+            for page in _pages(con, queued):
+                pending.append(pool.submit(_extract_in_worker, page))
                 while len(pending) > 2 * workers:
-                    writer.add_columns(pending.popleft().result(), per_batch)
+                    writer.add_table(pending.popleft().result(), per_batch)
             while pending:
-                writer.add_columns(pending.popleft().result(), per_batch)
+                writer.add_table(pending.popleft().result(), per_batch)
     else:
-        for names, rows in _pages(con, queued):
-            writer.add_columns(observations_of_page(extractors, weights, names, rows), per_batch)
+        seen: dict = {}
+        for page in _pages(con, queued):
+            writer.add_table(observations_of_table(extractors, weights, page, seen), per_batch)
     execute(con, "drop table extract_queue")
     writer.flush()
     report.observations = writer.written
@@ -307,11 +505,9 @@ def extract_shard(settings: Settings, events_file: str, observations_file: str) 
     source = pq.ParquetFile(events_file)
     writer = None
     written = 0
+    seen: dict = {}
     for batch in source.iter_batches(batch_size=FETCH_ROWS):
-        names = batch.schema.names
-        rows = list(zip(*(column.to_pylist() for column in batch.columns)))
-        columns = observations_of_page(extractors, weights, names, rows)
-        table = observation_table(columns)
+        table = observations_of_table(extractors, weights, pa.Table.from_batches([batch]), seen)
         writer = writer or pq.ParquetWriter(observations_file, table.schema)
         writer.write_table(table)
         written += table.num_rows

@@ -41,6 +41,10 @@ SELF_DECLARATIONS = [
         r"(?:paper|papers|book)|i am an? (?:expert|professor|specialist) (?:in|on)|i did my phd)\b")),
 ]
 
+# Each self-declaration above needs one of these: a statement without any declares no level.
+DECLARATION_HINT = re.compile(r"\b(?:i (?:am|just|recently|have|do not know|know the basics|wrote|authored|did my phd)"
+                              r"|as an? |my (?:research|thesis|phd|dissertation))")
+
 # Feedback received on an answer: vote type -> (level, weight). Ratings without a vote type fall back
 # to the sign of the rating.
 VOTE_EVIDENCE = {"accept": ("expert", 1.0), "upvote": ("expert", 0.3), "bounty_close": ("expert", 0.5),
@@ -60,7 +64,7 @@ def _is_answer(attributes: dict) -> bool:
 
 def self_declared(text: str | None) -> tuple[str, float] | None:
     """(level, weight) the author declares in a message, if any."""
-    statements = own_statements(text, opinions=True)
+    statements = [statement for statement in own_statements(text, opinions=True) if DECLARATION_HINT.search(statement)]
     for level, weight, pattern in SELF_DECLARATIONS:
         if any(pattern.search(statement) for statement in statements):
             return level, weight
@@ -69,6 +73,7 @@ def self_declared(text: str | None) -> tuple[str, float] | None:
 
 class ExpertiseExtractor:
     name, version = NAME, VERSION
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         findings: list[Finding] = []

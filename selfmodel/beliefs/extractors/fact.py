@@ -11,6 +11,7 @@ done, not what is, and "my question is ..." is about the thread, not the speaker
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 from selfmodel.beliefs.extractors.base import EventView, Finding, is_authored_message
 from selfmodel.beliefs.extractors.text import own_statements
@@ -67,6 +68,10 @@ NOT_A_DESCRIPTION = re.compile(  # "i am a bit tired", "i am a genius": not who 
     r"^i am an? (?:bit|little|lot|few|very|kind|sort|genius|idiot|moron|fool|dummy|noob|legend|god|bot|robot|human"
     r"|joke|liar|troll|real|fan of (?:it|that|this|them))\b")
 
+# Every statement below opens with "i " or "my ", and what normalise_fact strips before it (openers, punctuation)
+# ends at a word boundary: a clause without the word "i" or "my" holds no fact.
+FIRST_PERSON = re.compile(r"\b(?:i|my)\b")
+
 STATEMENTS = [re.compile(pattern) for pattern in (
     r"^i (?:have|own) \S.*",
     r"^i got (?:an?|\d+|" + WORD_NUMBERS + r") \w.*",  # "i got a dog", not "i got it" / "i got stuck"
@@ -92,8 +97,11 @@ STATEMENTS = [re.compile(pattern) for pattern in (
 )]
 
 
+@lru_cache(maxsize=65536)  # the same clauses come back ("i love dogs"), and each costs a dozen patterns
 def normalise_fact(clause: str) -> str | None:
     """A normalised clause (text.own_statements, split at CLAUSE_BREAK) as a short fact, or None."""
+    if not FIRST_PERSON.search(clause):
+        return None
     phrase = clause.strip()
     for _ in range(4):
         phrase, stripped = OPENER.subn("", phrase, count=1)
@@ -117,6 +125,7 @@ def normalise_fact(clause: str) -> str | None:
 
 class FactExtractor:
     name, version = NAME, VERSION
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         if not is_authored_message(event):

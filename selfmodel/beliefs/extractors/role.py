@@ -22,6 +22,8 @@ DECLARATIONS = [
     (re.compile(r"\bmy (?:job|profession|occupation) is (?:a |an )?([a-z][a-z' -]{1,60})"), 1.0),
     (re.compile(r"(?:^|[,;:] |\b(?:but|and|so|well) )as an? " + ROLE + r",? (?:i|my|myself|me)\b"), 0.5),
 ]
+# Each declaration needs one of these: a statement without any declares no role.
+DECLARATION_HINT = re.compile(r"\bi (?:work|am|have worked)|\bmy (?:job|profession|occupation) is|as an? ")
 PHRASE_END = re.compile(r"\b(?:and|or|but|who|which|that|so|because|in|at|from|with|for|of|on|to|by|i|my)\b"
                         r"|[,.;:!?()]")
 NOT_HELD = re.compile(r"\b(?:former|ex|future|aspiring|wannabe|would-be|prospective|retired|fake|pretend)\b")
@@ -29,18 +31,22 @@ NOT_HELD = re.compile(r"\b(?:former|ex|future|aspiring|wannabe|would-be|prospect
 
 class RoleExtractor:
     name, version = NAME, VERSION
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __init__(self, lexicon: dict[str, list[str]]) -> None:
+        self.looked_up: dict[str, str | None] = {}
         self.synonyms: list[tuple[str, str]] = sorted(
             ((synonym.lower(), role) for role, synonyms in lexicon.items() for synonym in [role, *synonyms]),
             key=lambda pair: -len(pair[0]),
         )
 
     def lookup(self, head: str) -> str | None:
-        for synonym, role in self.synonyms:
-            if head == synonym or head.endswith(" " + synonym):
-                return role
-        return None
+        if head in self.looked_up:
+            return self.looked_up[head]
+        found = next((role for synonym, role in self.synonyms if head == synonym or head.endswith(" " + synonym)), None)
+        if len(self.looked_up) < 65536:
+            self.looked_up[head] = found
+        return found
 
     def normalise(self, phrase: str) -> str | None:
         """The lexicon role named at the end of a phrase's first words ("phd student" -> student); a
@@ -56,6 +62,8 @@ class RoleExtractor:
             return []
         findings: dict[str, float] = {}
         for statement in own_statements(event.text, opinions=True):
+            if not DECLARATION_HINT.search(statement):
+                continue
             for pattern, weight in DECLARATIONS:
                 for match in pattern.finditer(statement):
                     if re.search(r"\b(?:not|never|no longer)\s*$", statement[: match.start(1)]):

@@ -24,6 +24,7 @@ SHORT_RESPONSE_WORDS = 8
 
 class StyleExtractor:
     name, version = NAME, VERSION
+    content_only = True  # without a target, its findings read no ids and no time (observe.observations_of_page)
 
     def __call__(self, event: EventView) -> list[Finding]:
         if is_authored_message(event):

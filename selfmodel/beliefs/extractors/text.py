@@ -46,6 +46,12 @@ HYPOTHETICAL = re.compile(r"\b(?:if|would|could|might|should|wish|suppose|imagin
                           r"|^(?:say|let's say|let us say|assume|assuming|consider)\b")
 # Opinion hedges: "i think i have a dog" is no fact, but "as a physicist, i think ..." still declares a role.
 OPINION = re.compile(r"\b(?:maybe|perhaps|probably|i think|i guess|i believe|i suppose|kind of|sort of)\b")
+# Text without any of these holds no code, math, URL, markup, entity or quoted line: clean() only tidies its
+# spaces (each pattern above needs one of them: ``` and ` code, < tags and quotes, $ and \ math, & entities,
+# > quoted lines, four spaces or a tab indented code).
+MARKUP_CHARACTERS = re.compile(r"[`<>$\\&\t]|    |http|www\.")
+# normalise_phrase's contractions can only apply where one of these occurs: spelling them out is a no-op elsewhere.
+CONTRACTION_HINT = re.compile(r"\bi ?'? ?m\b|\bi ?'?ve\b|\bi'd\b|\bi'll\b|\bwon'?t\b|\bcan'?t\b|n'?t\b")
 SARCASM = re.compile(r"\b(?:obviously|lol|lmao|lmfao|rofl|jk|kidding|yeah right|as if)\b|(?:^|\s)/s\b")
 
 
@@ -59,10 +65,15 @@ class CleanText:
     words: int  # words of prose
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=32768)  # a page's distinct texts (observe.FETCH_ROWS), read by several extractors
 def clean(text: str | None) -> CleanText:
     text = text or ""
     is_command = bool(SLASH_COMMAND.match(text))
+    if not MARKUP_CHARACTERS.search(text):  # the common case: nothing to remove
+        prose = re.sub(r"[ \t\xa0]+", " ", text).strip()
+        # Two list lines need two lines.
+        has_list = "\n" in text and len(LIST_LINE.findall(text)) >= 2
+        return CleanText(prose, False, False, has_list, is_command, word_units(prose))
     has_code = bool(FENCED_CODE.search(text) or HTML_CODE.search(text) or INLINE_CODE.search(text)
                     or INDENTED_CODE.search(text))
     prose = FENCED_CODE.sub(" ", text)
@@ -85,6 +96,8 @@ def clean(text: str | None) -> CleanText:
 
 def word_units(prose: str) -> int:
     """Words, counting each character of a script written without spaces (Chinese, Japanese, Thai) as one."""
+    if prose.isascii():  # no unspaced script
+        return len(WORD.findall(prose))
     unspaced = len(UNSPACED_SCRIPT.findall(prose))
     return len(WORD.findall(UNSPACED_SCRIPT.sub(" ", prose))) + unspaced
 
@@ -92,8 +105,9 @@ def word_units(prose: str) -> int:
 def normalise_phrase(text: str) -> str:
     """Lower case, straight apostrophes, contractions spelled out, single spaces."""
     lowered = text.lower().replace("’", "'").replace("‘", "'").replace("`", "'")
-    for pattern, replacement in CONTRACTIONS:
-        lowered = pattern.sub(replacement, lowered)
+    if CONTRACTION_HINT.search(lowered):
+        for pattern, replacement in CONTRACTIONS:
+            lowered = pattern.sub(replacement, lowered)
     return re.sub(r"\s+", " ", lowered).strip()
 
 
@@ -114,6 +128,8 @@ def _own_statements(text: str | None, opinions: bool = False) -> tuple[str, ...]
     """The sentences a message states in the author's own voice, normalised (normalise_phrase): no
     slash command, no quoted or quotation-marked text, no questions, nothing hypothetical or sarcastic,
     and no opinion hedges ("i think", "probably") unless `opinions`. What self-disclosure extractors read."""
+    if not opinions:  # the same sentences less the hedged ones: reuse the (cached) list with opinions
+        return tuple(statement for statement in _own_statements(text, True) if not OPINION.search(statement))
     cleaned = clean(text)
     if cleaned.is_command or not cleaned.prose:
         return []
