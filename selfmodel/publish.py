@@ -344,13 +344,14 @@ def _served_bytes(table: pa.Table) -> memoryview:
     buckets = 1 << max(0, len(user_ids) - 1).bit_length()  # a power of two >= users: ~1 user per bucket
     bucket = np.fromiter((user_bucket(user, buckets) for user in user_ids.to_pylist()), dtype=np.int64,
                          count=len(user_ids))
-    bucket_users = np.argsort(bucket, kind="stable").astype(np.int32)
+    order = np.argsort(bucket, kind="stable")  # ordinals: users grouped by bucket, sorted within one
     bucket_starts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=buckets))]).astype(np.int64)
+    user_rows = np.column_stack([row_starts[:-1][order], row_starts[1:][order]]).reshape(-1)
     keys = pc.dictionary_encode(table.column("key").combine_chunks())
     values = pc.dictionary_encode(table.column("value").combine_chunks())
     columns = {
-        "user_ids": user_ids, "row_starts": pa.array(row_starts), "bucket_starts": pa.array(bucket_starts),
-        "bucket_users": pa.array(bucket_users), "key_codes": keys.indices.cast(pa.int32()),
+        "bucket_starts": pa.array(bucket_starts), "user_ids": user_ids.take(pa.array(order)),
+        "user_rows": pa.array(user_rows, pa.int64()), "key_codes": keys.indices.cast(pa.int32()),
         "value_codes": values.indices.cast(pa.int32()),
         "confidence": table.column("confidence").combine_chunks(),
         "evidence_count": table.column("evidence_count").combine_chunks(),
@@ -373,8 +374,13 @@ def _served_differs(path: Path, table: pa.Table) -> str | None:
     when every row matches (user, key, value, confidence, evidence count, last evidence time)."""
     served = pa.ipc.open_file(pa.memory_map(str(path))).get_batch(0)
     array = {name: served.column(name).values for name in served.schema.names}
-    row_starts = array["row_starts"].to_numpy()
-    owner = np.repeat(np.arange(len(array["user_ids"])), np.diff(row_starts))
+    user_rows = array["user_rows"].to_numpy().reshape(-1, 2)
+    by_first = np.argsort(user_rows[:, 0], kind="stable")
+    runs = user_rows[by_first]  # each user's rows, in row order: they must tile the rows
+    if len(runs) and (runs[0, 0] != 0 or runs[-1, 1] != table.num_rows or (runs[1:, 0] != runs[:-1, 1]).any()
+                      or (runs[:, 1] <= runs[:, 0]).any()):
+        return "user_rows do not cover each row once"
+    owner = np.repeat(by_first, runs[:, 1] - runs[:, 0])
     rebuilt = {
         "user_id": array["user_ids"].take(pa.array(owner)).cast(pa.string()),
         "key": array["key_names"].take(array["key_codes"]).cast(pa.string()),

@@ -93,19 +93,18 @@ BELIEFS_SCHEMA = pa.schema([
 # beliefs.arrow: one Arrow IPC record batch of length 1; each column holds one whole array as its only list,
 # so arrays of different lengths share one file. Buffers are 64-byte aligned and uncompressed: the reader
 # maps the file and views the arrays in place (nothing is decoded or copied, and processes share the pages).
-#   user_ids        the distinct users, sorted; a user's ordinal is its position
-#   row_starts      users + 1: user i's rows are row_starts[i]:row_starts[i + 1]
-#   bucket_starts   buckets + 1 (buckets: a power of two >= users): a hash table stored as two arrays; the
-#   bucket_users    ordinals of bucket b's users are bucket_users[bucket_starts[b]:bucket_starts[b + 1]], where
-#                   b = zlib.crc32(utf-8 of the id) & (buckets - 1)
+#   bucket_starts   buckets + 1 (buckets: a power of two >= users): a hash table stored as arrays. The users
+#   user_ids        of bucket b = zlib.crc32(utf-8 of the id) & (buckets - 1) are user_ids[bucket_starts[b]:
+#                   bucket_starts[b + 1]]; a user's ordinal is its position in user_ids (ids grouped by bucket,
+#                   so a lookup reads one bucket entry, one id and one row range: few cache misses)
+#   user_rows       2 x users: user i's rows are user_rows[2i]:user_rows[2i + 1]
 #   key_codes, value_codes, confidence, evidence_count, last_evidence_at (microseconds since the epoch):
 #                   one entry per belief, in beliefs.parquet's row order
 #   key_names, value_names   what the codes stand for
 SERVED_SCHEMA = pa.schema([
-    pa.field("user_ids", pa.large_list(pa.large_string())),
-    pa.field("row_starts", pa.large_list(pa.int64())),
     pa.field("bucket_starts", pa.large_list(pa.int64())),
-    pa.field("bucket_users", pa.large_list(pa.int32())),
+    pa.field("user_ids", pa.large_list(pa.large_string())),
+    pa.field("user_rows", pa.large_list(pa.int64())),
     pa.field("key_codes", pa.large_list(pa.int32())),
     pa.field("value_codes", pa.large_list(pa.int32())),
     pa.field("confidence", pa.large_list(pa.float64())),
@@ -393,13 +392,12 @@ class _Snapshot:
         user_ids = array["user_ids"]
         self._id_offsets = _view(user_ids.buffers()[1], "q", user_ids.offset, self.users + 1)
         self._id_bytes = memoryview(user_ids.buffers()[2] or b"").cast("B")
-        self.starts = _view(array["row_starts"], "q")
+        user_rows = _view(array["user_rows"], "q")
+        self.first, self.end = user_rows[0::2], user_rows[1::2]
         self._bucket_starts = _view(array["bucket_starts"], "q")
-        self._bucket_users = _view(array["bucket_users"], "i")
         buckets = len(self._bucket_starts) - 1
         self._mask = buckets - 1
-        if (len(self.starts) != self.users + 1 or self.starts[-1] != self.rows or buckets < 1
-                or buckets & self._mask or len(self._bucket_users) != self.users
+        if (len(user_rows) != 2 * self.users or buckets < 1 or buckets & self._mask
                 or self._bucket_starts[-1] != self.users
                 or any(len(array[name]) != self.rows for name in _ROW_ARRAYS)):
             raise SnapshotError(f"snapshot {self.version}: the arrays of {SERVED_FILE} do not fit together")
@@ -418,10 +416,9 @@ class _Snapshot:
             key = user_id.encode()
         except (AttributeError, UnicodeEncodeError):
             return None  # not a str, or one no snapshot can hold (a lone surrogate)
-        starts, offsets, ids, users = self._bucket_starts, self._id_offsets, self._id_bytes, self._bucket_users
+        starts, offsets, ids = self._bucket_starts, self._id_offsets, self._id_bytes
         bucket = zlib.crc32(key) & self._mask  # user_bucket, inlined
-        for slot in range(starts[bucket], starts[bucket + 1]):
-            ordinal = users[slot]
+        for ordinal in range(starts[bucket], starts[bucket + 1]):
             if ids[offsets[ordinal]:offsets[ordinal + 1]] == key:
                 return ordinal
         return None
@@ -436,6 +433,7 @@ class _Snapshot:
             raise SnapshotError(f"snapshot {self.version}: {len(self.index)} users, manifest says {self.manifest['users']}")
         self.users = len(self.index)
         self.starts = _view(starts, "q")
+        self.first, self.end = self.starts, self.starts[1:]
         table = table.unify_dictionaries()  # key and value: small dictionaries
         column = {name: table.column(name).combine_chunks() for name in table.column_names}
 
@@ -470,7 +468,7 @@ class _Snapshot:
         _set(model, "__dict__", {
             "user_id": user_id, "snapshot_version": self.version, "as_of": self.as_of,
             "cold_start": ordinal is None,
-            "beliefs": () if ordinal is None else BeliefView(self, self.starts[ordinal], self.starts[ordinal + 1]),
+            "beliefs": () if ordinal is None else BeliefView(self, self.first[ordinal], self.end[ordinal]),
         })
         _set(model, "__pydantic_fields_set__", _MODEL_FIELDS)
         _set(model, "__pydantic_extra__", None)
@@ -482,7 +480,7 @@ class _Snapshot:
         used: list[int] = []
         if ordinal is not None:
             confidence = self.confidence
-            for row in range(self.starts[ordinal], self.starts[ordinal + 1]):
+            for row in range(self.first[ordinal], self.end[ordinal]):
                 if confidence[row] < min_confidence or len(used) == max_beliefs:
                     break  # rows are most confident first
                 used.append(row)
