@@ -7,12 +7,16 @@ Snapshot layout (written by selfmodel.publish, read here)::
 
     <snapshots>/CURRENT                     the version in service: one line, switched by atomic rename
     <snapshots>/<version>/beliefs.parquet   beliefs in force, sorted by user_id, most confident first
-    <snapshots>/<version>/manifest.json     version, data as-of, counts, sha256 of each file, audit, ...
+    <snapshots>/<version>/beliefs.arrow     the same beliefs laid out to be mapped, with a user index
+    <snapshots>/<version>/manifest.json     version, data as-of, counts, checksum of each file, audit, ...
 
 A version folder is complete before CURRENT can name it and never changes afterwards, so a reader that
-follows CURRENT never sees a partial snapshot. `BeliefStore` loads the whole snapshot into compact
-columnar arrays after checking the manifest's sha256 (of the very bytes it then parses), and swaps a
-new snapshot in as one object: every `get` / `enrich` call reads exactly one snapshot.
+follows CURRENT never sees a partial snapshot. `BeliefStore` maps beliefs.arrow (nothing decoded: the
+pages are the page cache's, shared by every process serving the snapshot) once every file the manifest
+lists is known to match its checksum (`_map_verified`: hashed, or hashed before by this user with the
+files unchanged since), and swaps a new snapshot in as one object: every `get` / `enrich` call reads
+exactly one snapshot. A snapshot without beliefs.arrow (published before it existed) is decoded from
+beliefs.parquet into memory instead.
 
 Enrichment format (stable; the online service may rely on it)::
 
@@ -36,8 +40,9 @@ to the preamble. `enriched_query` always ends with the original query; a user wi
 (cold start, or all below the threshold) gets the query back unchanged.
 
 Operating it: open once at start-up and share the store between threads. A 1 M-user snapshot (17 M
-beliefs) takes ~0.7 GB and ~1.5-2 s to load on 2 cores; a reload builds the new snapshot beside the
-old one (twice the memory for a moment) in the watcher thread, and calls keep being served meanwhile.
+beliefs) maps in milliseconds once verified (hashing its ~0.9 GB of files the first time takes ~1-2 s
+on 2 cores); its ~0.6 GB of mapped pages are shared by every process that serves it. A reload maps the
+new snapshot in the watcher thread, and calls keep being served meanwhile.
 A snapshot that fails verification is never served: `open` raises SnapshotError, a reload keeps the
 old snapshot and sets `last_error`. For steady tail latency in a long-running service, `gc.freeze()`
 after start-up keeps Python's full collections from walking the start-up objects.
@@ -177,14 +182,20 @@ def _fast(cls: type[BaseModel], fields: frozenset[str], values: dict) -> Any:
     hot paths below inline the same four steps).
     """
     instance = _new(cls)
-    _set(instance, "__dict__", values)
-    _set(instance, "__pydantic_fields_set__", fields)
-    _set(instance, "__pydantic_extra__", None)
-    _set(instance, "__pydantic_private__", None)
+    _set_dict(instance, values)
+    _set_fields(instance, fields)
+    _set_extra(instance, None)
+    _set_private(instance, None)
     return instance
 
 
-_new, _set = object.__new__, object.__setattr__
+_new = object.__new__
+# A pydantic model keeps its state in four slots; setting them through their descriptors skips
+# object.__setattr__'s attribute lookup (~0.2 us less per model built on the hot paths).
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 _BELIEF_FIELDS = frozenset(Belief.model_fields)
 _MODEL_FIELDS = frozenset(SelfModel.model_fields)
 _ENRICHMENT_FIELDS = frozenset(Enrichment.model_fields)
@@ -252,13 +263,22 @@ def _listed(manifest: dict) -> dict[str, dict]:
 def _check_digest(snapshot_dir: Path, name: str, data, expected: dict) -> None:
     """Raise SnapshotError unless data has the size and digest of its manifest entry (blake3 for the
     served file: ~2.5x faster than sha256 on the large uncompressed file; sha256 for the beliefs)."""
-    algorithm = "blake3" if "blake3" in expected else "sha256"
+    algorithm = _algorithm(expected)
     if len(data) == expected["bytes"]:
         digest = (blake3.blake3(data, max_threads=blake3.blake3.AUTO) if algorithm == "blake3"
                   else hashlib.sha256(data)).hexdigest()
         if digest == expected[algorithm]:
             return
-    raise SnapshotError(f"snapshot {Path(snapshot_dir).name}: {name} does not match the {algorithm} in its manifest")
+    raise _mismatch(snapshot_dir, name, expected)
+
+
+def _algorithm(expected: dict) -> str:
+    return "blake3" if "blake3" in expected else "sha256"
+
+
+def _mismatch(snapshot_dir: Path, name: str, expected: dict) -> SnapshotError:
+    return SnapshotError(f"snapshot {Path(snapshot_dir).name}: {name} does not match the {_algorithm(expected)} "
+                         "in its manifest")
 
 
 def user_bucket(user_id: str, buckets: int) -> int:
@@ -291,9 +311,23 @@ def _mark(identities: list[tuple]) -> str:
     return hashlib.sha256(json.dumps(identities).encode()).hexdigest()
 
 
+_MARK_DAYS = 30  # a mark older than this is removed when a new one is left (snapshots are kept ~a week)
+
+
+def _leave_mark(marks: Path, mark: str) -> None:
+    try:
+        (marks / mark).touch()
+        cutoff = time.time() - _MARK_DAYS * 86400
+        for old in marks.iterdir():
+            if old.stat().st_mtime < cutoff:
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass  # at worst the next open hashes again: slower, never less safe
+
+
 def _identity(name: str, stat: os.stat_result, expected: dict) -> tuple:
     return (name, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
-            expected.get("blake3") or expected.get("sha256"))
+            expected[_algorithm(expected)])
 
 
 def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordBatch:
@@ -315,7 +349,7 @@ def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordB
             try:
                 stat = os.fstat(descriptor)
                 if stat.st_size != expected["bytes"]:  # no need to hash it
-                    _check_digest(snapshot_dir, file_name, b"", {**expected, "bytes": -1})
+                    raise _mismatch(snapshot_dir, file_name, expected)
                 maps[file_name] = mmap.mmap(descriptor, 0, prot=mmap.PROT_READ) if stat.st_size else b""
             finally:
                 os.close(descriptor)
@@ -333,10 +367,7 @@ def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordB
                 check.result()  # raises the first file's SnapshotError
         marks = marks or (_marks_folder() if verify == "always" else None)
         if marks is not None:
-            try:
-                (marks / mark).touch()
-            except OSError:
-                pass  # the next open hashes again: slower, never less safe
+            _leave_mark(marks, mark)
     served = maps.pop(SERVED_FILE)
     maps.clear()  # the other files' mappings go with their last reference
     try:
@@ -359,10 +390,11 @@ def _clean_text(value: str, limit: int = 80) -> str:
 
 
 class _Snapshot:
-    """One snapshot as compact columns: a dict user -> ordinal, row ranges, and per-row arrays.
+    """One snapshot as columns: a user index (`ordinal`), each user's row range, and per-row arrays.
 
-    Memory per row is five machine numbers (key and value are dictionary codes); per user a dict entry
-    and one offset. Nothing here changes after construction.
+    From beliefs.arrow every array is a view of the mapped file (the index is its hash table); from a
+    snapshot without it, beliefs.parquet is decoded into compact arrays with a dict as the index. Per
+    row five machine numbers (key and value are dictionary codes). Nothing changes after construction.
     """
 
     def __init__(self, snapshot_dir: Path, verify: str = "once") -> None:
@@ -450,29 +482,29 @@ class _Snapshot:
 
     def belief(self, row: int) -> Belief:
         belief = _new(Belief)  # _fast, inlined: this is the per-belief cost of reading a model
-        _set(belief, "__dict__", {
+        _set_dict(belief, {
             "key": self.key_names[self.key_codes[row]],
             "value": self.value_names[self.value_codes[row]],
             "confidence": self.confidence[row],
             "evidence_count": self.evidence[row],
             "last_evidence_at": _EPOCH + timedelta(microseconds=self.last_us[row]),
         })
-        _set(belief, "__pydantic_fields_set__", _BELIEF_FIELDS)
-        _set(belief, "__pydantic_extra__", None)
-        _set(belief, "__pydantic_private__", None)
+        _set_fields(belief, _BELIEF_FIELDS)
+        _set_extra(belief, None)
+        _set_private(belief, None)
         return belief
 
     def model(self, user_id: str) -> SelfModel:
         ordinal = self.ordinal(user_id)
         model = _new(SelfModel)  # _fast, inlined: this is the cost of a lookup
-        _set(model, "__dict__", {
+        _set_dict(model, {
             "user_id": user_id, "snapshot_version": self.version, "as_of": self.as_of,
             "cold_start": ordinal is None,
             "beliefs": () if ordinal is None else BeliefView(self, self.first[ordinal], self.end[ordinal]),
         })
-        _set(model, "__pydantic_fields_set__", _MODEL_FIELDS)
-        _set(model, "__pydantic_extra__", None)
-        _set(model, "__pydantic_private__", None)
+        _set_fields(model, _MODEL_FIELDS)
+        _set_extra(model, None)
+        _set_private(model, None)
         return model
 
     def enrich(self, query: str, user_id: str, min_confidence: float, max_beliefs: int) -> Enrichment:
