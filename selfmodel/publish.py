@@ -237,19 +237,16 @@ def stage_snapshot(folder: Path, table: pa.Table, *, data_as_of: datetime, creat
     # What the snapshot holds, not when it was made: identical runs give identical content hashes.
     content_hash = _sha(content)
     version = _version(created, content_hash)
-    # beliefs.arrow is derived from the same table (so it adds nothing to what the snapshot holds): it is
-    # checksummed in a section of its own, outside the content hash, which stays that of the beliefs alone.
-    served = _served_bytes(table)
-    manifest = {"version": version, "content_hash": content_hash, "created_at": created.isoformat(), **content,
-                "served_files": {SERVED_FILE: {"blake3": blake3.blake3(served, max_threads=blake3.blake3.AUTO)
-                                               .hexdigest(), "bytes": len(served), "rows": table.num_rows}},
-                **(extra or {})}
     staged = Path(folder) / STAGING_DIR / version
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
     _write_synced(staged / BELIEFS_FILE, data)
-    _write_synced(staged / SERVED_FILE, served)
+    # beliefs.arrow is derived from the same table (so it adds nothing to what the snapshot holds): it is
+    # checksummed in a section of its own, outside the content hash, which stays that of the beliefs alone.
+    served = _write_served(staged / SERVED_FILE, table)
+    manifest = {"version": version, "content_hash": content_hash, "created_at": created.isoformat(), **content,
+                "served_files": {SERVED_FILE: served}, **(extra or {})}
     _write_synced(staged / MANIFEST_FILE, _manifest_bytes(manifest))
     _fsync_dir(staged)
     _fsync_dir(staged.parent)
@@ -329,9 +326,23 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
-def _served_bytes(table: pa.Table) -> memoryview:
-    """beliefs.arrow (warehouse.online.SERVED_SCHEMA) of a snapshot table sorted by user: the arrays the
-    online reader serves from, its user index included, uncompressed; the same table gives the same bytes."""
+def _write_served(path: Path, table: pa.Table) -> dict:
+    """Write beliefs.arrow (warehouse.online.SERVED_SCHEMA) of a snapshot table sorted by user, fsynced;
+    return its manifest entry. Written straight to the file: no second copy of it in memory."""
+    batch = _served_batch(table)
+    with open(path, "wb") as handle:
+        with pa.ipc.new_file(handle, SERVED_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
+            writer.write_batch(batch)
+        handle.flush()
+        os.fsync(handle.fileno())
+        size = handle.tell()
+    digest = blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path).hexdigest()
+    return {"blake3": digest, "bytes": size, "rows": table.num_rows}
+
+
+def _served_batch(table: pa.Table) -> pa.RecordBatch:
+    """The arrays the online reader serves from, its user index included (warehouse.online.SERVED_SCHEMA),
+    of a snapshot table sorted by user; the same table gives the same arrays, so the same file."""
     users = table.column("user_id").combine_chunks()
     rows = len(users)
     if rows:
@@ -359,14 +370,10 @@ def _served_bytes(table: pa.Table) -> memoryview:
         "key_names": keys.dictionary.cast(pa.large_string()),
         "value_names": values.dictionary.cast(pa.large_string()),
     }
-    batch = pa.record_batch(
+    return pa.record_batch(
         [pa.LargeListArray.from_arrays(pa.array([0, len(columns[field.name])], pa.int64()),
                                        columns[field.name].cast(field.type.value_type))
          for field in SERVED_SCHEMA], schema=SERVED_SCHEMA)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, SERVED_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
-        writer.write_batch(batch)
-    return memoryview(sink.getvalue())
 
 
 def _served_differs(path: Path, table: pa.Table) -> str | None:
