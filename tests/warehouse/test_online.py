@@ -19,7 +19,7 @@ from selfmodel.publish import publish_table
 from tests.conftest import REPO_ROOT
 from warehouse.online import (
     BELIEFS_SCHEMA, SERVED_FILE, VERIFIED_DIR_ENV, Belief, BeliefStore, SelfModel, SnapshotError, enriched_query,
-    read_current,
+    read_current, verify_snapshot,
 )
 
 AS_OF = datetime(2024, 6, 1, tzinfo=timezone.utc)
@@ -373,6 +373,8 @@ def test_the_served_file_is_verified_once_per_file_and_again_after_any_write(tmp
     os.utime(served, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     with pytest.raises(SnapshotError, match="beliefs.arrow does not match the blake3"):
         BeliefStore.open(folder, watch=False)
+    with pytest.raises(SnapshotError, match="beliefs.arrow does not match the blake3"):
+        verify_snapshot(folder / version)  # what rollback, promote and forget check
     # The same for the Parquet file, which the served one is derived from: the snapshot is verified whole.
     data[len(data) // 2] ^= 1
     served.write_bytes(bytes(data))
