@@ -32,7 +32,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 
+import blake3
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -45,7 +47,7 @@ from selfmodel.version import code_version
 from warehouse.db import WarehouseBusyError, connect, load_sql, run, run_dicts
 from warehouse.online import (
     BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, VERSION_PATTERN, SnapshotError,
-    _Snapshot, read_current, read_manifest, verify_snapshot,
+    SERVED_FILE, SERVED_SCHEMA, _Snapshot, read_current, read_manifest, user_bucket, verify_snapshot,
 )
 
 log = logging.getLogger("selfmodel.publish")
@@ -228,13 +230,16 @@ def stage_snapshot(folder: Path, table: pa.Table, *, data_as_of: datetime, creat
     # What the snapshot holds, not when it was made: identical runs give identical content hashes.
     content_hash = _sha(content)
     version = _version(created, content_hash)
-    manifest = {"version": version, "content_hash": content_hash, "created_at": created.isoformat(), **content,
-                **(extra or {})}
     staged = Path(folder) / STAGING_DIR / version
     if staged.exists():
         shutil.rmtree(staged)
     staged.mkdir(parents=True)
     _write_synced(staged / BELIEFS_FILE, data)
+    # beliefs.arrow is derived from the same table (so it adds nothing to what the snapshot holds): it is
+    # checksummed in a section of its own, outside the content hash, which stays that of the beliefs alone.
+    served = _write_served(staged / SERVED_FILE, table)
+    manifest = {"version": version, "content_hash": content_hash, "created_at": created.isoformat(), **content,
+                "served_files": {SERVED_FILE: served}, **(extra or {})}
     _write_synced(staged / MANIFEST_FILE, _manifest_bytes(manifest))
     _fsync_dir(staged)
     _fsync_dir(staged.parent)
@@ -314,6 +319,81 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+def _write_served(path: Path, table: pa.Table) -> dict:
+    """Write beliefs.arrow (warehouse.online.SERVED_SCHEMA) of a snapshot table sorted by user, fsynced;
+    return its manifest entry. Written straight to the file: no second copy of it in memory."""
+    batch = _served_batch(table)
+    with open(path, "wb") as handle:
+        with pa.ipc.new_file(handle, SERVED_SCHEMA, options=pa.ipc.IpcWriteOptions(compression=None)) as writer:
+            writer.write_batch(batch)
+        handle.flush()
+        os.fsync(handle.fileno())
+        size = handle.tell()
+    digest = blake3.blake3(max_threads=blake3.blake3.AUTO).update_mmap(path).hexdigest()
+    return {"blake3": digest, "bytes": size, "rows": table.num_rows}
+
+
+def _served_batch(table: pa.Table) -> pa.RecordBatch:
+    """The arrays the online reader serves from, its user index included (warehouse.online.SERVED_SCHEMA),
+    of a snapshot table sorted by user; the same table gives the same arrays, so the same file."""
+    users = table.column("user_id").combine_chunks()
+    rows = len(users)
+    if rows:
+        changed = pc.not_equal(users.slice(1), users.slice(0, rows - 1))
+        firsts = pc.indices_nonzero(pa.concat_arrays([pa.array([True]), changed]))
+    else:
+        firsts = pa.array([], pa.uint64())
+    row_starts = np.append(firsts.to_numpy().astype(np.int64), np.int64(rows))
+    user_ids = users.take(firsts).cast(pa.large_string())
+    buckets = 1 << max(0, len(user_ids) - 1).bit_length()  # a power of two >= users: ~1 user per bucket
+    bucket = np.fromiter((user_bucket(user, buckets) for user in user_ids.to_pylist()), dtype=np.int64,
+                         count=len(user_ids))
+    order = np.argsort(bucket, kind="stable")  # ordinals: users grouped by bucket, sorted within one
+    bucket_starts = np.concatenate([[0], np.cumsum(np.bincount(bucket, minlength=buckets))]).astype(np.int64)
+    user_rows = np.column_stack([row_starts[:-1][order], row_starts[1:][order]]).reshape(-1)
+    keys = pc.dictionary_encode(table.column("key").combine_chunks())
+    values = pc.dictionary_encode(table.column("value").combine_chunks())
+    columns = {
+        "bucket_starts": pa.array(bucket_starts), "user_ids": user_ids.take(pa.array(order)),
+        "user_rows": pa.array(user_rows, pa.int64()), "key_codes": keys.indices.cast(pa.int32()),
+        "value_codes": values.indices.cast(pa.int32()),
+        "confidence": table.column("confidence").combine_chunks(),
+        "evidence_count": table.column("evidence_count").combine_chunks(),
+        "last_evidence_at": table.column("last_evidence_at").combine_chunks().view(pa.int64()),
+        "key_names": keys.dictionary.cast(pa.large_string()),
+        "value_names": values.dictionary.cast(pa.large_string()),
+    }
+    return pa.record_batch(
+        [pa.LargeListArray.from_arrays(pa.array([0, len(columns[field.name])], pa.int64()),
+                                       columns[field.name].cast(field.type.value_type))
+         for field in SERVED_SCHEMA], schema=SERVED_SCHEMA)
+
+
+def _served_differs(path: Path, table: pa.Table) -> str | None:
+    """Which served column of beliefs.arrow, read back as the reader reads it, differs from `table`; None
+    when every row matches (user, key, value, confidence, evidence count, last evidence time)."""
+    served = pa.ipc.open_file(pa.memory_map(str(path))).get_batch(0)
+    array = {name: served.column(name).values for name in served.schema.names}
+    user_rows = array["user_rows"].to_numpy().reshape(-1, 2)
+    by_first = np.argsort(user_rows[:, 0], kind="stable")
+    runs = user_rows[by_first]  # each user's rows, in row order: they must tile the rows
+    if len(runs) and (runs[0, 0] != 0 or runs[-1, 1] != table.num_rows or (runs[1:, 0] != runs[:-1, 1]).any()
+                      or (runs[:, 1] <= runs[:, 0]).any()):
+        return "user_rows do not cover each row once"
+    owner = np.repeat(by_first, runs[:, 1] - runs[:, 0])
+    rebuilt = {
+        "user_id": array["user_ids"].take(pa.array(owner)).cast(pa.string()),
+        "key": array["key_names"].take(array["key_codes"]).cast(pa.string()),
+        "value": array["value_names"].take(array["value_codes"]).cast(pa.string()),
+        "confidence": array["confidence"], "evidence_count": array["evidence_count"],
+        "last_evidence_at": array["last_evidence_at"].view(pa.timestamp("us", tz="UTC")),
+    }
+    for name, column in rebuilt.items():
+        if not column.equals(table.column(name).combine_chunks()):
+            return f"column {name}"
+    return None
+
+
 def _version(created: datetime, content_hash: str) -> str:
     """UTC creation time to the second, then the content hash: ids sort by time and name their content."""
     utc = created.astimezone(timezone.utc) if created.tzinfo else created.replace(tzinfo=timezone.utc)
@@ -339,11 +419,15 @@ def _audit_snapshot(audit: Audit, staged: Path, table: pa.Table, counts: dict, f
               "every belief's key family is in beliefs.keys" if not counts["unknown_family"]
               else f"{counts['unknown_family']} beliefs have a key family missing from beliefs.keys")
     try:
-        loaded = _Snapshot(staged)  # verifies sha256, row and user counts against the manifest
+        loaded = _Snapshot(staged, verify="always")  # checksums, row and user counts against the manifest
     except SnapshotError as exc:
         audit.add("checksums", False, str(exc))
         return
-    audit.add("checksums", True, f"{BELIEFS_FILE} matches its sha256; the online reader opens it")
+    audit.add("checksums", True, f"{BELIEFS_FILE} and {SERVED_FILE} match their checksums; the online reader opens them")
+    differs = _served_differs(staged / SERVED_FILE, table)
+    audit.add("served_file", differs is None,
+              f"{SERVED_FILE} holds exactly the beliefs of {BELIEFS_FILE}" if differs is None
+              else f"{SERVED_FILE} differs from {BELIEFS_FILE}: {differs}")
     expected_users = _distinct_users(table)
     audit.add("row_count", loaded.rows == table.num_rows,
               f"{loaded.rows} rows in the file, {table.num_rows} beliefs selected in the warehouse"
@@ -670,7 +754,7 @@ def _rewrite_without(folder: Path, version: str, user_id: str, now: datetime) ->
     table = pq.read_table(old / BELIEFS_FILE, schema=BELIEFS_SCHEMA)
     held = pc.equal(table.column("user_id"), user_id)
     content_keys = {"version", "content_hash", "created_at", "schema_version", "data_as_of", "serving_threshold",
-                    "min_confidence", "rows", "users", "files"}
+                    "min_confidence", "rows", "users", "files", "served_files"}
     extra = {key: value for key, value in manifest.items() if key not in content_keys}
     extra["redactions"] = [*manifest.get("redactions", []),
                            {"at": now.isoformat(), "users_removed": 1, "replaces": version}]
@@ -678,7 +762,7 @@ def _rewrite_without(folder: Path, version: str, user_id: str, now: datetime) ->
         folder, table.filter(pc.invert(held)), data_as_of=datetime.fromisoformat(manifest["data_as_of"]),
         created=datetime.fromisoformat(manifest["created_at"]), serving_threshold=manifest["serving_threshold"],
         min_confidence=manifest.get("min_confidence", 0.0), extra=extra)
-    _Snapshot(staged)  # the online reader opens it, checksums verified, before it can be served
+    _Snapshot(staged, verify="always")  # the online reader opens it, checksums verified, before it can be served
     new_version = new_manifest["version"]
     target = folder / new_version
     if target.exists():  # a forget killed after this rename: the same rewrite is there already

@@ -24,6 +24,7 @@ def _sandboxed_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     for name in list(os.environ):
         if name.startswith("SELFMODEL"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("SELFMODEL_VERIFIED_DIR", str(tmp_path / ".verified"))  # the snapshot reader's marks
     monkeypatch.chdir(tmp_path)
 
 

@@ -240,6 +240,8 @@ def test_forget_rewrites_every_kept_snapshot_so_no_rollback_serves_the_user(beli
         manifest = verify_snapshot(folder / new)
         assert new[:16] == old[:16]  # the same creation time; a new content hash
         assert "alice" not in users_in(folder / new)
+        assert b"alice" not in (folder / new / "beliefs.arrow").read_bytes()  # the served copy lost them too
+        assert manifest["served_files"]["beliefs.arrow"]["rows"] == manifest["rows"]
         assert manifest["audit"]["passed"] and manifest["redactions"][0]["replaces"] == old
         assert "alice" not in (folder / new / "manifest.json").read_text()
     assert users_in(folder / rewritten[first]) == {"bob", "carol"} and users_in(folder / rewritten[second]) == {"bob"}

@@ -388,3 +388,33 @@ def test_a_rollback_never_puts_in_force_a_calibration_this_warehouse_did_not_rec
         assert refresh_beliefs(con, settings, as_of=REFRESHED_AT).calibration_id is None
     finally:
         con.close()
+
+
+def test_the_served_file_is_checksummed_beside_the_content_hash_never_inside_it(tmp_path: Path) -> None:
+    import blake3
+    import pyarrow as pa
+
+    from selfmodel.publish import _served_differs, _sha, stage_snapshot
+    from warehouse.online import BELIEFS_SCHEMA
+
+    at = REFRESHED_AT
+    table = pa.table({
+        "user_id": ["ana", "ana", "ben"], "key": ["role", "topic", "language"], "value": ["nurse", "chess", "de"],
+        "confidence": [0.9, 0.7, 0.8], "evidence_count": [4, 2, 3], "decayed_evidence": [3.5, 1.5, 2.5],
+        "first_seen": [at - timedelta(days=9)] * 3, "last_evidence_at": [at - timedelta(days=d) for d in (1, 2, 3)],
+    }).cast(BELIEFS_SCHEMA)
+    staged, manifest = stage_snapshot(tmp_path / "a", table, data_as_of=at, created=at, serving_threshold=0.6)
+    # The content hash is over what the snapshot holds (the beliefs file among it), as before beliefs.arrow:
+    # so publishing the same beliefs gives the same content hash and version as then.
+    content = {key: manifest[key] for key in ("schema_version", "data_as_of", "serving_threshold", "min_confidence",
+                                              "rows", "users", "files")}
+    assert manifest["content_hash"] == _sha(content) and list(manifest["files"]) == ["beliefs.parquet"]
+    served = (staged / "beliefs.arrow").read_bytes()
+    assert manifest["served_files"] == {"beliefs.arrow": {"blake3": blake3.blake3(served).hexdigest(),
+                                                          "bytes": len(served), "rows": 3}}
+    again, manifest_again = stage_snapshot(tmp_path / "b", table, data_as_of=at, created=at, serving_threshold=0.6)
+    assert (again / "beliefs.arrow").read_bytes() == served and manifest_again == manifest  # derived, deterministic
+
+    assert _served_differs(staged / "beliefs.arrow", table) is None
+    other = table.set_column(2, "value", pa.array(["nurse", "chess", "fr"]))
+    assert _served_differs(staged / "beliefs.arrow", other) == "column value"

@@ -4,6 +4,7 @@ that no reader (thread or process) ever sees a partial or mixed snapshot."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -17,7 +18,8 @@ import pytest
 from selfmodel.publish import publish_table
 from tests.conftest import REPO_ROOT
 from warehouse.online import (
-    BELIEFS_SCHEMA, Belief, BeliefStore, SelfModel, SnapshotError, enriched_query, read_current,
+    BELIEFS_SCHEMA, SERVED_FILE, VERIFIED_DIR_ENV, Belief, BeliefStore, SelfModel, SnapshotError, enriched_query,
+    read_current, verify_snapshot,
 )
 
 AS_OF = datetime(2024, 6, 1, tzinfo=timezone.utc)
@@ -83,8 +85,9 @@ def test_importing_the_reader_pulls_in_no_duckdb_prefect_or_great_expectations(t
     source = (REPO_ROOT / "warehouse" / "online.py").read_text()
     imported = {line.split()[1].split(".")[0] for line in source.splitlines()
                 if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
-    assert imported <= {"pyarrow", "pydantic", "hashlib", "json", "logging", "os", "re", "struct", "threading", "time",
-                        "collections", "concurrent", "datetime", "pathlib", "typing"}
+    assert imported <= {"pyarrow", "pydantic", "blake3", "hashlib", "json", "logging", "mmap", "os", "re", "struct",
+                        "tempfile", "threading", "time", "zlib", "collections", "concurrent", "datetime", "pathlib",
+                        "typing"}
 
 
 def test_get_returns_the_users_beliefs_most_confident_first(store: BeliefStore) -> None:
@@ -304,3 +307,95 @@ def test_a_version_pruned_while_loading_is_followed_to_the_newer_current(tmp_pat
     shutil.rmtree(tmp_path / old)  # as if a publish pruned it between reading CURRENT and opening it
     assert read_current(tmp_path) == newer
     assert _load_with_retry(tmp_path, old).version == newer
+
+
+# --- the memory-mapped file (beliefs.arrow) -----------------------------------------------------------------------
+
+def _models(store: BeliefStore, users) -> dict:
+    return {user: store.get(user).model_dump() for user in users}
+
+
+def _without_served_file(snapshot_dir: Path) -> None:
+    """Make a snapshot look like one published before beliefs.arrow existed."""
+    (snapshot_dir / SERVED_FILE).unlink()
+    manifest = json.loads((snapshot_dir / "manifest.json").read_text())
+    del manifest["served_files"]
+    (snapshot_dir / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_the_mapped_file_serves_what_the_parquet_file_holds_and_old_snapshots_still_open(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    monkeypatch.setenv(VERIFIED_DIR_ENV, str(tmp_path / "marks"))
+    # Enough users that buckets hold several (ids are hashed into ~one bucket per user), odd ids among them.
+    odd = ["", " ", "ünïcødé", "用户", "a\u0301", "x" * 300, "26", "026", "u1\n"]
+    users = [f"u{i}" for i in range(300)] + odd
+    rows = [(user, "topic", f"t{i % 7}", 0.9 - (i % 5) / 10, 1 + i % 4) for i, user in enumerate(users)]
+    rows += [(user, "language", "en", 0.95, 3) for user in users[::3]]
+    version = publish_rows(tmp_path / "snapshots", rows=rows)
+    asked = users + ["nobody", "u3000", "u", "ünïcødé ", "\ud800"]
+    with BeliefStore.open(tmp_path / "snapshots", watch=False) as mapped:
+        assert mapped._snapshot.ordinal == mapped._snapshot._find  # served from beliefs.arrow
+        served = _models(mapped, asked)
+        enriched = {user: mapped.enrich("q", user, min_confidence=0.5).model_dump() for user in asked}
+        assert mapped.get(26).cold_start  # not a str: no user has it
+    assert [user for user in asked if served[user]["cold_start"]] == ["nobody", "u3000", "u", "ünïcødé ", "\ud800"]
+    assert len(served["u0"]["beliefs"]) == 2 and served["u0"]["beliefs"][0]["key"] == "language"
+
+    _without_served_file(tmp_path / "snapshots" / version)
+    with BeliefStore.open(tmp_path / "snapshots", watch=False) as decoded:
+        assert decoded._snapshot.ordinal == decoded._snapshot.index.get  # the Parquet decode, as before
+        assert _models(decoded, asked) == served
+        assert {user: decoded.enrich("q", user, min_confidence=0.5).model_dump() for user in asked} == enriched
+
+
+def test_the_served_file_is_verified_once_per_file_and_again_after_any_write(tmp_path: Path, monkeypatch) -> None:
+    import warehouse.online as online
+
+    monkeypatch.setenv(VERIFIED_DIR_ENV, str(tmp_path / "marks"))
+    hashed = []
+    check = online._check_digest
+    monkeypatch.setattr(online, "_check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
+    folder = tmp_path / "snapshots"
+    version = publish_rows(folder)  # the audit hashes every file and leaves its mark
+    assert sorted(hashed) == ["beliefs.arrow", "beliefs.parquet"]
+    hashed.clear()
+    BeliefStore.open(folder, watch=False).close()
+    assert hashed == []  # the same files, already hashed: opening maps, nothing more
+    BeliefStore.open(folder, watch=False, verify="always").close()
+    assert sorted(hashed) == ["beliefs.arrow", "beliefs.parquet"]
+
+    # One bit flipped in the served file, its size and modification time kept: its change time moved, so the
+    # mark no longer names it, it is hashed again, and the snapshot is refused.
+    served = folder / version / SERVED_FILE
+    stat, data = served.stat(), bytearray(served.read_bytes())
+    data[len(data) // 2] ^= 1
+    served.write_bytes(bytes(data))
+    os.utime(served, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    with pytest.raises(SnapshotError, match="beliefs.arrow does not match the blake3"):
+        BeliefStore.open(folder, watch=False)
+    with pytest.raises(SnapshotError, match="beliefs.arrow does not match the blake3"):
+        verify_snapshot(folder / version)  # what rollback, promote and forget check
+    # The same for the Parquet file, which the served one is derived from: the snapshot is verified whole.
+    data[len(data) // 2] ^= 1
+    served.write_bytes(bytes(data))
+    parquet = folder / version / "beliefs.parquet"
+    parquet.write_bytes(parquet.read_bytes()[:-1] + b"x")
+    with pytest.raises(SnapshotError, match="beliefs.parquet does not match the sha256"):
+        BeliefStore.open(folder, watch=False)
+    with pytest.raises(ValueError, match="verify must be"):
+        BeliefStore.open(folder, verify="never")
+
+
+def test_marks_in_a_folder_others_can_write_are_not_trusted(tmp_path: Path, monkeypatch) -> None:
+    import warehouse.online as online
+
+    marks = tmp_path / "marks"
+    marks.mkdir(mode=0o777)
+    marks.chmod(0o777)
+    monkeypatch.setenv(VERIFIED_DIR_ENV, str(marks))
+    publish_rows(tmp_path / "snapshots")
+    hashed = []
+    check = online._check_digest
+    monkeypatch.setattr(online, "_check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
+    BeliefStore.open(tmp_path / "snapshots", watch=False).close()
+    assert sorted(hashed) == ["beliefs.arrow", "beliefs.parquet"]  # hashed, though the audit hashed them too
