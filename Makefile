@@ -39,7 +39,7 @@ demo: install
 	@echo "  data docs     .selfmodel/data_docs/index.html (Great Expectations site: suites, validations; static files)"
 	@echo "  HTTP API      $(BIN)/selfmodel api, then curl http://127.0.0.1:8000/users/26/beliefs (POST /enrich, /healthz)"
 	@echo "  Prefect UI    $(BIN)/prefect server start, then http://127.0.0.1:4200 (this run and its artifacts)"
-	@echo "  schedule it   README: prefect deploy + work pool + worker, or selfmodel serve"
+	@echo "  schedule it   docs/reference.md: prefect deploy + work pool + worker, or selfmodel serve"
 
 test: install
 	$(BIN)/python -m pytest -q

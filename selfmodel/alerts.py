@@ -384,7 +384,7 @@ class ChatChannel:
             plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
             if plugin is None or type(plugin).__name__ != APPRISE_PLUGINS[self.kind]:
                 raise ConfigError(f"{self.where} is not a {self.kind} URL apprise understands "
-                                  f"(see README 'Owners and alerts')")
+                                  f"(see docs/reference.md, 'Owners and alerts')")
             plugin.socket_connect_timeout = plugin.socket_read_timeout = self.timeout_seconds
             if self.kind == "discord":
                 # Discord refuses a message over 2,000 characters: a long alert (worst cases, SQL) goes out

@@ -1,4 +1,4 @@
-"""`selfmodel calibrate`: fit the belief model per key family to the warehouse's own history (README
+"""`selfmodel calibrate`: fit the belief model per key family to the warehouse's own history (docs/reference.md
 "Calibration").
 
 Windows are laid out backwards from the evaluation's earliest cutoff, so the fit never sees what the

@@ -1,7 +1,7 @@
 """`selfmodel forget USER_ID`: what is held about a user goes from every table, copy and snapshot; only the
 fact that a deletion happened stays (table `deletions`: when, a sha256 of the id, how much went).
 
-Where a user is held, and what forgetting does there (README "Forgetting a user"):
+Where a user is held, and what forgetting does there (docs/reference.md "Forgetting a user"):
 
 * events, observations, belief history (so beliefs), labels: the user's rows are deleted; others' events
   that name the user as whose post they rate (Stack Exchange votes) lose the id.

@@ -8,7 +8,7 @@ crashed run never leaves a stale lock behind. The holder writes who it is into t
 since when) so a second run can say whom it waited for.
 
 A lock on a network file system is only as good as that file system's `flock`; keep the warehouse on a
-local disk (README "Running it in production").
+local disk (docs/reference.md "Running it in production").
 
 Processes that are not ours ignore this lock: a DuckDB shell or a notebook with the live file open locks
 every writer out through DuckDB's own file lock. A run waits for that the same way, for the same time

@@ -55,7 +55,7 @@ class WarehouseSettings(StrictModel):
     path: Path = Path(".selfmodel/warehouse.duckdb")
     # Memory DuckDB may use before spilling to disk; None leaves DuckDB's default (80 % of RAM).
     memory_limit: str | None = None
-    # A read-only copy for analysts, replaced atomically after each flow's write step (README "Querying
+    # A read-only copy for analysts, replaced atomically after each flow's write step (docs/reference.md "Querying
     # the warehouse"); analysts never open the live file, so neither side waits for the other. null: off.
     analyst_copy: Path | None = Path(".selfmodel/analyst/warehouse.duckdb")
 
@@ -129,7 +129,7 @@ MappedColumn = Annotated[str, AfterValidator(_mapped_column)]
 
 # The roles of the OpenAI chat format; a chat source's `roles` maps other names onto them.
 ChatRole = Literal["user", "assistant", "system", "developer", "tool"]
-# What a format chat source's `mapping` and `defaults` may name: the conversation's own fields (README "Chat logs").
+# What a format chat source's `mapping` and `defaults` may name: the conversation's own fields (docs/reference.md "Chat logs").
 CHAT_CONVERSATION_FIELDS = ("user_id", "session_id", "occurred_at", "rating")
 
 
@@ -159,7 +159,7 @@ class ChatSettings(StrictModel):
 
 
 class PostgresSettings(StrictModel):
-    """Format postgres: where the rows are and how to read them on from where the last batch stopped (README
+    """Format postgres: where the rows are and how to read them on from where the last batch stopped (docs/reference.md
     "Sources in PostgreSQL and object storage"). The connection string is never in the config: `dsn_env` names
     the environment variable that holds it, or `dsn_secret_block` a Prefect Secret block."""
 
@@ -204,7 +204,7 @@ class SourceSettings(StrictModel):
     bot_user_ids: list[str] = Field(default_factory=lambda: ["-1"])
     # CSV only (files are UTF-8; a byte-order mark is skipped).
     csv_delimiter: str = ","
-    # Format chat only: one record is one conversation (README "Chat logs").
+    # Format chat only: one record is one conversation (docs/reference.md "Chat logs").
     chat: ChatSettings = ChatSettings()
 
     @field_validator("name")
@@ -300,7 +300,7 @@ class IngestSettings(StrictModel):
 
 
 class KeySettings(StrictModel):
-    """How evidence for one key family becomes confidence (see README "Belief model")."""
+    """How evidence for one key family becomes confidence (see docs/reference.md "Belief model")."""
 
     # "one": a user has one value (role, language); "many": several can hold (topics, facts).
     cardinality: Literal["one", "many"]
@@ -322,7 +322,7 @@ LLM_EXTRACTOR = "llm"
 
 
 DEFAULT_KEYS = {
-    # Topics drift fastest: calibrated with the predictive eval (README "Evaluation").
+    # Topics drift fastest: calibrated with the predictive eval (docs/reference.md "Evaluation").
     "topic": KeySettings(cardinality="many", half_life_days=30, prior=4.0),
     "expertise": KeySettings(cardinality="one", half_life_days=180, prior=2.0),
     "role": KeySettings(cardinality="one", half_life_days=365, prior=2.0),
@@ -401,7 +401,7 @@ class PredictiveEvalSettings(StrictModel):
 
 
 class EnrichmentEvalSettings(StrictModel):
-    """The enrichment judge (selfmodel.evals.enrichment, README "Enrichment judge"): the endpoint and prices are
+    """The enrichment judge (selfmodel.evals.enrichment, docs/reference.md "Enrichment judge"): the endpoint and prices are
     the `llm` section's."""
 
     # Run it with every `selfmodel eval` (and the nightly); off: only with `--suite enrichment`.
@@ -706,7 +706,7 @@ class NightlySettings(StrictModel):
 
 
 class CalibrationSettings(StrictModel):
-    """`selfmodel calibrate` (README "Calibration"): the belief model fitted to the warehouse's own history.
+    """`selfmodel calibrate` (docs/reference.md "Calibration"): the belief model fitted to the warehouse's own history.
 
     Windows go back from the evaluation's earliest cutoff (the predictive eval's backtest), each as long as
     the eval's horizon: first `validation_windows` to check the fit on, then before them `train_windows` to fit
@@ -730,7 +730,7 @@ class CalibrationSettings(StrictModel):
 
 
 class LLMSettings(StrictModel):
-    """An OpenAI-compatible chat endpoint (README "LLM extractor"): OpenAI, Azure OpenAI, or a local server
+    """An OpenAI-compatible chat endpoint (docs/reference.md "LLM extractor"): OpenAI, Azure OpenAI, or a local server
     (vLLM, llama.cpp, Ollama). The API key is read when a request is made, from the environment variable
     `api_key_env` or the Prefect Secret block `api_key_secret_block`; it is never in this file, a table or a log."""
 

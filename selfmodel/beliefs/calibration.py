@@ -1,4 +1,4 @@
-"""Fitting the belief model to what users did next. Pure numpy / scipy, no I/O (README "Calibration").
+"""Fitting the belief model to what users did next. Pure numpy / scipy, no I/O (docs/reference.md "Calibration").
 
 The data of one key family: every belief judged at some cutoffs (its value, whether it held in the window
 after the cutoff) and the observations behind it (age at the cutoff, extracted weight, evidence kind,

@@ -161,7 +161,7 @@ def findings_the_target_adds(with_target: list[Finding], without_target: list[Fi
 
 
 def evidence_unit(row: dict, finding: Finding) -> str:
-    """What repeated evidence is counted within (README "Belief model"): feedback credited to the rated
+    """What repeated evidence is counted within (docs/reference.md "Belief model"): feedback credited to the rated
     post's author comes from that post (sixty upvotes on one answer are one unit); anything else from its
     session or thread, or from its own event when it has none."""
     if finding.user_id is not None and row.get("reply_to"):

@@ -1,5 +1,5 @@
 """The parameters beliefs are computed with: the config's key policies, with an adopted calibration's fitted
-values in place of them (README "Calibration").
+values in place of them (docs/reference.md "Calibration").
 
 A parameter set is identified by a hash of its content. Each refresh records the set it folded with
 (tables belief_parameters, evidence_weights, base_rates; refresh_runs.parameter_set); the `beliefs` view reads

@@ -64,7 +64,7 @@ def _alert_hook(settings: Settings):
 @click.option("--json", "as_json", is_flag=True, help="Print exactly one JSON object on stdout.")
 @click.pass_context
 def calibrate(ctx: click.Context, as_of: datetime | None, dry_run: bool, as_json: bool) -> None:
-    """Fit the belief model per key family to this warehouse's history (README "Calibration").
+    """Fit the belief model per key family to this warehouse's history (docs/reference.md "Calibration").
 
     Half-life, prior, evidence weights, repeat discount, base rates and a calibration map are fitted on
     windows before the evaluation's and adopted per family only when validation log loss improves. The

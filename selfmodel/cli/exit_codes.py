@@ -1,4 +1,4 @@
-"""Every exit code of the `selfmodel` command, in one place (the README's reference lists the same)."""
+"""Every exit code of the `selfmodel` command, in one place (docs/cli.md lists the same)."""
 
 from __future__ import annotations
 

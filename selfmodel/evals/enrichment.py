@@ -1,4 +1,4 @@
-"""Does enrichment help? An LLM judge (README "Enrichment judge"); needs the `llm` endpoint.
+"""Does enrichment help? An LLM judge (docs/reference.md "Enrichment judge"); needs the `llm` endpoint.
 
 The held-out window is the predictive suite's newest: beliefs as of the cutoff T, and what users wrote in
 (T, T + horizon]. Up to `eval.enrichment.sample_size` users who had a belief at the serving threshold at T and

@@ -36,7 +36,7 @@ def _iso(moment) -> str:
 # A topic is expected at the serving threshold when the user tagged it in this many distinct threads in the last
 # 30 days: on the bundled sample such a tag came back in the user's next 14 days 80 % of the time (148 judged at
 # weekly cutoffs), against 46 % for "used 5 times" (1,839 judged; 29 % when the uses sit in one or two threads),
-# which asked confidence to be higher than the data supports (README "Calibration").
+# which asked confidence to be higher than the data supports (docs/reference.md "Calibration").
 MIN_TOPIC_THREADS = 5
 # One message says nothing about a role or a fact the user did not state. Topic, expertise and language it may
 # say, with calibrated confidence: in the backtest, beliefs served about users with one prior interaction held

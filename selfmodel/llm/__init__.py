@@ -1,4 +1,4 @@
-"""Language models behind a small interface (README "LLM extractor").
+"""Language models behind a small interface (docs/reference.md "LLM extractor").
 
 - `selfmodel.llm.base`: what callers use: `ChatModel` (a structured-output call returning a parsed pydantic
   object with its token usage, and a plain-text completion), `BatchChatModel` (the Batch API), `Usage`,

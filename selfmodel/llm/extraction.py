@@ -1,5 +1,5 @@
 """The LLM extractor in the warehouse: ask the model about pending user messages, cache what it answers, and
-turn cached answers into observations (README "LLM extractor").
+turn cached answers into observations (docs/reference.md "LLM extractor").
 
 Two steps of a refresh (selfmodel.beliefs.refresh), when `beliefs.extractors.llm.enabled`:
 

@@ -1,6 +1,6 @@
 -- belief_confidence (a fragment, included as {{belief_confidence}}): confidence per (user, key, value) from
 -- the caller's CTE `evidence` (user_id, key, value, cardinality, prior, decayed_evidence, ...), with the
--- family's base rate and calibration map (README "Belief model"; the belief_* macros of migration 0009).
+-- family's base rate and calibration map (docs/reference.md "Belief model"; the belief_* macros of migration 0009).
 -- A key's totals are summed over its values for one-valued keys only (many-valued ones do not need them).
 -- Inputs: CTE evidence, Arrow tables key_policies, value_base_rates.
 with

@@ -1,6 +1,6 @@
 -- effective_observations (a fragment, included as {{effective_observations}} by the queries that compute
 -- confidence): the observations of the caller's CTE `scope` (every column kept) with the weight the belief
--- model gives them, `effective_weight` (README "Belief model"): the extracted weight * the fitted weight of
+-- model gives them, `effective_weight` (docs/reference.md "Belief model"): the extracted weight * the fitted weight of
 -- their evidence kind * the family's repeat discount ^ (earlier observations of the same user, key and value
 -- from the same unit, by time, then event id, then weight). Families without a discount skip the ranking,
 -- which costs a sort of their observations. `scope` must hold every earlier observation of each group it holds.

@@ -1,6 +1,6 @@
 -- fold_from_scope (a fragment, included as {{fold_from_scope}} after the caller's CTE `scope`, which holds
 -- observation columns and `is_new`): the CTEs that fold `scope` into the new state of its (user, key) groups
--- at $as_of, then `select * from final` (README "Belief model"). Included by fold_observations (the groups with
+-- at $as_of, then `select * from final` (docs/reference.md "Belief model"). Included by fold_observations (the groups with
 -- new observations) and fold_all_observations (every group): one home for what a fold computes.
 -- Inputs: CTE scope, Arrow tables key_policies, kind_weights, value_base_rates. Parameters: $as_of
 weighted as (

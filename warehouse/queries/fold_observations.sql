@@ -1,5 +1,5 @@
 -- fold_observations: the new state, at $as_of, of every (user, key) that has observations not yet counted,
--- recomputed from all of its observations (README "Belief model"), so an incremental refresh equals a full one
+-- recomputed from all of its observations (docs/reference.md "Belief model"), so an incremental refresh equals a full one
 -- under any parameters. With no previous state, or new parameters, every group is folded: fold_all_observations.
 -- Already counted = extract_run <= $prev_watermark and observed_at <= $prev_as_of (one rectangle,
 -- because both bounds only grow between full refreshes).

@@ -452,7 +452,7 @@ def test_beliefs_left_in_the_far_future_name_the_way_out_and_a_full_refresh_take
     con.close()
 
 
-# --- fitted parameters (README "Calibration"): the fold stays the model, incremental stays full ------------
+# --- fitted parameters (docs/reference.md "Calibration"): the fold stays the model, incremental stays full ------------
 
 FITTED = {
     "role": KeyPolicy("one", 40.0, 1.3, repeat_discount=0.5, kind_weights={"role:declared": 2.5},
@@ -687,7 +687,7 @@ def test_every_query_of_the_belief_formula_computes_the_model(warehouse) -> None
         "select user_id, key, value, confidence from beliefs_at_cutoff").fetchall()}, past_expected,
         "beliefs_at_cutoff")
 
-    # The snapshot rounds to 12 significant digits (README "Snapshots"), well inside 1e-9.
+    # The snapshot rounds to 12 significant digits (docs/reference.md "Snapshots"), well inside 1e-9.
     snapshot = con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).fetchall()
     columns = [d[0] for d in con.sql(load_sql("snapshot_beliefs"), params={"min_confidence": 0.0}).description]
     check({(row[columns.index("user_id")], row[columns.index("key")], row[columns.index("value")]):
