@@ -45,9 +45,10 @@ from selfmodel.redact import scrub
 from selfmodel.settings import Settings
 from selfmodel.version import code_version
 from warehouse.db import WarehouseBusyError, connect, load_sql, run, run_dicts
-from warehouse.online import (
-    BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, VERSION_PATTERN, SnapshotError,
-    SERVED_FILE, SERVED_SCHEMA, _Snapshot, read_current, read_manifest, user_bucket, verify_snapshot,
+from warehouse.online import open_snapshot
+from warehouse.snapshot_format import (
+    BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, SERVED_FILE, SERVED_SCHEMA,
+    VERSION_PATTERN, SnapshotError, read_current, read_manifest, user_bucket, verify_snapshot,
 )
 
 log = logging.getLogger("selfmodel.publish")
@@ -320,7 +321,7 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 
 def _write_served(path: Path, table: pa.Table) -> dict:
-    """Write beliefs.arrow (warehouse.online.SERVED_SCHEMA) of a snapshot table sorted by user, fsynced;
+    """Write beliefs.arrow (warehouse.snapshot_format.SERVED_SCHEMA) of a snapshot table sorted by user, fsynced;
     return its manifest entry. Written straight to the file: no second copy of it in memory."""
     batch = _served_batch(table)
     with open(path, "wb") as handle:
@@ -334,7 +335,7 @@ def _write_served(path: Path, table: pa.Table) -> dict:
 
 
 def _served_batch(table: pa.Table) -> pa.RecordBatch:
-    """The arrays the online reader serves from, its user index included (warehouse.online.SERVED_SCHEMA),
+    """The arrays the online reader serves from, its user index included (warehouse.snapshot_format.SERVED_SCHEMA),
     of a snapshot table sorted by user; the same table gives the same arrays, so the same file."""
     users = table.column("user_id").combine_chunks()
     rows = len(users)
@@ -419,7 +420,7 @@ def _audit_snapshot(audit: Audit, staged: Path, table: pa.Table, counts: dict, f
               "every belief's key family is in beliefs.keys" if not counts["unknown_family"]
               else f"{counts['unknown_family']} beliefs have a key family missing from beliefs.keys")
     try:
-        loaded = _Snapshot(staged, verify="always")  # checksums, row and user counts against the manifest
+        loaded = open_snapshot(staged, verify="always")  # checksums, row and user counts against the manifest
     except SnapshotError as exc:
         audit.add("checksums", False, str(exc))
         return
@@ -762,7 +763,7 @@ def _rewrite_without(folder: Path, version: str, user_id: str, now: datetime) ->
         folder, table.filter(pc.invert(held)), data_as_of=datetime.fromisoformat(manifest["data_as_of"]),
         created=datetime.fromisoformat(manifest["created_at"]), serving_threshold=manifest["serving_threshold"],
         min_confidence=manifest.get("min_confidence", 0.0), extra=extra)
-    _Snapshot(staged, verify="always")  # the online reader opens it, checksums verified, before it can be served
+    open_snapshot(staged, verify="always")  # the online reader opens it, checksums verified, before it can be served
     new_version = new_manifest["version"]
     target = folder / new_version
     if target.exists():  # a forget killed after this rename: the same rewrite is there already

@@ -55,7 +55,6 @@ import json
 import logging
 import mmap
 import os
-import re
 import struct
 import tempfile
 import threading
@@ -67,63 +66,21 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import blake3
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, field_serializer
 
+from warehouse.snapshot_format import (  # noqa: F401  (the contract, also offered to readers from here)
+    BELIEFS_FILE, BELIEFS_SCHEMA, CURRENT_FILE, MANIFEST_FILE, SCHEMA_VERSION, SERVED_FILE, SERVED_FORMAT,
+    SERVED_SCHEMA, VERSION_PATTERN, SnapshotError, check_digest, digest_algorithm, digest_mismatch, listed_files,
+    read_current, read_manifest, read_verified, user_bucket, verify_snapshot,
+)
+
 log = logging.getLogger("selfmodel.online")
 
-SCHEMA_VERSION = 1
-CURRENT_FILE = "CURRENT"
-MANIFEST_FILE = "manifest.json"
-BELIEFS_FILE = "beliefs.parquet"
-# The same beliefs, uncompressed and laid out to be memory-mapped (SERVED_SCHEMA): what `BeliefStore` serves.
-SERVED_FILE = "beliefs.arrow"
-SERVED_FORMAT = 1
-# A version id: UTC creation time, then the first 12 hex digits of the content hash. Sorts by time.
-VERSION_PATTERN = re.compile(r"\d{8}T\d{6}Z-[0-9a-f]{12}")
-
-BELIEFS_SCHEMA = pa.schema([
-    pa.field("user_id", pa.string(), nullable=False),
-    pa.field("key", pa.string(), nullable=False),
-    pa.field("value", pa.string(), nullable=False),
-    pa.field("confidence", pa.float64(), nullable=False),
-    pa.field("evidence_count", pa.int64(), nullable=False),
-    pa.field("decayed_evidence", pa.float64(), nullable=False),
-    pa.field("first_seen", pa.timestamp("us", tz="UTC"), nullable=False),
-    pa.field("last_evidence_at", pa.timestamp("us", tz="UTC"), nullable=False),
-])
-# beliefs.arrow: one Arrow IPC record batch of length 1; each column holds one whole array as its only list,
-# so arrays of different lengths share one file. Buffers are 64-byte aligned and uncompressed: the reader
-# maps the file and views the arrays in place (nothing is decoded or copied, and processes share the pages).
-#   bucket_starts   buckets + 1 (buckets: a power of two >= users): a hash table stored as arrays. The users
-#   user_ids        of bucket b = zlib.crc32(utf-8 of the id) & (buckets - 1) are user_ids[bucket_starts[b]:
-#                   bucket_starts[b + 1]]; a user's ordinal is its position in user_ids (ids grouped by bucket,
-#                   so a lookup reads one bucket entry, one id and one row range: few cache misses)
-#   user_rows       2 x users: user i's rows are user_rows[2i]:user_rows[2i + 1]
-#   key_codes, value_codes, confidence, evidence_count, last_evidence_at (microseconds since the epoch):
-#                   one entry per belief, in beliefs.parquet's row order
-#   key_names, value_names   what the codes stand for
-SERVED_SCHEMA = pa.schema([
-    pa.field("bucket_starts", pa.large_list(pa.int64())),
-    pa.field("user_ids", pa.large_list(pa.large_string())),
-    pa.field("user_rows", pa.large_list(pa.int64())),
-    pa.field("key_codes", pa.large_list(pa.int32())),
-    pa.field("value_codes", pa.large_list(pa.int32())),
-    pa.field("confidence", pa.large_list(pa.float64())),
-    pa.field("evidence_count", pa.large_list(pa.int64())),
-    pa.field("last_evidence_at", pa.large_list(pa.int64())),
-    pa.field("key_names", pa.large_list(pa.large_string())),
-    pa.field("value_names", pa.large_list(pa.large_string())),
-], metadata={"selfmodel.served_format": str(SERVED_FORMAT)})
 _SERVED_COLUMNS = ["user_id", "key", "value", "confidence", "evidence_count", "last_evidence_at"]
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-
-
-class SnapshotError(RuntimeError):
-    """No snapshot, or one that fails verification (missing file, wrong checksum or counts)."""
 
 
 class Belief(BaseModel):
@@ -201,91 +158,6 @@ _MODEL_FIELDS = frozenset(SelfModel.model_fields)
 _ENRICHMENT_FIELDS = frozenset(Enrichment.model_fields)
 
 
-# --- reading the folder -----------------------------------------------------------------------------
-
-def read_current(folder: Path) -> str | None:
-    """The version CURRENT names, or None when nothing has been published."""
-    try:
-        text = (Path(folder) / CURRENT_FILE).read_text(encoding="ascii").strip()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SnapshotError(f"cannot read {Path(folder) / CURRENT_FILE}: {exc}") from None
-    if not VERSION_PATTERN.fullmatch(text):
-        raise SnapshotError(f"{Path(folder) / CURRENT_FILE} does not name a snapshot version: {text[:80]!r}")
-    return text
-
-
-def read_manifest(snapshot_dir: Path) -> dict:
-    path = Path(snapshot_dir) / MANIFEST_FILE
-    try:
-        manifest = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        raise SnapshotError(f"snapshot {snapshot_dir.name} has no {MANIFEST_FILE}") from None
-    except (OSError, ValueError) as exc:
-        raise SnapshotError(f"cannot read {path}: {exc}") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise SnapshotError(
-            f"snapshot {snapshot_dir.name} has schema version {manifest.get('schema_version')!r}; "
-            f"this reader knows {SCHEMA_VERSION}"
-        )
-    return manifest
-
-
-def read_verified(snapshot_dir: Path, manifest: dict, name: str) -> bytes:
-    """A snapshot file's bytes, after checking its size and sha256 against the manifest."""
-    expected = _listed(manifest).get(name)
-    if not expected:
-        raise SnapshotError(f"manifest of {snapshot_dir.name} does not list {name}")
-    try:
-        data = (Path(snapshot_dir) / name).read_bytes()
-    except OSError as exc:
-        raise SnapshotError(f"snapshot {snapshot_dir.name}: cannot read {name}: {exc}") from None
-    _check_digest(snapshot_dir, name, data, expected)
-    return data
-
-
-def verify_snapshot(snapshot_dir: Path) -> dict:
-    """Check every file of a snapshot against its manifest; return the manifest."""
-    snapshot_dir = Path(snapshot_dir)
-    manifest = read_manifest(snapshot_dir)
-    for name in _listed(manifest):
-        read_verified(snapshot_dir, manifest, name)
-    return manifest
-
-
-def _listed(manifest: dict) -> dict[str, dict]:
-    """Every file a manifest checksums: `files` (the beliefs, which the content hash covers) and
-    `served_files` (derived from them for serving, outside the content hash)."""
-    return {**manifest.get("files", {}), **manifest.get("served_files", {})}
-
-
-def _check_digest(snapshot_dir: Path, name: str, data, expected: dict) -> None:
-    """Raise SnapshotError unless data has the size and digest of its manifest entry (blake3 for the
-    served file: ~2.5x faster than sha256 on the large uncompressed file; sha256 for the beliefs)."""
-    algorithm = _algorithm(expected)
-    if len(data) == expected["bytes"]:
-        digest = (blake3.blake3(data, max_threads=blake3.blake3.AUTO) if algorithm == "blake3"
-                  else hashlib.sha256(data)).hexdigest()
-        if digest == expected[algorithm]:
-            return
-    raise _mismatch(snapshot_dir, name, expected)
-
-
-def _algorithm(expected: dict) -> str:
-    return "blake3" if "blake3" in expected else "sha256"
-
-
-def _mismatch(snapshot_dir: Path, name: str, expected: dict) -> SnapshotError:
-    return SnapshotError(f"snapshot {Path(snapshot_dir).name}: {name} does not match the {_algorithm(expected)} "
-                         "in its manifest")
-
-
-def user_bucket(user_id: str, buckets: int) -> int:
-    """The bucket of beliefs.arrow's user hash table that holds `user_id` (buckets: a power of two)."""
-    return zlib.crc32(user_id.encode()) & (buckets - 1)
-
-
 # --- verifying once per file ----------------------------------------------------------------------------
 
 VERIFIED_DIR_ENV = "SELFMODEL_VERIFIED_DIR"
@@ -327,7 +199,7 @@ def _leave_mark(marks: Path, mark: str) -> None:
 
 def _identity(name: str, stat: os.stat_result, expected: dict) -> tuple:
     return (name, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns,
-            expected[_algorithm(expected)])
+            expected[digest_algorithm(expected)])
 
 
 def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordBatch:
@@ -341,7 +213,7 @@ def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordB
     keeps every identity), so on the publishing machine even the first open skips the hashing.
     """
     name = snapshot_dir.name
-    listed = _listed(manifest)
+    listed = listed_files(manifest)
     maps, identities = {}, []
     try:
         for file_name, expected in sorted(listed.items()):
@@ -349,7 +221,7 @@ def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordB
             try:
                 stat = os.fstat(descriptor)
                 if stat.st_size != expected["bytes"]:  # no need to hash it
-                    raise _mismatch(snapshot_dir, file_name, expected)
+                    raise digest_mismatch(snapshot_dir, file_name, expected)
                 maps[file_name] = mmap.mmap(descriptor, 0, prot=mmap.PROT_READ) if stat.st_size else b""
             finally:
                 os.close(descriptor)
@@ -361,7 +233,7 @@ def _map_verified(snapshot_dir: Path, manifest: dict, verify: str) -> pa.RecordB
     mark = _mark(identities)
     if marks is None or not (marks / mark).exists():
         with ThreadPoolExecutor(max_workers=len(maps), thread_name_prefix="snapshot-verify") as pool:
-            checks = [pool.submit(_check_digest, snapshot_dir, file_name, memoryview(data), listed[file_name])
+            checks = [pool.submit(check_digest, snapshot_dir, file_name, memoryview(data), listed[file_name])
                       for file_name, data in maps.items()]
             for check in checks:
                 check.result()  # raises the first file's SnapshotError
@@ -857,6 +729,12 @@ class BeliefStore:
                 self.refresh()
             except Exception:  # the watcher must outlive any surprise; the old snapshot keeps serving
                 log.exception("checking %s failed", self.folder / CURRENT_FILE)
+
+
+def open_snapshot(snapshot_dir: Path, verify: str = "always") -> "_Snapshot":
+    """Open one snapshot folder as BeliefStore serves it (mapped, every file checked against the manifest):
+    the writer's audit opens what it staged this way before it can be served."""
+    return _Snapshot(Path(snapshot_dir), verify=verify)
 
 
 def _load_with_retry(folder: Path, version: str, attempts: int = 3, verify: str = "once") -> _Snapshot:

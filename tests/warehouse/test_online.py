@@ -82,12 +82,29 @@ def test_importing_the_reader_pulls_in_no_duckdb_prefect_or_great_expectations(t
     result = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
                             text=True, check=True)
     assert json.loads(result.stdout) == [[], []]
-    source = (REPO_ROOT / "warehouse" / "online.py").read_text()
-    imported = {line.split()[1].split(".")[0] for line in source.splitlines()
-                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
-    assert imported <= {"pyarrow", "pydantic", "blake3", "hashlib", "json", "logging", "mmap", "os", "re", "struct",
-                        "tempfile", "threading", "time", "zlib", "collections", "concurrent", "datetime", "pathlib",
-                        "typing"}
+    light = {"pyarrow", "pydantic", "blake3", "hashlib", "json", "logging", "mmap", "os", "re", "struct", "tempfile",
+             "threading", "time", "zlib", "collections", "concurrent", "datetime", "pathlib", "typing"}
+    for module in ("online.py", "snapshot_format.py"):
+        source = (REPO_ROOT / "warehouse" / module).read_text()
+        imported = {line.split()[1] for line in source.splitlines()
+                    if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+        assert {name.split(".")[0] for name in imported} - {"warehouse"} <= light, module
+        assert {name for name in imported if name.startswith("warehouse")} <= {"warehouse.snapshot_format"}, module
+
+
+def test_the_writer_and_the_reader_share_one_contract_and_nothing_private() -> None:
+    """selfmodel.publish imports the snapshot contract (warehouse.snapshot_format) and, of the reader, only
+    its public way to open a snapshot: no private name of either crosses between them."""
+    import ast
+
+    for path in (REPO_ROOT / "selfmodel" / "publish.py", REPO_ROOT / "warehouse" / "online.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("warehouse."):
+                names = [alias.name for alias in node.names]
+                assert not [name for name in names if name.startswith("_")], (path.name, node.module, names)
+    publish_imports = {node.module for node in ast.walk(ast.parse((REPO_ROOT / "selfmodel" / "publish.py").read_text()))
+                       if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("warehouse.")}
+    assert "warehouse.snapshot_format" in publish_imports
 
 
 def test_get_returns_the_users_beliefs_most_confident_first(store: BeliefStore) -> None:
@@ -353,8 +370,8 @@ def test_the_served_file_is_verified_once_per_file_and_again_after_any_write(tmp
 
     monkeypatch.setenv(VERIFIED_DIR_ENV, str(tmp_path / "marks"))
     hashed = []
-    check = online._check_digest
-    monkeypatch.setattr(online, "_check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
+    check = online.check_digest
+    monkeypatch.setattr(online, "check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
     folder = tmp_path / "snapshots"
     version = publish_rows(folder)  # the audit hashes every file and leaves its mark
     assert sorted(hashed) == ["beliefs.arrow", "beliefs.parquet"]
@@ -395,7 +412,7 @@ def test_marks_in_a_folder_others_can_write_are_not_trusted(tmp_path: Path, monk
     monkeypatch.setenv(VERIFIED_DIR_ENV, str(marks))
     publish_rows(tmp_path / "snapshots")
     hashed = []
-    check = online._check_digest
-    monkeypatch.setattr(online, "_check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
+    check = online.check_digest
+    monkeypatch.setattr(online, "check_digest", lambda folder, name, *rest: (hashed.append(name), check(folder, name, *rest)))
     BeliefStore.open(tmp_path / "snapshots", watch=False).close()
     assert sorted(hashed) == ["beliefs.arrow", "beliefs.parquet"]  # hashed, though the audit hashed them too
