@@ -30,6 +30,20 @@ OVERRIDE_ENV_PREFIX = "SELFMODEL__"
 SourceFormat = Literal["jsonl", "csv", "parquet", "stackexchange", "convai2", "chat", "postgres"]
 
 
+def _environment_variable_name(value: str | None, example: str) -> str | None:
+    """A setting naming an environment variable (that holds a secret): a name, never the secret itself."""
+    if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ValueError(f"must be the name of an environment variable, such as {example}")
+    return value
+
+
+def _prefect_block_name(value: str | None) -> str | None:
+    """A setting naming a Prefect block: lowercase letters, digits and dashes."""
+    if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
+        raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
+    return value
+
+
 def _known_zone(value: str) -> str:
     try:
         ZoneInfo(value)
@@ -177,6 +191,17 @@ class PostgresSettings(StrictModel):
     rows: Literal["events", "chat"] = "events"
     statement_timeout_seconds: float = Field(default=300.0, gt=0)
     connect_timeout_seconds: int = Field(default=10, gt=0)
+
+    @field_validator("dsn_env")
+    @classmethod
+    def _dsn_variable_name(cls, value: str | None) -> str | None:
+        # A connection string pasted here would sit in the config, and in the error naming an unset variable.
+        return _environment_variable_name(value, "SELFMODEL_PG_DSN")
+
+    @field_validator("dsn_secret_block")
+    @classmethod
+    def _dsn_block_name(cls, value: str | None) -> str | None:
+        return _prefect_block_name(value)
 
     @model_validator(mode="after")
     def _one_of_each(self) -> "PostgresSettings":
@@ -447,16 +472,12 @@ class ChatChannelSettings(StrictModel):
     @field_validator("url_env")
     @classmethod
     def _variable_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must be the name of an environment variable, such as SLACK_ALERTS_URL")
-        return value
+        return _environment_variable_name(value, "SLACK_ALERTS_URL")
 
     @field_validator("url_secret_block")
     @classmethod
     def _block_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
-            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
-        return value
+        return _prefect_block_name(value)
 
     @model_validator(mode="after")
     def _one_source(self) -> "ChatChannelSettings":
@@ -521,17 +542,12 @@ class OwnerSettings(StrictModel):
     @field_validator("webhook_env")
     @classmethod
     def _variable_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must be the name of an environment variable, such as SLACK_WEBHOOK_URL")
-        return value
+        return _environment_variable_name(value, "SLACK_WEBHOOK_URL")
 
     @field_validator("webhook_secret_block")
     @classmethod
     def _block_name(cls, value: str | None) -> str | None:
-        # Prefect block names: lowercase letters, digits and dashes.
-        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
-            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
-        return value
+        return _prefect_block_name(value)
 
     @model_validator(mode="after")
     def _reachable(self) -> "OwnerSettings":
@@ -781,16 +797,12 @@ class LLMSettings(StrictModel):
     @field_validator("api_key_env")
     @classmethod
     def _key_variable_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError("must be the name of an environment variable, such as OPENAI_API_KEY")
-        return value
+        return _environment_variable_name(value, "OPENAI_API_KEY")
 
     @field_validator("api_key_secret_block")
     @classmethod
     def _key_block_name(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"[a-z0-9][a-z0-9-]*", value):
-            raise ValueError("must be a Prefect block name (lowercase letters, digits and '-')")
-        return value
+        return _prefect_block_name(value)
 
     @model_validator(mode="after")
     def _one_key_source(self) -> "LLMSettings":

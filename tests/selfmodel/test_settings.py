@@ -276,3 +276,17 @@ def test_the_llm_key_is_read_when_used_and_never_quoted(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(write(tmp_path, yaml.safe_dump({"llm": {**LLM_SECTION, "api_key": key}})), environ={})
     assert "llm.api_key" in str(raised.value) and key not in str(raised.value)
+
+
+@pytest.mark.parametrize("field, pasted", [
+    ("dsn_env", "postgresql://app:s3cr3t-pw@db.internal:5432/app"),
+    ("dsn_secret_block", "postgresql://app:s3cr3t-pw@db.internal/app"),
+])
+def test_a_connection_string_pasted_where_its_name_belongs_is_refused_without_quoting_it(tmp_path: Path, field: str,
+                                                                                         pasted: str) -> None:
+    config = write(tmp_path, "warehouse: {path: wh.duckdb}\nsources:\n  - name: app\n    format: postgres\n"
+                             f"    postgres: {{{field}: '{pasted}', table: events, cursor: id}}\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(config, environ={})
+    assert "s3cr3t-pw" not in str(raised.value)
+    assert field in str(raised.value)
