@@ -39,7 +39,8 @@ sys.path.insert(0, str(REPO))
 
 import duckdb  # noqa: E402
 
-from selfmodel.publish import _switch_current as switch_current, publish_table  # noqa: E402
+from selfmodel.publish import publish_table  # noqa: E402
+from selfmodel.publish.folder import _switch_current as switch_current  # noqa: E402
 from warehouse.online import BELIEFS_SCHEMA, BeliefStore, read_current  # noqa: E402
 
 AS_OF = datetime(2025, 6, 1, tzinfo=timezone.utc)

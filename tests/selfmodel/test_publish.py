@@ -394,7 +394,7 @@ def test_the_served_file_is_checksummed_beside_the_content_hash_never_inside_it(
     import blake3
     import pyarrow as pa
 
-    from selfmodel.publish import _served_differs, _sha, stage_snapshot
+    from selfmodel.publish.folder import _served_differs, _sha, stage_snapshot
     from warehouse.online import BELIEFS_SCHEMA
 
     at = REFRESHED_AT

@@ -97,12 +97,13 @@ def test_the_writer_and_the_reader_share_one_contract_and_nothing_private() -> N
     its public way to open a snapshot: no private name of either crosses between them."""
     import ast
 
-    for path in (REPO_ROOT / "selfmodel" / "publish.py", REPO_ROOT / "warehouse" / "online.py"):
+    writer = sorted((REPO_ROOT / "selfmodel" / "publish").glob("*.py"))
+    for path in (*writer, REPO_ROOT / "warehouse" / "online.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("warehouse."):
                 names = [alias.name for alias in node.names]
                 assert not [name for name in names if name.startswith("_")], (path.name, node.module, names)
-    publish_imports = {node.module for node in ast.walk(ast.parse((REPO_ROOT / "selfmodel" / "publish.py").read_text()))
+    publish_imports = {node.module for path in writer for node in ast.walk(ast.parse(path.read_text()))
                        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("warehouse.")}
     assert "warehouse.snapshot_format" in publish_imports
 
