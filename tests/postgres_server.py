@@ -65,6 +65,20 @@ class PostgresServer:
             os.chmod(self.root, 0o755)
             os.chown(self.root, self._account.pw_uid, self._account.pw_gid)
             self._as_user = ["runuser", "-u", self._account.pw_name, "--"]
+            if subprocess.run([*self._as_user, "test", "-x", str(self.bin_dir / "initdb")]).returncode != 0:
+                # The binaries sit where the server's account cannot reach them (a checkout under a folder
+                # only root may enter, as `mktemp -d` makes): a copy beside the data (~40 MB) it can run,
+                # with the shared libraries a wheel keeps beside the package (RPATH $ORIGIN/../../../<pkg>.libs).
+                install = self.bin_dir.parent
+                copy = self.root / install.parent.name / install.name
+                shutil.copytree(install, copy, symlinks=True)
+                libs = install.parent.parent / f"{install.parent.name}.libs"
+                if libs.is_dir():
+                    shutil.copytree(libs, self.root / libs.name, symlinks=True)
+                for folder in (self.root / install.parent.name, copy, self.root / libs.name):
+                    if folder.exists():
+                        os.chmod(folder, 0o755)
+                self.bin_dir = copy / "bin"
 
     def _run(self, *args: str) -> None:
         subprocess.run([*self._as_user, *args], check=True, capture_output=True, text=True)
