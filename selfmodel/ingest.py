@@ -584,8 +584,7 @@ def ingest(settings: Settings, source_name: str | None = None, clock: Clock | No
     """Ingest every configured source (or one), each as its own batch; opens the warehouse once."""
     sources = [settings.source(source_name)] if source_name else list(settings.sources)
     refuse_overlapping_sources(settings, source_name)
-    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
-    try:
+    from selfmodel.analyst import open_for_writing  # analysts see the batches as soon as they are in
+
+    with open_for_writing(settings, clock=clock) as con:
         return [ingest_source(con, settings, source, clock, progress) for source in sources]
-    finally:
-        con.close()

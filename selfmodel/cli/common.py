@@ -74,14 +74,20 @@ def sole_writer(settings: Settings, command: str) -> Iterator[None]:
 
 @contextmanager
 def writing_warehouse(settings: Settings, command: str, *, lock: bool = True):
-    """The writer lock (unless `lock` is false: a dry run), then the warehouse open for writing; when the
-    command's work completes, the analyst copy shows it (selfmodel.analyst.open_for_writing)."""
+    """The writer lock, then the warehouse open for writing; when the command's work completes, the analyst
+    copy shows it (selfmodel.analyst.open_for_writing). `lock` false is a dry run: no lock, and the analyst
+    copy is left as it is (a dry run keeps nothing)."""
     from selfmodel.analyst import open_for_writing
+    from warehouse.db import connect
 
     with ExitStack() as stack:
         if lock:
             stack.enter_context(sole_writer(settings, command))
-        yield stack.enter_context(open_for_writing(settings))
+            yield stack.enter_context(open_for_writing(settings))
+        else:
+            con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+            stack.callback(con.close)
+            yield con
 
 
 @contextmanager

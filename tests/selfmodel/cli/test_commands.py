@@ -259,3 +259,15 @@ def test_every_writing_command_exits_3_while_another_run_holds_the_writer_lock(j
         result = CliRunner().invoke(main, ["--config", str(jsonl_config), *command])
     assert result.exit_code == 3, result.output
     assert "nightly flow run test-night" in result.stderr and "Traceback" not in result.output
+
+
+def test_a_dry_run_leaves_the_analyst_copy_as_it_was(jsonl_config: Path) -> None:
+    from selfmodel.settings import load_settings
+
+    assert CliRunner().invoke(main, ["--config", str(jsonl_config), "ingest"]).exit_code == 0
+    copy = load_settings(jsonl_config, environ={}).analyst_copy_path
+    assert copy is not None and copy.exists()  # every writing command refreshes it
+    before = (copy.stat().st_ino, copy.stat().st_mtime_ns)
+    result = CliRunner().invoke(main, ["--config", str(jsonl_config), "calibrate", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert (copy.stat().st_ino, copy.stat().st_mtime_ns) == before
