@@ -81,8 +81,8 @@ def _create_beliefs_as_of(con: duckdb.DuckDBPyConnection, settings: Settings) ->
 
 
 @contextmanager
-def open_for_writing(settings: Settings, *, wait: bool = False,
-                     clock: Clock | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+def open_for_writing(settings: Settings, *, wait: bool = False, clock: Clock | None = None,
+                     analyst_copy: bool = True) -> Iterator[duckdb.DuckDBPyConnection]:
     """The one way a step writes the warehouse: a read-write connection with the configured memory limit
     (`wait`: while another process has the file open, wait up to `nightly.lock_wait_seconds` for it, as a
     run's steps do; else busy at once), and when the block completes,
@@ -90,12 +90,15 @@ def open_for_writing(settings: Settings, *, wait: bool = False,
     the live file. A block that raises leaves the copy as it was: the last finished step. Closed either way.
 
     It does not take the writer lock (selfmodel.lock): a run holds that for all its steps, a command for itself.
+    `analyst_copy=False`: for a step that another writing step always follows in the same flow run, which
+    copies the warehouse then; each copy is the whole warehouse, so copying after both would do it twice.
     """
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit,
                   wait_seconds=settings.nightly.lock_wait_seconds if wait else 0.0)
     try:
         yield con
-        export_analyst_copy(con, settings, clock=clock)
+        if analyst_copy:
+            export_analyst_copy(con, settings, clock=clock)
     finally:
         con.close()
 

@@ -19,7 +19,8 @@ def validate_data_task(config_path: str) -> list[dict]:
     from selfmodel.quality import validate
 
     settings = load_settings(config_path)
-    with open_for_writing(settings, wait=True) as con:
+    # The evaluate flow's eval step, which always follows in the same run, refreshes the analyst copy.
+    with open_for_writing(settings, wait=True, analyst_copy=False) as con:
         reports = validate(con, settings)
     logger = get_run_logger()
     for report in reports:

@@ -250,3 +250,19 @@ def test_every_writing_command_leaves_the_analyst_copy_current(belief_warehouse)
                                               ).fetchone()[0] == runs
     finally:
         copy.close()
+
+
+def test_a_step_that_another_always_follows_can_leave_the_copy_to_it(belief_warehouse) -> None:
+    from selfmodel.analyst import open_for_writing
+
+    settings = belief_warehouse(warehouse={"analyst_copy": "analyst/warehouse.duckdb"})
+    with open_for_writing(settings, analyst_copy=False) as con:
+        con.execute("create table validated as select 1 as one")
+    assert not settings.analyst_copy_path.exists()
+    with open_for_writing(settings) as con:
+        pass
+    copy = duckdb.connect(str(settings.analyst_copy_path), read_only=True)
+    try:
+        assert copy.execute("select one from validated").fetchall() == [(1,)]
+    finally:
+        copy.close()
