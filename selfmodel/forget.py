@@ -180,6 +180,7 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
     """
     from selfmodel.analyst import export_analyst_copy
     from selfmodel.beliefs.observe import shard_leftovers
+    from selfmodel.ingest import staging_leftovers
     from selfmodel.publish import forget_in_snapshots
     from selfmodel.quality import prune_data_docs
     from warehouse.online import SnapshotError
@@ -210,7 +211,8 @@ def forget(settings: Settings, user_id: str, clock: Clock | None = None) -> Forg
                             "`selfmodel forget` again: until then a snapshot may still serve the user") from None
     # A sharded refresh killed with -9 leaves its copies of events behind; no refresh runs now (the caller
     # holds the writer lock), so whatever is there is such a leftover.
-    for leftover in shard_leftovers(settings):
+    # The same for an ingest killed while it held copies of a remote source's objects.
+    for leftover in [*shard_leftovers(settings), *staging_leftovers(settings)]:
         shutil.rmtree(leftover, ignore_errors=True)
     # Deleted rows' bytes stay in the file's free blocks: the file is rewritten with live rows only.
     con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)

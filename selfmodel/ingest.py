@@ -422,7 +422,7 @@ class SourceIngestor:
         elif remote.is_remote(self.source.path):
             staging_root = self.settings.warehouse_path.parent
             staging_root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix="staging-", dir=staging_root) as staging:
+            with tempfile.TemporaryDirectory(prefix=staging_prefix(self.settings), dir=staging_root) as staging:
                 self._read_files(report, watermark, started, Path(staging))
         else:
             self._read_files(report, watermark, started)
@@ -577,6 +577,18 @@ def ingest_source(con: duckdb.DuckDBPyConnection, settings: Settings, source: So
                   clock: Clock | None = None, progress: ProgressCallback | None = None) -> BatchReport:
     """Ingest one source as one batch on an open connection."""
     return SourceIngestor(con, settings, source, clock or SystemClock(), progress).run()
+
+
+def staging_prefix(settings: Settings) -> str:
+    """Objects of a remote source are copied into `<warehouse file>.staging-*` beside the warehouse for the
+    batch (named after the warehouse file, so never a folder of the user's) and removed after it."""
+    return settings.warehouse_path.name + ".staging-"
+
+
+def staging_leftovers(settings: Settings) -> list[Path]:
+    """Staging folders of batches killed with -9 (they hold users' records: `selfmodel forget` clears them)."""
+    root = settings.warehouse_path.parent
+    return sorted(path for path in root.glob(staging_prefix(settings) + "*") if path.is_dir()) if root.is_dir() else []
 
 
 def ingest(settings: Settings, source_name: str | None = None, clock: Clock | None = None,

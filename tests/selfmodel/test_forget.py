@@ -180,12 +180,15 @@ def test_forget_reaches_eval_results_and_every_text_quoting_the_users_cases(beli
     leftover = shard_work_root(settings) / "refresh-killed" / "events-shard-0000.parquet"  # a kill -9's remains
     leftover.parent.mkdir(parents=True)
     leftover.write_text("alice's events")
+    staged = settings.warehouse_path.parent / f"{settings.warehouse_path.name}.staging-killed" / "000-logs.jsonl"
+    staged.parent.mkdir()  # an ingest killed while it held a remote source's objects
+    staged.write_text('{"user_id": "alice"}\n')
     theirs = settings.warehouse_path.parent / "shards" / "logs.jsonl"  # a folder of the user's own, beside it
     theirs.parent.mkdir()
     theirs.write_text("{}\n")
 
     report = forget(settings, "alice", clock=FixedClock(REFRESHED_AT))
-    assert not leftover.exists() and theirs.exists()
+    assert not leftover.exists() and not staged.parent.exists() and theirs.exists()
     assert report.deleted["eval_results"] == 2 and report.deleted["alerts_redacted"] == 1
     assert report.data_docs_pages == 1 and not page.exists()
     assert sorted(Path(p).name for p in report.still_named_in) == ["demo_users.yaml", "labeled_chat.yaml"]
