@@ -8,6 +8,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Iterator
 
 import click
+import duckdb
 
 from selfmodel.cli.exit_codes import ExitCode
 from selfmodel.settings import ConfigError, Settings
@@ -33,9 +34,19 @@ def clean_errors() -> Iterator[None]:
     except WarehouseError as exc:
         echo_error(exc)
         sys.exit(ExitCode.FAILED)
+    except duckdb.OutOfMemoryException as exc:
+        # DuckDB's message ends in generic advice about SET statements; what a user can change is the config.
+        echo_error(f"the warehouse ran out of memory: {_first_line(exc)}. Raise warehouse.memory_limit, or set "
+                   f"it if it is not set (above it DuckDB spills to disk, in <warehouse>.tmp); this step stopped "
+                   f"and rolled back what it had not committed.")
+        sys.exit(ExitCode.FAILED)
     except OSError as exc:  # the machine, not the data: a folder that cannot be made, a full disk
         echo_error(f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
         sys.exit(ExitCode.FAILED)
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0].rstrip(".") if str(exc).strip() else type(exc).__name__
 
 
 @contextmanager

@@ -117,6 +117,29 @@ def test_a_warehouse_folder_that_cannot_be_made_exits_1_with_one_line(tmp_path: 
     assert result.stderr.startswith("error: ") and "a-file" in result.stderr
 
 
+def test_running_out_of_memory_is_one_line_naming_the_setting_and_nothing_is_half_written(
+        tmp_path: Path, qc_sample: Path) -> None:
+    import duckdb
+
+    config = tmp_path / "selfmodel.yaml"
+    source = f"sources:\n  - {{name: qc, format: stackexchange, path: {qc_sample}}}\n"
+    config.write_text("warehouse: {path: wh.duckdb}\n" + source)
+    assert CliRunner().invoke(main, ["--config", str(config), "ingest"]).exit_code == 0
+    config.write_text("warehouse: {path: wh.duckdb, memory_limit: 4MB}\n" + source)  # far too little for a refresh
+    result = subprocess.run([sys.executable, "-m", "selfmodel", "--config", str(config), "refresh", "--full"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr + result.stdout
+    [line] = result.stderr.splitlines()
+    assert line.startswith("error: the warehouse ran out of memory: ") and "warehouse.memory_limit" in line
+    con = duckdb.connect(str(tmp_path / "wh.duckdb"), read_only=True)
+    try:  # the refresh's transaction was rolled back
+        assert con.execute("select count(*) from observations").fetchone() == (0,)
+        assert con.execute("select count(*) from refresh_runs").fetchone() == (0,)
+    finally:
+        con.close()
+
+
 def test_forget_erases_the_user_from_the_analyst_copy_at_once(jsonl_config: Path) -> None:
     import duckdb
 
