@@ -7,7 +7,9 @@
 -- Parameters: $as_of, $watermark, $prev_as_of, $prev_watermark
 with
 
-counted as (
+-- Not materialized: read twice (for the touched groups, and for their scope), DuckDB would copy every
+-- observation in the window into memory first (8.5 s of a refresh with nothing new at 27 M observations).
+counted as not materialized (
     select user_id, key, value, weight, observed_at, event_id, extractor, evidence_kind, evidence_unit,
            not (extract_run <= coalesce($prev_watermark, -1)
                 and observed_at <= coalesce($prev_as_of, '-infinity'::timestamptz)) as is_new
