@@ -32,7 +32,8 @@ import refresh as refresh_benchmark  # noqa: E402  (benchmarks/refresh.py: its e
 
 from selfmodel.beliefs.extractors import fact, role, text  # noqa: E402
 from selfmodel.beliefs.observe import (FETCH_ROWS, enabled_extractors, observation_table,  # noqa: E402
-                                       observations_of_page_event_by_event, observations_of_table)
+                                       observations_of_page_event_by_event, observations_of_table,
+                                       queue_events_to_extract)
 from selfmodel.beliefs.refresh import refresh_beliefs  # noqa: E402
 from selfmodel.clock import FixedClock  # noqa: E402
 from selfmodel.settings import load_settings  # noqa: E402
@@ -55,9 +56,7 @@ def forget_cached_texts(extractors: list) -> None:
 def side_by_side(con, settings, rounds: int) -> None:
     """Both paths over the same pages, each as refresh runs it: read a page from DuckDB, extract, make the Arrow
     table of its observations (the insert, the same for both, is left out). Best of `rounds` each."""
-    con.execute("create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
-                + load_sql("events_to_extract") + ")", {"everything": True}).fetchall()
-    [(queued,)] = con.execute("select count(*) from extract_queue").fetchall()
+    queued = queue_events_to_extract(con, everything=True)
     firsts = range(1, queued + 1, FETCH_ROWS)
     page_sql = load_sql("extract_queue_page")
     extractors = enabled_extractors(settings)

@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import time
+from contextlib import contextmanager
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -183,6 +184,33 @@ def _validated_size(size: str) -> str:
     if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", size, flags=re.IGNORECASE):
         raise WarehouseError(f"warehouse.memory_limit {size!r} is not a size like '4GB'")
     return size.strip()
+
+
+# DuckDB's units: KB, MB, GB, TB are powers of 1000; KiB, MiB, GiB, TiB powers of 1024.
+_SIZE_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+               "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def size_in_bytes(size: str) -> int:
+    """A warehouse.memory_limit ('1GB', '512MiB') in bytes, as DuckDB reads it."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B)\s*", size, flags=re.IGNORECASE)
+    if not found or found.group(2).lower() not in _SIZE_UNITS:
+        raise WarehouseError(f"warehouse.memory_limit {size!r} is not a size like '4GB'")
+    return int(float(found.group(1)) * _SIZE_UNITS[found.group(2).lower()])
+
+
+@contextmanager
+def memory_limit_while(con: duckdb.DuckDBPyConnection, configured: str | None, share: Callable[[int], int]):
+    """Within the block, DuckDB's memory_limit is `share(configured bytes)`; the configured limit after it.
+    Nothing changes when no limit is configured (DuckDB's default is a share of the machine's memory)."""
+    if not configured:
+        yield
+        return
+    execute(con, f"set memory_limit = '{int(share(size_in_bytes(configured)))}B'")  # an int: nothing to inject
+    try:
+        yield
+    finally:
+        execute(con, f"set memory_limit = '{_validated_size(configured)}'")
 
 
 @cache

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from selfmodel.beliefs.extractors import EXTRACTOR_NAMES, build_extractors, load_yaml_mapping
 from selfmodel.beliefs.extractors.base import EventView, Finding, TargetView
 from selfmodel.settings import Settings
-from warehouse.db import execute, load_sql, run
+from warehouse.db import execute, load_sql, memory_limit_while, run
 
 log = logging.getLogger("selfmodel.beliefs")
 
@@ -38,6 +38,11 @@ INSERT_ROWS = 200_000
 # Contents whose findings a run of extraction remembers across pages (observations_of_page's `seen`): a few
 # pages' worth, bounded so that a long refresh does not hold every text it read.
 SEEN_CONTENTS = 100_000
+# What one extraction worker process holds at its plateau (benchmarks/refresh.py, synthetic chat and the QC
+# sample): ~90 MB of Python and imports, ~130 MB of language model, a page in flight and its results, and
+# the content cache. While workers run, DuckDB's memory_limit is lowered by this much per worker, so that
+# warehouse.memory_limit bounds the whole refresh and not only the DuckDB part of it.
+WORKER_MEMORY_BYTES = 400 * 2**20
 OBSERVATION_COLUMNS = ("user_id", "key", "value", "weight", "observed_at", "event_id", "source", "extractor",
                        "extractor_version", "batch_id", "evidence_kind", "evidence_unit")
 
@@ -278,9 +283,12 @@ def _observations_of_columns(extractors: list, weights: dict[str, float], page: 
     for extractor in extractors:
         if getattr(extractor, "content_only", False) and hasattr(extractor, "findings_of_many"):
             by_content[extractor.name] = extractor.findings_of_many(new_contents)
+    # Remembered compactly, a tuple in by_content's order (the same on every page of a run), with every
+    # "found nothing" the one empty tuple: a dict of lists per content made the cache ~150 MB per worker.
+    cached = list(by_content.values())
     for position, index in enumerate(new):
-        seen[content_keys[index]] = {name: found[position] for name, found in by_content.items()}
-    by_content = {name: [seen[key][name] for key in content_keys] for name in by_content}
+        seen[content_keys[index]] = tuple(tuple(found[position]) or () for found in cached)
+    by_content = {name: [seen[key][slot] for key in content_keys] for slot, name in enumerate(by_content)}
 
     # What each content's findings add to every row of that content, prepared once: per extractor, and when
     # every extractor is content_only and no finding names another user, as one block of columns per content.
@@ -402,6 +410,25 @@ def _pages(con: duckdb.DuckDBPyConnection, queued: int) -> Iterator[pa.Table]:
                       params={"first": first, "last": first + FETCH_ROWS - 1}).to_arrow_table()
 
 
+def queue_events_to_extract(con: duckdb.DuckDBPyConnection, everything: bool) -> int:
+    """Queue the events to extract (events_to_extract) in the temp table extract_queue, numbered for paging;
+    return how many. Pages are read from a table, not a streaming result: DuckDB allows no writes on a
+    connection while a result streams, and a second cursor would not see the caller's transaction. At 10 M
+    events the queue outgrows warehouse.memory_limit and spills to `<warehouse>.tmp` (the query keeps no whole
+    event in memory: see its header)."""
+    execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
+            + load_sql("events_to_extract") + ")", {"everything": everything})
+    [(queued,)] = execute(con, "select count(*) from extract_queue")
+    return queued
+
+
+def duckdb_share(limit: int, workers: int) -> int:
+    """DuckDB's memory_limit while `workers` extraction processes run beside it: what they leave of the
+    configured limit, but never under a quarter of it (DuckDB spills the queue and the new observations;
+    it cannot work in nothing)."""
+    return max(limit - workers * WORKER_MEMORY_BYTES, limit // 4)
+
+
 def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: datetime) -> ExtractionReport:
     """Extract observations from every batch not yet extracted. Runs inside the caller's transaction.
 
@@ -418,17 +445,13 @@ def extract_pending(con: duckdb.DuckDBPyConnection, settings: Settings, now: dat
         return report
     writer = ObservationWriter(con, extract_run)
     per_batch: Counter[str] = Counter()
-    # The pending events are queued in a temp table and read page by page: DuckDB allows no writes on a
-    # connection while a result streams, and a second cursor would not see this transaction's state.
-    execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
-            + load_sql("events_to_extract") + ")", {"everything": False})
-    [(queued,)] = execute(con, "select count(*) from extract_queue")
-    report.events = queued
+    queued = report.events = queue_events_to_extract(con, everything=False)
     workers = min(settings.beliefs.extract_workers, max(1, queued // PARALLEL_MIN_EVENTS))
     if workers > 1:
         context = multiprocessing.get_context("spawn")  # no fork: the parent holds DuckDB's threads
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(settings,)) as pool:
+        with memory_limit_while(con, settings.warehouse.memory_limit, lambda limit: duckdb_share(limit, workers)), \
+                ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                                    initargs=(settings,)) as pool:
             pending = deque()
             for page in _pages(con, queued):
                 pending.append(pool.submit(_extract_in_worker, page))
@@ -485,9 +508,7 @@ def export_shards(con: duckdb.DuckDBPyConnection, settings: Settings, folder: Pa
     """Write the pending events (all events when `everything`, for a full refresh) as one Parquet file per shard."""
     folder.mkdir(parents=True, exist_ok=True)
     batches = [b for (b,) in run(con, "pending_batches_all" if everything else "pending_batches")]
-    execute(con, "create or replace temp table extract_queue as select *, row_number() over () as queue_row from ("
-            + load_sql("events_to_extract") + ")", {"everything": everything})
-    [(queued,)] = execute(con, "select count(*) from extract_queue")
+    queued = queue_events_to_extract(con, everything)
     files = []
     for shard in range(shards):
         path = folder / f"events-shard-{shard:04d}.parquet"

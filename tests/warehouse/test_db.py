@@ -13,7 +13,8 @@ import duckdb
 import pytest
 
 from warehouse import db
-from warehouse.db import WarehouseBusyError, WarehouseError, connect, migrate, quote_identifier, run
+from warehouse.db import (WarehouseBusyError, WarehouseError, connect, memory_limit_while, migrate, quote_identifier, run,
+                          size_in_bytes)
 
 MIGRATIONS = Path(db.__file__).parent / "migrations"
 REPO_ROOT = Path(db.__file__).resolve().parents[1]
@@ -91,6 +92,31 @@ def test_memory_limit_must_be_a_plain_size(tmp_path: Path) -> None:
         con.close()
     with pytest.raises(WarehouseError, match="is not a size"):
         connect(tmp_path / "b.duckdb", memory_limit="1GB'; drop table events; --")
+
+
+def test_sizes_are_read_in_duckdb_s_units() -> None:
+    assert size_in_bytes("1GB") == 10**9 and size_in_bytes("1GiB") == 2**30 and size_in_bytes(" 1.5 mb ") == 1_500_000
+    assert size_in_bytes("512KiB") == 512 * 1024 and size_in_bytes("100B") == 100
+    for bad in ("1iB", "GB", "1 GB'; --", "-1GB"):
+        with pytest.raises(WarehouseError, match="is not a size"):
+            size_in_bytes(bad)
+
+
+def test_a_lowered_memory_limit_is_put_back_even_when_the_block_fails(tmp_path: Path) -> None:
+    con = connect(tmp_path / "a.duckdb", memory_limit="1GB")
+    limit = lambda: con.execute("select current_setting('memory_limit')").fetchone()[0]  # noqa: E731
+    try:
+        with memory_limit_while(con, "1GB", lambda configured: configured // 4):
+            assert limit() == "238.4 MiB"  # 250 MB
+        assert limit() == "953.6 MiB"
+        with pytest.raises(RuntimeError), memory_limit_while(con, "1GB", lambda configured: configured // 2):
+            raise RuntimeError("the extraction failed")
+        assert limit() == "953.6 MiB"
+        before = limit()
+        with memory_limit_while(con, None, lambda configured: 1):  # nothing configured: DuckDB's default stays
+            assert limit() == before
+    finally:
+        con.close()
 
 
 def test_run_loads_sql_by_name_and_binds_parameters(tmp_path: Path) -> None:

@@ -95,9 +95,11 @@ def detect_many(proses: list[str]) -> list[tuple[str, float] | None]:
 
 @cache
 def _automaton() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """py3langid's byte automaton as numpy arrays: next state table, row offset per state, feature per state."""
+    """py3langid's byte automaton as numpy arrays: next state table, row offset per state, feature per state.
+    The next state table (9.8 M entries) is a view of py3langid's own buffer, not a widened copy: 74 MB less
+    in every extraction worker (issue 14's memory row)."""
     identifier = _identifier()
-    return (np.frombuffer(identifier.tk_nextmove, dtype=np.uint32).astype(np.int64),
+    return (np.frombuffer(identifier.tk_nextmove, dtype=np.uint32),
             np.asarray(identifier._rowbase, dtype=np.int64), np.asarray(identifier.tk_output, dtype=np.int64))
 
 
@@ -117,10 +119,10 @@ def _feature_visits(encoded: list[bytes]) -> list[tuple[np.ndarray, np.ndarray] 
         width = int(lengths[0]) if len(chunk) else 0
         if width == 0:
             continue
-        padded = np.zeros((len(chunk), width), dtype=np.int64)
+        padded = np.zeros((len(chunk), width), dtype=np.uint8)
         for row, i in enumerate(chunk):
             padded[row, :lengths[row]] = np.frombuffer(encoded[i], dtype=np.uint8)
-        features = np.full((len(chunk), width), -1, dtype=np.int64)
+        features = np.full((len(chunk), width), -1, dtype=np.int32)
         # Longest first, so the texts still walking at a position are a prefix of the chunk.
         still_walking = np.searchsorted(-lengths, -np.arange(1, width + 1), side="right")
         state = np.zeros(len(chunk), dtype=np.int64)

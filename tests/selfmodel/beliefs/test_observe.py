@@ -46,3 +46,34 @@ def test_observations_carry_the_extractor_and_kind_of_their_evidence() -> None:
     assert ("alice", "expertise@qubit", "expertise:upvote", "post|post:7") in seen
     assert ("alice", "expertise", "expertise:accept", "post|post:7") in seen
     assert ("carol", "style.verbosity", "style:thumbs_down", "session|chat:1") in seen
+
+
+def test_the_queue_of_events_to_extract_spills_instead_of_running_out_of_memory(tmp_path) -> None:
+    """Issue 14: queueing every pending event (a full refresh) held them all in memory twice (a CTE read twice,
+    and the hash table of a join of every event with every event), so 10 M events under memory_limit 1GB stopped
+    with OutOfMemoryException. The same shape at 100k events under 40MB did too; now the queue spills."""
+    from warehouse.db import connect, execute
+    from selfmodel.beliefs.observe import queue_events_to_extract
+
+    con = connect(tmp_path / "wh.duckdb")
+    try:
+        # 100k events of ~150 bytes of text; every tenth is feedback on the event before it.
+        execute(con, """
+            insert into events (event_id, user_id, occurred_at, kind, text, session_id, reply_to, rating, tags,
+                                source, batch_id, attributes, content_hash, is_late, ingested_at)
+            select 'e' || i, 'u' || (i % 1000), timestamptz '2024-01-01' + to_seconds(i),
+                   case when i % 10 = 0 then 'feedback' else 'message' end,
+                   repeat('some words here ', 1 + i % 20) || i, null, case when i % 10 = 0 then 'e' || (i - 1) end,
+                   null, []::varchar[], 'app', 'b1', '{}'::json, md5(i::varchar), false, now()
+            from range(100000) as t(i)""")
+        execute(con, "set memory_limit = '40MB'")
+        assert queue_events_to_extract(con, everything=False) == 100_000
+        [(feedback, with_target, right_target)] = execute(con, """
+            select count(*) filter (where kind = 'feedback'), count(target_text),
+                   count(*) filter (where target_text like '%' || (regexp_extract(event_id, '\\d+')::int - 1))
+            from extract_queue""")
+        assert feedback == 10_000 and with_target == 9_999 and right_target == 9_999  # e0 rates no event
+        [(rows, numbered)] = execute(con, "select count(*), count(distinct queue_row) from extract_queue")
+        assert rows == numbered == 100_000
+    finally:
+        con.close()

@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from selfmodel.beliefs.model import CalibrationMap, KeyPolicy, Observation, confidences, decayed_evidence
@@ -374,23 +375,34 @@ def test_extraction_in_worker_processes_gives_the_same_observations(make_setting
     texts = ["I'm a nurse and I love jazz music.", "How do I fix `x = 1`? $a^2$", "ok", "Hola, ¿cómo estás hoy, amigo?"]
     write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, f"u{i % 7}", texts[i % 4] + f" #{i}", i % 30) for i in range(300)])
     observations = {}
+    add_table = observe.ObservationWriter.add_table
     for workers in (1, 2):
         folder = tmp_path / f"w{workers}"
         folder.mkdir()
         (folder / "chat.jsonl").write_text((tmp_path / "chat.jsonl").read_text())
         (folder / "selfmodel.yaml").write_text(
-            f"warehouse: {{path: wh.duckdb}}\nsources:\n  - {{name: chat, format: jsonl, path: chat.jsonl}}\n"
-            f"beliefs: {{extract_workers: {workers}}}\n")
+            f"warehouse: {{path: wh.duckdb, memory_limit: 2GB}}\n"
+            f"sources:\n  - {{name: chat, format: jsonl, path: chat.jsonl}}\nbeliefs: {{extract_workers: {workers}}}\n")
         from selfmodel.settings import load_settings
 
         settings = load_settings(folder / "selfmodel.yaml", environ={})
         ingest(settings, clock=FixedClock(T0 + timedelta(days=60)))
         monkeypatch.setattr(observe, "PARALLEL_MIN_EVENTS", 100)
         monkeypatch.setattr(observe, "FETCH_ROWS", 40)
-        con = connect(settings.warehouse_path)
+        con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+        limit = lambda: con.execute("select current_setting('memory_limit')").fetchall()[0][0]  # noqa: E731
+        configured, while_writing = limit(), set()
+        monkeypatch.setattr(observe.ObservationWriter, "add_table",
+                            lambda writer, *args: (while_writing.add(limit()), add_table(writer, *args))[1])
         report = refresh_beliefs(con, settings)
         observations[workers] = sorted(con.execute(
             "select user_id, key, value, weight, observed_at, event_id, extractor from observations").fetchall())
+        # Workers hold memory of their own: DuckDB's limit makes room for them while they run, and only then.
+        share = duckdb.connect()
+        share.execute(f"set memory_limit = '{2 * 10**9 - 2 * observe.WORKER_MEMORY_BYTES}B'")
+        assert while_writing == ({configured} if workers == 1 else
+                                 {share.execute("select current_setting('memory_limit')").fetchall()[0][0]})
+        assert limit() == configured
         con.close()
         assert report.events_extracted == 300
     assert observations[1] == observations[2] and len(observations[1]) > 600
