@@ -41,8 +41,11 @@ demo: install
 	@echo "  Prefect UI    $(BIN)/prefect server start, then http://127.0.0.1:4200 (this run and its artifacts)"
 	@echo "  schedule it   docs/reference.md: prefect deploy + work pool + worker, or selfmodel serve"
 
+# The suite in TEST_WORKERS processes (pytest-xdist): 2 keeps it near 6 minutes on a 2-core machine, where one
+# process took nearly 10. Each worker starts its own temporary Prefect server when a flow test lands on it.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/ingest.py
