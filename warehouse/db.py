@@ -213,6 +213,27 @@ def memory_limit_while(con: duckdb.DuckDBPyConnection, configured: str | None, s
         execute(con, f"set memory_limit = '{_validated_size(configured)}'")
 
 
+@contextmanager
+def joins_as_written(con: duckdb.DuckDBPyConnection):
+    """Within the block DuckDB builds each hash join on the side the query puts second, as written, instead
+    of the side its estimates call smaller.
+
+    For queries whose second side is never the larger one (the fold: families, kinds, base rates, one total per
+    key). DuckDB estimates a CTE it materialises at a fraction of its rows, so it built the fold's join of 8 M
+    (user, key, value) rows with 2 M key totals on the 8 M wide rows: 4.3 s of an 8 s fold at 5 M events, 6 s
+    without it (benchmarks/refresh.py). Other settings of disabled_optimizers are kept and put back after."""
+    [(before,)] = execute(con, "select current_setting('disabled_optimizers')")
+    if not re.fullmatch(r"[a-z_, ]*", before):  # names DuckDB listed; never quoted into SET otherwise
+        raise WarehouseError(f"unexpected disabled_optimizers setting {before!r}")
+    wanted = ", ".join(dict.fromkeys(name for name in [*(n.strip() for n in before.split(",")),
+                                                       "build_side_probe_side"] if name))
+    execute(con, f"set disabled_optimizers = '{wanted}'")
+    try:
+        yield
+    finally:
+        execute(con, f"set disabled_optimizers = '{before}'")
+
+
 @cache
 def load_sql(name: str) -> str:
     """The text of warehouse/queries/<name>.sql, with each `{{other}}` line replaced by the text of

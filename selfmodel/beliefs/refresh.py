@@ -23,7 +23,7 @@ from selfmodel.beliefs.observe import ExtractionReport, extract_pending
 from selfmodel.clock import Clock, SystemClock
 from selfmodel.settings import LLM_EXTRACTOR, Settings
 from selfmodel.version import code_version
-from warehouse.db import execute, load_sql, run, run_script
+from warehouse.db import execute, joins_as_written, load_sql, run, run_script
 
 log = logging.getLogger("selfmodel.beliefs")
 
@@ -190,12 +190,13 @@ def _refresh(con, settings: Settings, as_of: datetime | None, full: bool, clock:
     progress(REFRESH_STEPS[1], 1, len(REFRESH_STEPS))
     # Every group when there is no previous state or the parameters changed; else the groups with new observations.
     fold = "fold_all_observations" if report.refolded or prev_as_of is None else "fold_observations"
-    with beliefs_parameters.registered(con, parameters):
+    with beliefs_parameters.registered(con, parameters), joins_as_written(con):
         execute(con, "create or replace temp table folded as " + load_sql(fold),
                 {"as_of": as_of, "watermark": watermark, "prev_as_of": prev_as_of, "prev_watermark": prev_watermark})
     [(report.groups_touched, report.observations_folded)] = run(con, "folded_summary")
     progress(REFRESH_STEPS[2], 2, len(REFRESH_STEPS))
-    if mode == "incremental":  # full and rewind closed every row in force before extracting
+    # Full and rewind closed every row in force before extracting; a first refresh has none to close.
+    if mode == "incremental" and run(con, "history_in_force")[0][0]:
         run(con, "close_history", {"as_of": as_of})
     run(con, "open_history", {"as_of": as_of})
     [(report.beliefs_total,)] = run(con, "count_beliefs")

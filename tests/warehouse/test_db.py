@@ -222,3 +222,19 @@ def test_quote_identifier_makes_any_name_one_identifier(name: str) -> None:
         assert con.execute("select count(*) from duckdb_databases() where database_name = ?", [name]).fetchone() == (1,)
     finally:
         con.close()
+
+
+def test_joins_as_written_keeps_other_disabled_optimizers_and_puts_the_setting_back(tmp_path: Path) -> None:
+    from warehouse.db import joins_as_written
+
+    con = connect(tmp_path / "a.duckdb")
+    setting = lambda: {name.strip() for name in  # noqa: E731
+                       con.execute("select current_setting('disabled_optimizers')").fetchall()[0][0].split(",")}
+    try:
+        con.execute("set disabled_optimizers = 'compressed_materialization'")
+        with pytest.raises(RuntimeError), joins_as_written(con):
+            assert setting() == {"compressed_materialization", "build_side_probe_side"}
+            raise RuntimeError("the fold failed")
+        assert setting() == {"compressed_materialization"}
+    finally:
+        con.close()
