@@ -206,11 +206,11 @@ def memory_limit_while(con: duckdb.DuckDBPyConnection, configured: str | None, s
     if not configured:
         yield
         return
-    execute(con, f"set memory_limit = '{int(share(size_in_bytes(configured)))}B'")  # an int: nothing to inject
+    set_global(con, f"set memory_limit = '{int(share(size_in_bytes(configured)))}B'")  # an int: nothing to inject
     try:
         yield
     finally:
-        execute(con, f"set memory_limit = '{_validated_size(configured)}'")
+        set_global(con, f"set memory_limit = '{_validated_size(configured)}'")
 
 
 @contextmanager
@@ -227,11 +227,23 @@ def joins_as_written(con: duckdb.DuckDBPyConnection):
         raise WarehouseError(f"unexpected disabled_optimizers setting {before!r}")
     wanted = ", ".join(dict.fromkeys(name for name in [*(n.strip() for n in before.split(",")),
                                                        "build_side_probe_side"] if name))
-    execute(con, f"set disabled_optimizers = '{wanted}'")
+    set_global(con, f"set disabled_optimizers = '{wanted}'")
     try:
         yield
     finally:
-        execute(con, f"set disabled_optimizers = '{before}'")
+        set_global(con, f"set disabled_optimizers = '{before}'")
+
+
+def set_global(con: duckdb.DuckDBPyConnection, statement: str) -> None:
+    """A SET of a database-wide setting, through a cursor of its own. The error that ends a block may have
+    aborted the caller's transaction, and DuckDB then refuses every statement on that connection until its
+    rollback: a SET there would raise in place of that error and leave the setting changed (SET is not undone
+    by a rollback). A cursor has its own transaction, and the setting is the whole database's."""
+    cursor = con.cursor()
+    try:
+        execute(cursor, statement)
+    finally:
+        cursor.close()
 
 
 @cache

@@ -184,7 +184,12 @@ def registered(con: duckdb.DuckDBPyConnection, parameters: ParameterSet) -> Iter
         yield
     finally:
         for name in tables:
-            con.unregister(name)
+            try:
+                con.unregister(name)
+            except duckdb.TransactionException:
+                # The block's error aborted the caller's transaction; DuckDB refuses even this until the rollback.
+                # Left registered (a few rows, replaced by the next `registered`), so that error is the one raised.
+                pass
 
 
 def adopt(con: duckdb.DuckDBPyConnection, calibration_id: str | None, at: datetime, reason: str) -> None:

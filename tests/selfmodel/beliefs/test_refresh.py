@@ -408,6 +408,45 @@ def test_extraction_in_worker_processes_gives_the_same_observations(make_setting
     assert observations[1] == observations[2] and len(observations[1]) > 600
 
 
+@pytest.mark.parametrize("failing", ["extraction", "fold"])
+def test_an_error_that_aborts_the_refresh_is_the_one_raised_and_every_setting_is_put_back(
+        make_settings, tmp_path: Path, monkeypatch, failing: str) -> None:
+    """The refresh lowers DuckDB's memory_limit while extraction workers run and turns an optimizer off for the fold;
+    both are SETs, which a rollback does not undo. An error inside aborts the refresh's transaction, after which
+    DuckDB refused the SET that put them back: that refusal replaced the error (so an OutOfMemoryException was a
+    traceback, not `clean_errors`' one line) and the settings stayed changed."""
+    import selfmodel.beliefs.observe as observe
+    from selfmodel.beliefs import refresh as refresh_module
+
+    write_jsonl(tmp_path / "chat.jsonl", [chat_event(i, f"u{i % 7}", f"I'm a nurse and I love jazz #{i}", i % 30)
+                                          for i in range(300)])
+    settings = make_settings(sources=[{"name": "chat", "format": "jsonl", "path": "chat.jsonl"}],
+                             warehouse={"path": "wh.duckdb", "memory_limit": "2GB"}, beliefs={"extract_workers": 2})
+    ingest(settings, clock=FixedClock(T0 + timedelta(days=60)))
+    monkeypatch.setattr(observe, "PARALLEL_MIN_EVENTS", 100)
+    monkeypatch.setattr(observe, "FETCH_ROWS", 40)
+    con = connect(settings.warehouse_path, memory_limit=settings.warehouse.memory_limit)
+    setting = lambda name: con.execute(f"select current_setting('{name}')").fetchall()[0][0]  # noqa: E731
+    before = setting("memory_limit"), setting("disabled_optimizers")
+
+    def abort(con_) -> None:  # fails while executing, as running out of memory does: the transaction is aborted
+        con_.execute("select error('the disk under the warehouse is full')").fetchall()
+
+    if failing == "extraction":
+        monkeypatch.setattr(observe.ObservationWriter, "add_table", lambda writer, *args: abort(writer.con))
+    else:
+        real_execute = refresh_module.execute
+        monkeypatch.setattr(refresh_module, "execute", lambda con_, sql, *args: abort(con_) if "temp table folded"
+                            in sql else real_execute(con_, sql, *args))
+    try:
+        with pytest.raises(duckdb.InvalidInputException, match="the disk under the warehouse is full"):
+            refresh_beliefs(con, settings)
+        assert (setting("memory_limit"), setting("disabled_optimizers")) == before
+        assert con.execute("select count(*) from observations").fetchall() == [(0,)]  # rolled back
+    finally:
+        con.close()
+
+
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
