@@ -10,11 +10,7 @@ with
 -- materialized, every observation's columns would be copied once more, and the second read costs nothing when
 -- no family has a discount (its join with key_policies is empty).
 scope as not materialized (
-    select user_id, key, value, weight, observed_at, event_id, extractor, evidence_kind, evidence_unit,
-           not (extract_run <= coalesce($prev_watermark, -1)
-                and observed_at <= coalesce($prev_as_of, '-infinity'::timestamptz)) as is_new
-    from observations
-    where extract_run <= $watermark and observed_at <= $as_of
+{{observations_in_window}}
 ),
 
 {{fold_from_scope}}

@@ -10,11 +10,7 @@ with
 -- Not materialized: read twice (for the touched groups, and for their scope), DuckDB would copy every
 -- observation in the window into memory first (8.5 s of a refresh with nothing new at 27 M observations).
 counted as not materialized (
-    select user_id, key, value, weight, observed_at, event_id, extractor, evidence_kind, evidence_unit,
-           not (extract_run <= coalesce($prev_watermark, -1)
-                and observed_at <= coalesce($prev_as_of, '-infinity'::timestamptz)) as is_new
-    from observations
-    where extract_run <= $watermark and observed_at <= $as_of
+{{observations_in_window}}
 ),
 
 touched_groups as (
