@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import mmap
+import os
 import re
 import zlib
 from pathlib import Path
@@ -116,11 +118,22 @@ def read_verified(snapshot_dir: Path, manifest: dict, name: str) -> bytes:
 
 
 def verify_snapshot(snapshot_dir: Path) -> dict:
-    """Check every file of a snapshot against its manifest; return the manifest."""
+    """Check every file of a snapshot against its manifest; return the manifest. Each file is hashed through a
+    memory map, not read into memory: beliefs.arrow of a 1 M-user snapshot is ~0.6 GB."""
     snapshot_dir = Path(snapshot_dir)
     manifest = read_manifest(snapshot_dir)
-    for name in listed_files(manifest):
-        read_verified(snapshot_dir, manifest, name)
+    for name, expected in listed_files(manifest).items():
+        try:
+            with open(snapshot_dir / name, "rb") as file:
+                if os.fstat(file.fileno()).st_size != expected["bytes"]:  # no need to hash it
+                    raise digest_mismatch(snapshot_dir, name, expected)
+                if not expected["bytes"]:
+                    check_digest(snapshot_dir, name, b"", expected)
+                    continue
+                with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as mapped, memoryview(mapped) as data:
+                    check_digest(snapshot_dir, name, data, expected)
+        except OSError as exc:
+            raise SnapshotError(f"snapshot {snapshot_dir.name}: cannot read {name}: {exc}") from None
     return manifest
 
 
