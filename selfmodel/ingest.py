@@ -25,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from selfmodel.clock import Clock, SystemClock
-from selfmodel.quarantine import unregistered
+from selfmodel.quarantine import QUARANTINE_REASONS
 from selfmodel.events import CANONICAL_FIELDS, json_path
 from selfmodel.settings import ConfigError, Settings, SourceSettings
 from selfmodel.sources import ADAPTERS, remote
@@ -35,7 +35,7 @@ from selfmodel.sources.chat import ChatLayout, explode_conversations
 from selfmodel.sources.hints import file_hint, mostly_quarantined
 from selfmodel.sources.postgres import PostgresReader, Watermark, dsn_secrets, scrub_exactly
 from selfmodel.version import code_version
-from warehouse.db import connect, execute, load_sql, query_arrow_over_chunk, re2_literal, run, run_over_classified
+from warehouse.db import execute, load_sql, query_arrow_over_chunk, re2_literal, run, run_over_classified
 
 log = logging.getLogger("selfmodel.ingest")
 
@@ -378,7 +378,7 @@ class SourceIngestor:
         report.events_loaded += events_loaded
         for file, outcome, reason, records in run_over_classified(con, f"{counting}_by_file", None, classified):
             self.file_outcomes.setdefault(file, FileOutcomes()).add(outcome, reason, records)
-            if outcome == "quarantine" and unregistered([reason]):
+            if outcome == "quarantine" and reason not in QUARANTINE_REASONS:
                 # Kept as it is (nothing is lost); the reference would not explain it, so say so loudly.
                 log.error("quarantine reason %r is not in selfmodel.quarantine.QUARANTINE_REASONS: a bug, "
                           "please report it", reason)

@@ -181,8 +181,7 @@ def compact(con: duckdb.DuckDBPyConnection, path: Path) -> None:
 
 def _validated_size(size: str) -> str:
     # SET does not take bound parameters; accept only a plain size so nothing else can be injected.
-    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*[KMGT]?i?B\s*", size, flags=re.IGNORECASE):
-        raise WarehouseError(f"warehouse.memory_limit {size!r} is not a size like '4GB'")
+    size_in_bytes(size)
     return size.strip()
 
 

@@ -338,8 +338,8 @@ class _Snapshot:
         if len(self.index) != self.manifest["users"]:
             raise SnapshotError(f"snapshot {self.version}: {len(self.index)} users, manifest says {self.manifest['users']}")
         self.users = len(self.index)
-        self.starts = _view(starts, "q")
-        self.first, self.end = self.starts, self.starts[1:]
+        starts = _view(starts, "q")
+        self.first, self.end = starts, starts[1:]
         table = table.unify_dictionaries()  # key and value: small dictionaries
         column = {name: table.column(name).combine_chunks() for name in table.column_names}
 

@@ -118,12 +118,7 @@ class ObservationWriter:
         self.written = 0
 
     def add_columns(self, columns: dict[str, list], per_batch: Counter) -> None:
-        per_batch.update(columns["batch_id"])
-        table = observation_table(columns)
-        self.tables.append(table)
-        self.buffered += table.num_rows
-        if self.buffered >= INSERT_ROWS:
-            self.flush()
+        self.add_table(observation_table(columns), per_batch)
 
     def add_table(self, table: pa.Table, per_batch: Counter) -> None:
         """Observations as observations_of_table gives them."""
@@ -287,7 +282,7 @@ def _observations_of_columns(extractors: list, weights: dict[str, float], page: 
     # "found nothing" the one empty tuple: a dict of lists per content made the cache ~150 MB per worker.
     cached = list(by_content.values())
     for position, index in enumerate(new):
-        seen[content_keys[index]] = tuple(tuple(found[position]) or () for found in cached)
+        seen[content_keys[index]] = tuple(tuple(found[position]) for found in cached)
     by_content = {name: [seen[key][slot] for key in content_keys] for slot, name in enumerate(by_content)}
 
     # What each content's findings add to every row of that content, prepared once: per extractor, and when
@@ -547,8 +542,7 @@ def load_shards(con: duckdb.DuckDBPyConnection, settings: Settings, plan: ShardP
     writer = ObservationWriter(con, extract_run)
     per_batch: Counter[str] = Counter()
     for path in observation_files:
-        table = pq.read_table(path)
-        writer.add_columns({name: table.column(name).to_pylist() for name in OBSERVATION_COLUMNS}, per_batch)
+        writer.add_table(pq.read_table(path), per_batch)  # written by extract_shard as observation_table makes it
     writer.flush()
     extractor_set = extractor_set_id(settings, extractors)
     for batch_id in plan.batches:

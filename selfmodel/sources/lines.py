@@ -87,7 +87,7 @@ def _problem(line: bytes, text: str | None, max_record_bytes: int) -> tuple[str,
     return None
 
 
-def _undecodable_lines(data: bytes, starts: list[int], lines: list[bytes]) -> set[int]:
+def _undecodable_lines(data: bytes, starts: list[int]) -> set[int]:
     """Indexes of the lines that are not valid UTF-8.
 
     Python's decoder checks VALIDATE_LINES lines at a time (C, no copy of the bytes): it stops at the
@@ -127,7 +127,7 @@ def _block(data: bytes, lines: list[bytes], first_offset: int, first_line_no: in
         index = bisect_right(starts, position) - 1
         bad.add(index)
         position = data.find(NUL, starts[index + 1]) if index + 1 < len(starts) else -1
-    undecodable = _undecodable_lines(data, starts, lines)
+    undecodable = _undecodable_lines(data, starts)
     bad.update(undecodable)
     problems: list[tuple[str, str] | None] | None = None
     if bad:
