@@ -15,11 +15,20 @@ from tests.selfmodel.test_ingest_secrets import every_table_as_text
 
 
 def flow_run_logs() -> str:
+    """Every log line the session's Prefect server holds. Runs send logs in batches, so they are flushed first;
+    and the API answers at most a page of them (200 by default, fewer than a busy session's), so all pages are
+    read: with the suite spread over processes the first page sometimes ended before this test's lines."""
     from prefect.client.orchestration import get_client
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()  # the batch worker is shared: any handler flushes it
 
     async def read():
+        logs = []
         async with get_client() as client:
-            return await client.read_logs()
+            while page := await client.read_logs(offset=len(logs), limit=200):
+                logs += page
+        return logs
 
     return "\n".join(log.message for log in asyncio.run(read()))
 
