@@ -30,8 +30,6 @@ def publish_snapshot_task(config_path: str | None, fresh_suites: list[str] | Non
     # Waits, as the run did, while another process has the warehouse open.
     with open_for_writing(settings, wait=True) as con:
         result = publish(settings, con=con, on_audit_failure=on_audit_failure, fresh_suites=fresh_suites)
-    if result.published:
-        logger.info("published snapshot %s: %d beliefs of %d users", result.version, result.rows, result.users)
     if result.alert_error:
         logger.error("the nightly owners could not be told of the refused snapshot: %s", result.alert_error)
     return {**result.to_json(), "current": result.current, "rows": result.rows, "users": result.users,
